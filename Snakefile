@@ -1,0 +1,67 @@
+# tda-bench: data -> full-data models + subset ground truth -> attribution -> evaluation -> leaderboard.
+#   snakemake --cores 2                                   default benchmark (embedded digits, CPU)
+#   snakemake --cores 2 --configfile workflow/config/tiny.yaml
+#   snakemake --workflow-profile workflow/profiles/slurm  the same DAG on a SLURM cluster
+import json
+import re
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from tda_core.config import (experiments_to_run, method_options, resolve_experiment,
+                             shared_experiment_config, validate_config)
+from tda_core.errors import TdaError
+from tda_core.methods.registry import get_method
+
+min_version("8.0")
+
+# The default config is read only when no --configfile is given, so a config file replaces it
+# (experiments are never merged from two files); --config key=value still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "workflow/config/config.yaml"
+
+
+try:
+    validate_config(config)
+except TdaError as e:
+    raise WorkflowError(f"tda-bench: {e}") from None
+
+R = config["results_dir"]
+EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
+TRACKING = json.dumps(config["tracking"])
+
+
+wildcard_constraints:
+    exp="|".join(re.escape(e) for e in EXPERIMENTS),
+    method=r"[A-Za-z0-9_]+",
+    metric=r"[A-Za-z0-9_]+",
+    seed=r"\d+|all",
+    shard=r"\d+",
+
+
+def exp_dir(exp):
+    return f"{R}/{exp}"
+
+
+def full_seeds(exp):
+    return range(EXPERIMENTS[exp]["seeds"])
+
+
+def score_seeds(exp, method):
+    """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
+    return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
+
+
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/attribute.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.leaderboard.output,

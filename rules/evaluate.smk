@@ -1,0 +1,23 @@
+# Stage 5: every (experiment, metric, method) against the subset ground truth.
+
+
+rule evaluate:
+    input:
+        config=f"{R}/{{exp}}/config.json",
+        groundtruth=f"{R}/{{exp}}/groundtruth/measurements.npz",
+        scores=lambda w: expand(f"{R}/{w.exp}/scores/{w.method}/seed{{s}}.json", s=score_seeds(w.exp, w.method)),
+    output:
+        f"{R}/{{exp}}/metrics/{{metric}}/{{method}}.json",
+    params:
+        tracking=TRACKING,
+    log:
+        f"{R}/logs/{{exp}}/evaluate_{{metric}}_{{method}}.log",
+    conda:
+        "../envs/tda.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "tda --log {log} evaluate --exp-config {input.config} --metric {wildcards.metric}"
+        " --method {wildcards.method} --scores {input.scores} --groundtruth {input.groundtruth}"
+        " --tracking {params.tracking:q} --out {output}"

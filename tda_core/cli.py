@@ -1,0 +1,193 @@
+"""`tda`: the command line the Snakemake rules call (one sub-command per stage).
+
+User errors (bad config, missing or corrupted files, unknown names) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, TdaError
+
+log = logging.getLogger("tda")
+
+
+def _experiment(args):
+    from . import io
+    from .api import Experiment, load_experiment
+    from .config import config_hash
+
+    if getattr(args, "exp_config", None):
+        cfg = io.read_json(args.exp_config)
+        if config_hash(cfg) != cfg.get("config_hash"):
+            raise ConfigError(f"{args.exp_config} was edited by hand (its hash does not match); rerun `tda prepare`")
+        return Experiment(cfg)
+    if not (args.config and args.experiment):
+        raise ConfigError("give --exp-config, or --config and --experiment")
+    return load_experiment(args.config, args.experiment)
+
+
+def _json_arg(text: str | None, what: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object")
+    return value
+
+
+def cmd_prepare(args):
+    from .api import Experiment, load_experiment
+    from .config import shared_experiment_config
+    from .stages.prepare import prepare
+
+    if args.experiment_json:
+        config = _json_arg(args.experiment_json, "--experiment-json")
+        exp = Experiment(shared_experiment_config(config))
+    else:
+        exp = load_experiment(args.config, args.experiment)
+        exp = Experiment(shared_experiment_config(exp.cfg))
+    prepare(exp, args.out_config, args.out_masks)
+
+
+def cmd_train(args):
+    from .stages.train import train_full
+
+    meta = train_full(_experiment(args), args.seed, args.out, _json_arg(args.tracking, "--tracking"))
+    log.info("trained seed %s: final loss %.4f, %.1fs", args.seed, meta["final_train_loss"], meta["wall_time_s"])
+
+
+def cmd_train_shard(args):
+    from .stages.train import train_shard
+
+    train_shard(_experiment(args), args.shard, args.masks, args.out, _json_arg(args.tracking, "--tracking"))
+
+
+def cmd_gather(args):
+    from .stages.groundtruth import gather
+
+    gather(_experiment(args), args.masks, args.shards, args.models, args.out)
+
+
+def cmd_attribute(args):
+    from .stages.attribute import attribute
+
+    meta = attribute(_experiment(args), args.method, args.seed, _json_arg(args.options, "--options"), args.out,
+                     _json_arg(args.tracking, "--tracking"))
+    log.info("%s seed %s: %s", args.method, args.seed, meta["status"])
+
+
+def cmd_evaluate(args):
+    from .stages.evaluate import evaluate
+
+    res = evaluate(_experiment(args), args.metric, args.method, args.scores, args.groundtruth, args.out,
+                   _json_arg(args.tracking, "--tracking"))
+    if res["status"] == "ok":
+        log.info("%s %s: %.3f [%.3f, %.3f]", args.method, args.metric, res["value"], res["ci_low"], res["ci_high"])
+
+
+def cmd_leaderboard(args):
+    from .leaderboard import pivot_tables, write_all
+    from .tracking import tracked_run
+
+    out = Path(args.out_dir)
+    df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
+                   out / "leaderboard.html", args.images)
+    tracking = _json_arg(args.tracking, "--tracking")
+    with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
+        run.log_table("leaderboard", df.drop(columns=["reason"]).fillna(""))
+        for metric, table in pivot_tables(df).items():
+            run.log_table(f"leaderboard/{metric}", table.reset_index())
+        run.log_image("leaderboard_plot", out / "leaderboard.png")
+    print((out / "leaderboard.md").read_text())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tda", description=__doc__.splitlines()[0])
+    p.add_argument("--log", help="also write log messages to this file")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def stage(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--exp-config", help="results/{exp}/config.json written by `tda prepare`")
+        sp.add_argument("--config", help="a workflow config YAML (with --experiment)")
+        sp.add_argument("--experiment")
+        sp.add_argument("--tracking", help="W&B settings as JSON, e.g. '{\"mode\": \"offline\"}'")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = stage("prepare", cmd_prepare, "write the resolved experiment config and subset masks")
+    sp.add_argument("--experiment-json", help="the resolved experiment config as JSON (from the Snakefile)")
+    sp.add_argument("--out-config", required=True)
+    sp.add_argument("--out-masks", required=True)
+
+    sp = stage("train", cmd_train, "train one full-data model (all checkpoints)")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = stage("train-shard", cmd_train_shard, "train one shard of subset models, keep measurements")
+    sp.add_argument("--shard", type=int, required=True)
+    sp.add_argument("--masks", required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = stage("gather", cmd_gather, "merge shards + full-data measurements into the ground truth")
+    sp.add_argument("--masks", required=True)
+    sp.add_argument("--shards", nargs="+", required=True)
+    sp.add_argument("--models", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = stage("attribute", cmd_attribute, "compute one method's scores for one seed (or 'all')")
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--seed", required=True)
+    sp.add_argument("--options", help="method options as JSON")
+    sp.add_argument("--out", required=True, help="the sidecar JSON; scores go beside it as .npy")
+
+    sp = stage("evaluate", cmd_evaluate, "score a method's attributions with a metric")
+    sp.add_argument("--metric", required=True)
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files")
+    sp.add_argument("--groundtruth", required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
+    sp.add_argument("--metrics", nargs="+", required=True)
+    sp.add_argument("--images", nargs="*", default=[])
+    sp.add_argument("--out-dir", required=True)
+    sp.add_argument("--tracking")
+    sp.set_defaults(fn=cmd_leaderboard)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("tda: %(message)s"))
+    handlers: list[logging.Handler] = [console]
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(args.log))
+        handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads or 1)
+        args.fn(args)
+    except TdaError as e:
+        log.error("error: %s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Config loading, schema validation (Snakemake's own `validate`), experiment resolution, hashing."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
+# adding a method or renaming the results folder never invalidates trained models.
+_UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
+             "methods", "method_options", "metrics", "config_hash")
+# Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
+# so that changing them reruns only the jobs that use them.
+JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics")
+
+
+def validate_config(config: dict) -> dict:
+    """Validate `config` in place against the schema (filling defaults); raise ConfigError in one line."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH))
+    except WorkflowError as e:
+        cause = next((a for a in e.args if isinstance(a, jsonschema.ValidationError)), None)
+        raise ConfigError(_describe(cause) if cause is not None else f"config fails the schema: {e}") from None
+    # Schema defaults are shared dict objects; detach them so experiments never alias each other.
+    fresh = copy.deepcopy(config)
+    config.clear()
+    config.update(fresh)
+    _check_names(config)
+    return config
+
+
+def _describe(err) -> str:
+    where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    return f"config error at {where}: {err.message}"
+
+
+def _check_names(config: dict) -> None:
+    from .methods.registry import known_methods
+    from .metrics.registry import known_metrics
+
+    run = config.get("run_experiments")
+    for name in run or []:
+        if name not in config["experiments"]:
+            raise ConfigError(
+                f"unknown experiment '{name}' in run_experiments; known: {', '.join(sorted(config['experiments']))}"
+            )
+    for name, exp in config["experiments"].items():
+        for m in exp["methods"]:
+            if m not in known_methods():
+                raise ConfigError(
+                    f"unknown method '{m}' in experiment '{name}'; known: {', '.join(sorted(known_methods()))}"
+                )
+        for m in exp["metrics"]:
+            if m not in known_metrics():
+                raise ConfigError(
+                    f"unknown metric '{m}' in experiment '{name}'; known: {', '.join(sorted(known_metrics()))}"
+                )
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} must be a mapping")
+    return validate_config(config)
+
+
+def resolve_experiment(config: dict, name: str) -> dict:
+    """One experiment's settings merged with the global ones, as the jobs see it."""
+    if name not in config["experiments"]:
+        raise ConfigError(f"unknown experiment '{name}'; known: {', '.join(sorted(config['experiments']))}")
+    exp = copy.deepcopy(config["experiments"][name])
+    for key in ("results_dir", "data_dir", "download", "device", "precision", "threads", "tracking"):
+        exp[key] = copy.deepcopy(config[key])
+    exp["name"] = name
+    exp["config_hash"] = config_hash(exp)
+    return exp
+
+
+def config_hash(exp: dict) -> str:
+    payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shared_experiment_config(exp: dict) -> dict:
+    """The part of a resolved experiment written to results/{exp}/config.json."""
+    return {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
+
+
+def experiments_to_run(config: dict) -> list[str]:
+    return list(config.get("run_experiments") or config["experiments"])
+
+
+def method_options(exp: dict, method: str) -> dict[str, Any]:
+    return dict(exp.get("method_options", {}).get(method, {}))

@@ -1,0 +1,97 @@
+"""Deterministic train / validation / query / test splits, label noise, and subset masks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .sources import load_source
+
+
+@dataclass
+class Splits:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    corrupted: np.ndarray  # bool [n_train]: labels replaced by label_noise
+    n_classes: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_y)
+
+    def to(self, device) -> "Splits":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Splits(**moved)
+
+
+def load_splits(exp: dict) -> Splits:
+    ds = exp["dataset"]
+    train_pool, heldout_pool = load_source(ds["name"], exp.get("data_dir", "data"), exp.get("download", False))
+    if ds.get("classes"):
+        train_pool = _keep_classes(train_pool, ds["classes"])
+        heldout_pool = _keep_classes(heldout_pool, ds["classes"]) if heldout_pool else None
+    rng = np.random.default_rng(ds["split_seed"])
+    n_tr, n_val, n_q, n_test = ds["n_train"], ds["n_val"], ds["n_query"], ds.get("n_test")
+
+    if heldout_pool is None:  # one pool (digits): carve all four splits out of it
+        x, y = train_pool
+        need = n_tr + n_val + n_q + (n_test or 1)
+        if need > len(y):
+            raise ConfigError(f"dataset {ds['name']} has {len(y)} examples, splits need {need}")
+        perm = rng.permutation(len(y))
+        cuts = np.cumsum([n_tr, n_val, n_q])
+        tr, va, qu, te = np.split(perm, cuts)
+        te = te[:n_test] if n_test else te
+        parts = [(x[i], y[i]) for i in (tr, va, qu, te)]
+    else:
+        (x, y), (hx, hy) = train_pool, heldout_pool
+        if n_tr > len(y) or n_val + n_q + (n_test or 1) > len(hy):
+            raise ConfigError(f"dataset {ds['name']} is too small for the configured split sizes")
+        tr = rng.permutation(len(y))[:n_tr]
+        perm = rng.permutation(len(hy))
+        va, qu, te = np.split(perm, np.cumsum([n_val, n_q]))
+        te = te[:n_test] if n_test else te
+        parts = [(x[tr], y[tr])] + [(hx[i], hy[i]) for i in (va, qu, te)]
+
+    n_classes = int(max(p[1].max() for p in parts)) + 1
+    train_y = parts[0][1].copy()
+    corrupted = np.zeros(len(train_y), dtype=bool)
+    if ds.get("label_noise", 0) > 0:
+        noise_rng = np.random.default_rng([ds["split_seed"], 7919])
+        idx = noise_rng.choice(len(train_y), size=int(round(ds["label_noise"] * len(train_y))), replace=False)
+        shift = noise_rng.integers(1, n_classes, size=len(idx))  # a different class, never the true one
+        train_y[idx] = (train_y[idx] + shift) % n_classes
+        corrupted[idx] = True
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    return Splits(
+        t(parts[0][0]), t(train_y), t(parts[1][0]), t(parts[1][1]), t(parts[2][0]), t(parts[2][1]),
+        t(parts[3][0]), t(parts[3][1]), corrupted, n_classes,
+    )
+
+
+def _keep_classes(pool, classes):
+    x, y = pool
+    keep = np.isin(y, classes)
+    remap = {c: i for i, c in enumerate(classes)}
+    return x[keep], np.array([remap[int(v)] for v in y[keep]], dtype=np.int64)
+
+
+def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int) -> np.ndarray:
+    """[M, N] bool masks, each selecting exactly round(alpha * N) training examples."""
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+    k = max(1, int(round(alpha * n_train)))
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n_subsets, n_train), dtype=bool)
+    for j in range(n_subsets):
+        masks[j, rng.choice(n_train, size=k, replace=False)] = True
+    return masks

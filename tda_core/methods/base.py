@@ -1,0 +1,76 @@
+"""What every attribution method sees: the experiment, the seed(s) to use, and cached gradients.
+
+Sign convention (DESIGN.md section 1): tau[q, i] > 0 means training on z_i raises f(z_q). A
+gradient step on z_i moves theta by -eta * g_i, so first-order scores carry a minus sign.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..gradients import per_example_grads
+
+
+class Method:
+    """Base class. Subclasses set `name` and implement `score(ctx) -> [n_query, n_train]`."""
+
+    name: str = ""
+    ensemble: bool = False  # True: one score file built from all R full-data seeds ("seedall")
+    max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
+
+    def __init__(self, **options):
+        if "max_params" in options:
+            self.max_params = options.pop("max_params")
+        self.options = options
+
+    def score(self, ctx: "AttributionContext") -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class AttributionContext:
+    exp: "object"  # tda_core.api.Experiment
+    seeds: list[int]  # [r] for per-seed methods, all full-data seeds for ensembles
+    chunk_size: int = 256
+    _ckpts: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.exp.device
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
+
+    def rng(self, salt: str) -> np.random.Generator:
+        return np.random.default_rng([int.from_bytes(salt.encode(), "little") % (2**32), *self.seeds])
+
+    def checkpoints(self, seed: int) -> list[dict]:
+        if seed not in self._ckpts:
+            self._ckpts[seed] = self.exp.load_checkpoints(seed)
+        return self._ckpts[seed]
+
+    def model(self, seed: int) -> torch.nn.Module:
+        return self.exp.build_model(seed).to(self.device)
+
+    def params(self, seed: int, index: int = -1) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in self.checkpoints(seed)[index]["params"].items()}
+
+    def train_grads(self, seed: int, params=None, projector=None, x=None, y=None) -> torch.Tensor:
+        """[N, P] per-example gradients of the attribution loss on the training set."""
+        s = self.exp.splits
+        return per_example_grads(
+            self.model(seed), params if params is not None else self.params(seed), self.exp.task.attribution_loss,
+            s.train_x if x is None else x, s.train_y if y is None else y, self.chunk_size, projector,
+            desc="train gradients",
+        )
+
+    def query_grads(self, seed: int, params=None, projector=None) -> torch.Tensor:
+        """[Q, P] gradients of the measurement f at the query examples."""
+        s = self.exp.splits
+        return per_example_grads(
+            self.model(seed), params if params is not None else self.params(seed), self.exp.task.measure,
+            s.query_x, s.query_y, self.chunk_size, projector,
+        )

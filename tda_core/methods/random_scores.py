@@ -1,0 +1,12 @@
+"""i.i.d. normal scores: the floor of every leaderboard (its LDS CI should cover 0)."""
+import numpy as np
+
+from .base import Method
+
+
+class RandomScores(Method):
+    name = "random"
+
+    def score(self, ctx) -> np.ndarray:
+        s = ctx.exp.splits
+        return ctx.rng("random").standard_normal((len(s.query_y), s.n_train)).astype(np.float32)

@@ -1,0 +1,29 @@
+"""The one registry of attribution methods: name -> "module:Class" (imported on first use).
+
+Adding a method = one new file in tda_core/methods/ plus one line here; every experiment that
+lists it, and the leaderboard, pick it up.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+
+_METHODS: dict[str, str] = {
+    "random": "tda_core.methods.random_scores:RandomScores",
+    "grad_dot": "tda_core.methods.grad_dot:GradDot",
+    "grad_cos": "tda_core.methods.grad_cos:GradCos",
+    "tracin": "tda_core.methods.tracin:TracIn",
+}
+
+
+def known_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str):
+    """The method class registered as `name`."""
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
+    module, cls = _METHODS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

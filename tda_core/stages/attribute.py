@@ -1,0 +1,52 @@
+"""Stage 4: run one attribution method for one seed (or the seed ensemble); save scores + sidecar.
+
+A method that cannot run (refused for model size, out of memory) still writes its sidecar with
+status "failed" and the reason, so the leaderboard shows a failed row instead of a missing one.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .. import io
+from ..api import Experiment
+from ..errors import TdaError
+from ..methods.base import AttributionContext
+from ..methods.registry import get_method
+from ..tracking import tracked_run
+from .common import CostMeter
+
+log = logging.getLogger("tda")
+
+
+def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_json, tracking: dict) -> dict:
+    method = get_method(method_name)(**options)
+    seeds = list(range(exp.cfg["seeds"])) if seed == "all" else [int(seed)]
+    ctx = AttributionContext(exp, seeds, chunk_size=exp.cfg.get("chunk_size", 256))
+    n_params = sum(v.numel() for v in exp.build_model(0).parameters())
+    meta = {"config_hash": exp.hash, "method": method_name, "options": options, "seeds": seeds,
+            "n_params": n_params, "device": str(exp.device), "status": "ok"}
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "attribute",
+                     f"{exp.name}/{method_name}/seed{seed}", {**exp.cfg, "method": method_name, **options}) as run:
+        try:
+            if method.max_params is not None and n_params > method.max_params:
+                raise TdaError(f"{method_name} is for small models only: {n_params} parameters > "
+                               f"{method.max_params} (set method_options.{method_name}.max_params to override)")
+            with CostMeter() as cost:
+                scores = np.asarray(method.score(ctx), dtype=np.float32)
+            s = exp.splits
+            expected = (len(s.query_y), s.n_train)
+            if scores.shape != expected:
+                raise ValueError(f"{method_name} returned scores of shape {scores.shape}, expected {expected}")
+            if not np.isfinite(scores).all():
+                raise TdaError(f"{method_name} produced non-finite scores")
+            meta.update(cost.as_dict())
+            io.save_npy(exp.scores_path(method_name, seed), scores)
+        except (TdaError, torch.OutOfMemoryError, MemoryError) as e:
+            meta.update(status="failed", reason=f"{type(e).__name__}: {e}")
+            log.error("%s failed on %s (seed %s): %s", method_name, exp.name, seed, e)
+        run.summary_update({k: v for k, v in meta.items() if isinstance(v, (int, float, str))})
+    io.write_json(out_json, meta)
+    return meta

@@ -1,0 +1,67 @@
+"""Stage 2: full-data models (with checkpoints) and ground-truth subset shards (measurements only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import io
+from ..api import Experiment
+from ..tracking import tracked_run
+from ..training import Run, train_models
+from .common import CostMeter, accuracy, measure
+
+
+def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
+    s = exp.splits
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train", f"{exp.name}/train/seed{seed}",
+                     exp.cfg) as run:
+        with CostMeter() as cost:
+            res = train_models(exp.cfg, s, [Run(seed)], exp.build_model, exp.task, exp.device,
+                               keep_checkpoints=True, desc=f"{exp.name} seed {seed}")[0]
+        summary = {"final_train_loss": res.final_loss,
+                   "query_measurement_mean": float(measure(exp, res.params, s.query_x, s.query_y).mean())}
+        if exp.cfg.get("kind", "classification") == "classification":
+            summary["test_accuracy"] = accuracy(exp, res.params, s.test_x, s.test_y)
+        run.summary_update({**summary, **cost.as_dict()})
+    plan = res.plan
+    meta = {
+        "seed": seed,
+        "total_steps": plan.total_steps,
+        "checkpoint_steps": plan.checkpoint_steps,
+        "lrs": plan.lrs.tolist(),
+        "segments": plan.segments(),
+        "train": exp.cfg["train"],
+        **summary,
+        **cost.as_dict(),
+    }
+    io.save_torch(out, {"config_hash": exp.hash, "meta": meta, "checkpoints": res.checkpoints})
+    return meta
+
+
+def shard_subsets(exp: Experiment, shard: int) -> range:
+    gt = exp.cfg["groundtruth"]
+    start = shard * gt["shard_size"]
+    return range(start, min(start + gt["shard_size"], gt["n_subsets"]))
+
+
+def n_shards(groundtruth_cfg: dict) -> int:
+    return -(-groundtruth_cfg["n_subsets"] // groundtruth_cfg["shard_size"])
+
+
+def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
+    """Train every (subset, seed) of the shard, keep [n, R, Q] query measurements (no weights)."""
+    gt = exp.cfg["groundtruth"]
+    masks = io.load_npy(masks_path, expect_hash=exp.hash)
+    subsets = shard_subsets(exp, shard)
+    seeds = range(gt["seeds_per_subset"])
+    runs = [Run(seed, masks[j]) for j in subsets for seed in seeds]
+    s = exp.splits
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train_subsets", f"{exp.name}/shard{shard}",
+                     exp.cfg) as run:
+        with CostMeter() as cost:
+            results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
+                                   vectorize=exp.cfg["train"]["vectorize"], desc=f"{exp.name} shard {shard}")
+            query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
+            query = query.reshape(len(subsets), len(seeds), -1)
+        run.summary_update({"models": len(runs), **cost.as_dict()})
+    io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), **cost.as_dict()},
+                query=query, subsets=np.asarray(list(subsets)))

@@ -1,0 +1,162 @@
+"""Training loop: functional steps, optionally vmapped over a stack of models (one shard of runs).
+
+A run is (seed, mask, weights): the seed fixes initialisation, batch order and the task's random
+draws; the mask selects the training subset; per-example loss weights w_i (default 1) are what
+the `unrolled` method and the re-weighting tests differentiate with respect to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad_and_value, vmap
+from tqdm.auto import tqdm
+
+from ..errors import TrainingDiverged
+from .optim import build_optimizer
+from .plan import TrainPlan, batch_schedule, make_plan
+
+
+@dataclass
+class Run:
+    seed: int
+    mask: np.ndarray | None = None  # bool [N]; None = the full training set
+    weights: np.ndarray | None = None  # float [N] per-example loss weights; None = all ones
+
+
+@dataclass
+class TrainResult:
+    params: dict[str, torch.Tensor]  # final parameters
+    checkpoints: list[dict] = field(default_factory=list)  # [{step, params, opt_state}] incl. step 0
+    plan: TrainPlan | None = None
+    final_loss: float = float("nan")
+
+
+def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.ndarray]]:
+    """The run's plan and its batches (index arrays into the full training set)."""
+    tcfg = exp["train"]
+    pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
+    plan = make_plan(tcfg, len(pool))
+    rng = np.random.default_rng([run.seed, 1])
+    if exp.get("scenario") == "multi_stage":
+        # Pretrain on the first half of the training set, fine-tune on the second half.
+        first = pool[pool < n_train // 2]
+        second = pool[pool >= n_train // 2]
+        k = int(round(tcfg["pretrain_fraction"] * plan.total_steps))
+        batches = batch_schedule(k, first, tcfg["batch_size"], rng) + batch_schedule(
+            plan.total_steps - k, second, tcfg["batch_size"], rng
+        )
+    else:
+        batches = batch_schedule(plan.total_steps, pool, tcfg["batch_size"], rng)
+    return plan, batches
+
+
+def make_loss_fn(model, task, buffers, precision: str = "fp32", device_type: str = "cpu"):
+    """loss(params, x, y, w, aux) = (1/B) sum_i w_i loss_i: the mini-batch objective."""
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def loss_fn(params, x, y, w, aux):
+        def call(inp):
+            with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                return functional_call(model, (params, buffers), (inp,)).float()
+
+        return (task.loss(call, x, y, aux) * w).sum() / x.shape[0]
+
+    return loss_fn
+
+
+def train_models(
+    exp: dict,
+    splits,
+    runs: list[Run],
+    model_factory,
+    task,
+    device: torch.device,
+    keep_checkpoints: bool = False,
+    vectorize: bool = True,
+    desc: str = "train",
+) -> list[TrainResult]:
+    """Train every run; with `vectorize`, runs with equal batch shapes train together under vmap."""
+    n = splits.n_train
+    schedules = [run_schedule(exp, r, n) for r in runs]
+    same_shape = all(
+        len(b) == len(schedules[0][1]) and all(len(x) == len(y) for x, y in zip(b, schedules[0][1]))
+        for _, b in schedules
+    )
+    if vectorize and len(runs) > 1 and same_shape and not keep_checkpoints:
+        return _train_stacked(exp, splits, runs, schedules, model_factory, task, device, desc)
+    return [
+        _train_stacked(exp, splits, [r], [s], model_factory, task, device, f"{desc} seed {r.seed}", keep_checkpoints)[0]
+        for r, s in zip(runs, schedules)
+    ]
+
+
+def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, desc, keep_checkpoints=False):
+    opt = build_optimizer(exp["train"])
+    models = [model_factory(r.seed) for r in runs]
+    template = models[0].to(device)
+    buffers = {k: v.to(device) for k, v in template.named_buffers()}
+    params = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in models]).to(device)
+              for k, _ in template.named_parameters()}
+    state = vmap(opt.init)(params)
+    loss_fn = make_loss_fn(template, task, buffers, exp.get("precision", "fp32"), device.type)
+
+    def step(p, s, x, y, w, aux, lr):
+        g, loss = grad_and_value(loss_fn)(p, x, y, w, aux)
+        p, s = opt.step(p, g, s, lr)
+        return p, s, loss
+
+    plain_aux = task.sample_aux(1, torch.Generator()) is None
+    vstep = vmap(step, in_dims=(0, 0, 0, 0, 0, None if plain_aux else 0, None))
+    x_all, y_all = splits.train_x.to(device), splits.train_y.to(device)
+    weights = torch.stack([
+        torch.as_tensor(r.weights if r.weights is not None else np.ones(len(y_all)), dtype=torch.float32)
+        for r in runs
+    ]).to(device)
+    plan = schedules[0][0]
+    gens = [torch.Generator().manual_seed(int(r.seed) * 7919 + 17) for r in runs]
+    checkpoints = [[] for _ in runs]
+    ckpt_steps = set(plan.checkpoint_steps)
+
+    def snapshot(t):
+        for i in range(len(runs)):
+            checkpoints[i].append({
+                "step": t,
+                "params": {k: v[i].detach().cpu().clone() for k, v in params.items()},
+                "opt_state": _index_state(state, i),
+            })
+
+    if keep_checkpoints and 0 in ckpt_steps:
+        snapshot(0)
+    losses = torch.zeros(len(runs))
+    for t in tqdm(range(plan.total_steps), desc=desc, leave=False, mininterval=2.0, disable=None):
+        idx = torch.as_tensor(np.stack([b[t] for _, b in schedules]), device=device)  # [M, B]
+        aux = _stack_aux([task.sample_aux(idx.shape[1], g) for g in gens], device)
+        params, state, losses = vstep(params, state, x_all[idx], y_all[idx], weights.gather(1, idx), aux,
+                                      float(plan.lrs[t]))
+        if not torch.isfinite(losses).all():
+            bad = [runs[i].seed for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist()]
+            raise TrainingDiverged(
+                f"{exp.get('name', 'experiment')}: training loss became non-finite at step {t} (seeds {bad}); "
+                f"lower train.lr (now {exp['train']['lr']})"
+            )
+        if keep_checkpoints and (t + 1) in ckpt_steps:
+            snapshot(t + 1)
+    return [
+        TrainResult({k: v[i].detach().cpu().clone() for k, v in params.items()}, checkpoints[i], plan,
+                    float(losses[i]))
+        for i in range(len(runs))
+    ]
+
+
+def _stack_aux(items, device):
+    if items[0] is None:
+        return None
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+
+
+def _index_state(state, i):
+    if isinstance(state, dict):
+        return {k: _index_state(v, i) for k, v in state.items()}
+    return state[i].detach().cpu().clone()
