@@ -56,12 +56,19 @@ class Adam:
             v[k] = b2 * state["exp_avg_sq"][k] + (1 - b2) * g * g
             m_hat = m[k] / (1 - b1**t)
             v_hat = v[k] / (1 - b2**t)
-            new_p[k] = p - lr * m_hat / (v_hat.sqrt() + self.eps)
+            new_p[k] = p - lr * m_hat / (_safe_sqrt(v_hat) + self.eps)
         return new_p, {"exp_avg": m, "exp_avg_sq": v, "step": t}
 
     @property
     def effective_lr_scale(self) -> float:
         return 1.0
+
+
+def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
+    """sqrt(v) with derivative 0 (not inf) at v = 0, so differentiating through Adam (the `unrolled`
+    method) gives no NaN for parameters whose gradient is exactly zero (e.g. always-blank pixels)."""
+    positive = v > 0
+    return torch.where(positive, v, torch.ones_like(v)).sqrt() * positive
 
 
 def build_optimizer(train_cfg: dict):

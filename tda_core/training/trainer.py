@@ -59,7 +59,9 @@ def make_loss_fn(model, task, buffers, precision: str = "fp32", device_type: str
     def loss_fn(params, x, y, w, aux):
         def call(inp):
             with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                return functional_call(model, (params, buffers), (inp,)).float()
+                out = functional_call(model, (params, buffers), (inp,))
+            # Cast only low-precision autocast outputs: float64 replays (unrolled, its tests) stay float64.
+            return out.float() if autocast_dtype is not None else out
 
         return (task.loss(call, x, y, aux) * w).sum() / x.shape[0]
 
