@@ -6,9 +6,15 @@ from torch import nn
 
 from ..errors import ConfigError
 from .mlp import build_mlp
-from .vit import build_vit
 
-_BUILDERS = {"mlp": build_mlp, "vit": build_vit}
+
+def _build_vit(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
+    from .vit import build_vit  # timm is imported only by ViT experiments (seconds per job otherwise)
+
+    return build_vit(cfg, in_shape, n_out)
+
+
+_BUILDERS = {"mlp": build_mlp, "vit": _build_vit}
 
 
 def register_builder(name: str, fn) -> None:
