@@ -1,0 +1,36 @@
+"""Curvature core shared by IF, SOURCE, truncated unrolling and d-TDA (DESIGN.md section 2).
+
+API (all vectors in the flat parameter layout of tda_core.gradients, i.e. the order of
+model.named_parameters(); every parameter is covered by exactly one block):
+
+    from tda_core.curvature import fit_curvature, Curvature, filters, load_or_fit
+    curv = fit_curvature(model, params, task, x_train, kind="ekfac", seed=0, n_samples=1,
+                         chunk_size=256, grad_scale=None)
+        # params: one dict name -> tensor, or a list of dicts whose statistics are averaged
+        #   (SOURCE segments: A, S averaged, one eigendecomposition, lam re-fitted at each and averaged)
+        # curvature of the MEAN training loss: true Fisher (= GGN for cross-entropy) with targets
+        #   sampled from the model (task.sample_fisher_targets), seeded by `seed`
+        # kind: "kfac" (lam = eS eA^T) or "ekfac" (lam re-fitted from rotated per-example grads)
+    curv = curv.shifted(weight_decay)          # H + wd I (or a flat diagonal [P], e.g. Adam)
+    out = curv.precondition(V, filters.damped_inverse(damping_rel=0.1))   # [n, P] -> [n, P]
+        # = f(H) V^T row by row, f applied to each block's eigenvalues
+    filters.damped_inverse(damping=None, damping_rel=0.1)  1/(lam + d), d per block = rel x mean(lam)
+    filters.source_response(c)                              (1 - exp(-c lam)) / lam  (-> c at 0)
+    filters.propagator(c)                                   exp(-c lam)
+    curv.save(path, config_hash) / Curvature.load(path, expect_hash)   (atomic, via tda_core.io)
+    load_or_fit(exp, key, lambda: fit_curvature(...))       cache under results/{exp}/curvature/
+    curv.dense()                                            [P, P] matrix (tests, small models)
+
+Blocks: KronBlock per nn.Linear (inputs [B, d] or token sequences [B, T, d]; per-example gradient
+= sum over tokens) and nn.Conv2d (groups=1, zero padding; unfolded patches, KFC); DiagBlock (the
+Fisher diagonal) for every other parameter: LayerNorm, embeddings, pos_embed / cls_token, biases
+of uncovered layers. Cross-layer curvature is ignored (block-diagonal).
+"""
+from . import spectral as filters
+from .blocks import Curvature, DiagBlock, KronBlock
+from .ekfac import fit_curvature, sample_targets
+from .kfac import fit_factors, kron_specs
+from .store import curvature_path, load_or_fit
+
+__all__ = ["Curvature", "DiagBlock", "KronBlock", "filters", "fit_curvature", "fit_factors", "kron_specs",
+           "sample_targets", "curvature_path", "load_or_fit"]

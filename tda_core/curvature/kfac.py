@@ -1,0 +1,122 @@
+"""K-FAC factors (Martens & Grosse 2015; KFC for convolutions, Grosse & Martens 2016) via hooks.
+
+For a layer out = W a (+ b) applied at T positions per example (T = 1 for a plain Linear on
+[B, d]; T tokens for a Linear on [B, T, d] as in a ViT; T output positions of a Conv2d, with a
+the unfolded patch), the per-example gradient is G_n = sum_t s_nt a_nt^T (s = d loss_n / d out_t,
+a with a trailing 1 for the bias). K-FAC approximates the Fisher of vec(G) by A (x) S with
+    A = mean over examples AND positions of a a^T          [d_in (+1), d_in (+1)]
+    S = mean over examples of sum over positions of s s^T  [d_out, d_out]
+(KFC's spatially-uncorrelated-derivatives approximation: E[vec G vec G^T] ~ T E_t[aa^T] (x) E_t[ss^T]).
+Losses use targets sampled from the model's predictive distribution, so S estimates the true
+Fisher (= GGN for cross-entropy), not the empirical Fisher.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+
+@dataclass
+class KronSpec:
+    module: str
+    layer: nn.Module
+    weight: str
+    bias: str | None
+    d_out: int
+    d_in: int  # including the bias column
+
+
+def kron_specs(model: nn.Module, param_names) -> list[KronSpec]:
+    """The modules K-FAC covers: nn.Linear, and nn.Conv2d with groups=1 and zero padding."""
+    names = set(param_names)
+    specs = []
+    for mname, m in model.named_modules():
+        covered = isinstance(m, nn.Linear) or (
+            isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
+        )
+        w = f"{mname}.weight" if mname else "weight"
+        if not covered or w not in names:
+            continue
+        b = f"{mname}.bias" if mname else "bias"
+        b = b if m.bias is not None and b in names else None
+        d_out = m.weight.shape[0]
+        d_in = m.weight[0].numel() + (1 if b else 0)
+        specs.append(KronSpec(mname, m, w, b, d_out, d_in))
+    return specs
+
+
+def _input_rows(spec: KronSpec, inp: torch.Tensor) -> torch.Tensor:
+    """[B, T, d_in]: the layer's input at every position (patches for a conv), 1 appended for the bias."""
+    m = spec.layer
+    if isinstance(m, nn.Conv2d):
+        a = F.unfold(inp, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride).transpose(1, 2)
+    else:
+        a = inp.reshape(inp.shape[0], -1, inp.shape[-1])
+    if spec.bias:
+        a = torch.cat([a, torch.ones_like(a[..., :1])], dim=-1)
+    return a
+
+
+def _output_rows(spec: KronSpec, g: torch.Tensor) -> torch.Tensor:
+    """[B, T, d_out]: gradient w.r.t. the layer's output at every position."""
+    if isinstance(spec.layer, nn.Conv2d):
+        return g.flatten(2).transpose(1, 2)
+    return g.reshape(g.shape[0], -1, g.shape[-1])
+
+
+@dataclass
+class Factors:
+    A: dict[str, torch.Tensor]  # module -> [d_in, d_in] float64
+    S: dict[str, torch.Tensor]  # module -> [d_out, d_out] float64
+
+
+def fit_factors(model: nn.Module, params: dict, specs: list[KronSpec], task, x: torch.Tensor,
+                targets: torch.Tensor, chunk_size: int = 256) -> Factors:
+    """A and S of every spec at `params`, with the loss of each example at its given (sampled) target.
+
+    A module applied several times in one forward (weight sharing) contributes each call as more
+    positions, consistent with its per-example gradient being the sum over all uses.
+    """
+    buffers = {k: v.to(x.device) for k, v in model.named_buffers()}
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    A = {s.module: torch.zeros(s.d_in, s.d_in, dtype=torch.float64, device=x.device) for s in specs}
+    S = {s.module: torch.zeros(s.d_out, s.d_out, dtype=torch.float64, device=x.device) for s in specs}
+    rows = {s.module: 0 for s in specs}
+
+    def make_hook(spec):
+        def hook(_module, inputs, output):
+            a = _input_rows(spec, inputs[0].detach()).double()
+            A[spec.module] += torch.einsum("bti,btj->ij", a, a)
+            rows[spec.module] += a.shape[0] * a.shape[1]
+
+            def on_grad(g):
+                s = _output_rows(spec, g.detach()).double()
+                S[spec.module] += torch.einsum("bti,btj->ij", s, s)
+
+            output.register_hook(on_grad)
+
+        return hook
+
+    handles = [s.layer.register_forward_hook(make_hook(s)) for s in specs]
+    try:
+        for start in range(0, len(x), chunk_size):
+            xb, yb = x[start : start + chunk_size], targets[start : start + chunk_size]
+            call = lambda inp: functional_call(model, (p, buffers), (inp,))  # noqa: E731
+            # Sum (not mean) over the chunk: each example's output gradient is its own d loss_n / d out.
+            task.loss(call, xb, yb).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    n = len(x)
+    return Factors({k: v / max(rows[k], 1) for k, v in A.items()}, {k: v / n for k, v in S.items()})
+
+
+def eigh64(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigendecomposition of a symmetric matrix in float64 (eigenvalues clamped at 0)."""
+    M = M.double()
+    evals, evecs = torch.linalg.eigh(0.5 * (M + M.T))
+    return evals.clamp_min(0), evecs
