@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def tiny_config(**overrides) -> dict:
+    """A small digits classification config (full workflow config dict, not yet validated)."""
+    exp = {
+        "dataset": {"name": "digits", "n_train": 120, "n_val": 40, "n_query": 12, "n_test": 100},
+        "model": {"name": "mlp", "hidden": [16]},
+        "train": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 4,
+                  "n_checkpoints": 3},
+        "seeds": 2,
+        "groundtruth": {"n_subsets": 8, "alpha": 0.5, "seeds_per_subset": 2, "shard_size": 4},
+        "methods": ["random", "grad_dot", "tracin"],
+    }
+    for key, value in overrides.items():
+        exp[key] = {**exp[key], **value} if isinstance(exp.get(key), dict) else value
+    return {"tracking": {"mode": "none"}, "experiments": {"tiny": exp}}
