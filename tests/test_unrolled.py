@@ -68,6 +68,11 @@ def test_unrolled_matches_finite_differences_of_retraining(tmp_path, optimizer):
     assert np.abs(tau32 - tau).max() / np.abs(tau).max() < 1e-3
 
 
-def test_unrolled_refuses_large_models():
-    assert get_method("unrolled").max_params is not None
-    assert get_method("unrolled")(max_params=10).max_params == 10
+def test_unrolled_refuses_large_models_with_a_clear_message(tmp_path):
+    from tda_core import io
+    from tda_core.stages.attribute import attribute
+
+    exp = _experiment(tmp_path, "sgd")
+    meta = attribute(exp, "unrolled", "0", {"max_params": 100}, tmp_path / "out.json", {"mode": "none"})
+    assert meta["status"] == "failed" and "small models only" in meta["reason"]
+    assert io.read_json(tmp_path / "out.json")["status"] == "failed"

@@ -14,6 +14,7 @@ _METHODS: dict[str, str] = {
     "grad_dot": "tda_core.methods.grad_dot:GradDot",
     "grad_cos": "tda_core.methods.grad_cos:GradCos",
     "tracin": "tda_core.methods.tracin:TracIn",
+    "unrolled": "tda_core.methods.unrolled:Unrolled",
 }
 
 
