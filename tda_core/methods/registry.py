@@ -14,6 +14,13 @@ _METHODS: dict[str, str] = {
     "grad_dot": "tda_core.methods.grad_dot:GradDot",
     "grad_cos": "tda_core.methods.grad_cos:GradCos",
     "tracin": "tda_core.methods.tracin:TracIn",
+    "if_exact": "tda_core.methods.if_exact:IfExact",
+    "if_kfac": "tda_core.methods.if_kfac:IfKfac",
+    "if_ekfac": "tda_core.methods.if_ekfac:IfEkfac",
+    "if_ensemble": "tda_core.methods.if_ensemble:IfEnsemble",
+    "source": "tda_core.methods.source:Source",
+    "source_fast": "tda_core.methods.source_fast:SourceFast",
+    "source_ensemble": "tda_core.methods.source_ensemble:SourceEnsemble",
     "unrolled": "tda_core.methods.unrolled:Unrolled",
 }
 

@@ -1,0 +1,73 @@
+"""Influence functions with (E)K-FAC curvature, shared by if_kfac, if_ekfac, if_ensemble (and d-TDA).
+
+    tau[q, i] = -(1/N) v_q^T (H + wd I + damping)^{-1} g_i
+H: K-FAC / EK-FAC of the GGN (true Fisher) of the MEAN training loss at the seed's final
+checkpoint; wd: the optimiser's (coupled L2) weight decay, part of the trained objective's
+Hessian; damping: per layer, `damping_rel` x the layer's mean eigenvalue unless `damping` (an
+absolute value) is given. The minus sign and 1/N follow the convention of methods/base.py: the
+predicted change of f(z_q) from including z_i with weight 1/N in the mean loss.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..curvature import Curvature, filters, fit_curvature, load_or_fit
+from ..errors import ConfigError
+from .base import Method
+
+CURVATURE_DEFAULTS = {"n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
+IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}
+
+
+def take_options(method: str, options: dict, defaults: dict) -> dict:
+    """defaults overridden by `options`; unknown keys are config errors (typos fail loudly)."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ConfigError(f"{method}: unknown option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **options}
+
+
+def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dict, average_weights: bool = False,
+                   grad_scale: torch.Tensor | None = None, tag: str = "") -> Curvature:
+    """(E)K-FAC at the seed's checkpoints `ckpt_indices` (statistics averaged, or weights averaged
+    when `average_weights`), cached under results/{exp}/curvature/."""
+    ckpts = ctx.checkpoints(seed)
+    idx = [i % len(ckpts) for i in ckpt_indices]
+    key = (f"{kind}_seed{seed}_ckpt{'-'.join(map(str, idx))}{'_wavg' if average_weights else ''}"
+           f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}{tag}")
+
+    def fit():
+        plist = [ctx.params(seed, i) for i in idx]
+        if average_weights:
+            plist = [{k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}]
+        return fit_curvature(ctx.model(seed), plist, ctx.exp.task, ctx.exp.splits.train_x.to(ctx.device), kind=kind,
+                             seed=1000 * int(opts["fisher_seed"]) + seed, n_samples=opts["n_fisher_samples"],
+                             chunk_size=ctx.chunk_size, grad_scale=grad_scale)
+
+    # a grad_scale must be named by `tag` to be cached (the key has to identify everything fitted)
+    return load_or_fit(ctx.exp, key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
+
+
+def if_scores(ctx, seed: int, kind: str, opts: dict) -> torch.Tensor:
+    """[Q, N] influence scores of one seed's final model."""
+    curv = seed_curvature(ctx, seed, kind, [-1], opts).shifted(float(ctx.exp.cfg["train"]["weight_decay"]))
+    params = ctx.params(seed)
+    V = ctx.query_grads(seed, params).double()
+    G = ctx.train_grads(seed, params).double()
+    f = filters.damped_inverse(damping=opts["damping"], damping_rel=opts["damping_rel"])
+    return -(curv.precondition(V, f) @ G.T) / ctx.exp.splits.n_train
+
+
+class KroneckerIF(Method):
+    """Base of if_kfac / if_ekfac: subclasses set `name` and `kind`."""
+
+    kind = "ekfac"
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.opts = take_options(self.name, self.options, IF_DEFAULTS)
+
+    def score(self, ctx) -> np.ndarray:
+        total = sum(if_scores(ctx, s, self.kind, self.opts) for s in ctx.seeds)
+        return (total / len(ctx.seeds)).cpu().numpy().astype(np.float32)

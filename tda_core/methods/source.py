@@ -1,0 +1,119 @@
+"""SOURCE (Bae et al. 2024): segment-wise unrolling with stationary EK-FAC curvature per segment.
+
+The T steps are split into L segments (option n_segments, default 3) of the intervals between
+the checkpoints the trainer saved (n_checkpoints, default 6 => 2 checkpoints per segment).
+Segment l: K_l steps, summed learning rate eta_l K_l (times 1/(1-beta) for SGD momentum beta),
+c_l = that product; H_l = EK-FAC of the GGN (+ weight decay) with A, S averaged over the
+segment's checkpoints, one eigendecomposition, eigenvalues re-fitted at each and averaged;
+g_i^l = mean over the segment's checkpoints of the per-example gradients. With u_L = v_q(theta_T):
+    score += -(1/N) u_l . F_r(H_l) g_i^l,   F_r(s) = (1 - exp(-c_l s)) / s  (-> c_l at s = 0)
+    u_{l-1} = F_S(H_l) u_l,                  F_S(s) = exp(-c_l s)
+evaluated right to left (l = L..1). With L = 1 this is an EK-FAC IF with damping 1/c.
+`source_fast` averages the weights within a segment instead of the statistics (one fit per
+segment instead of one per checkpoint).
+
+Adam (an approximation, stated): within a segment the update is theta -= eta P grad with
+P = diag(1 / (sqrt(v_hat) + eps)) frozen at the mean of the second-moment estimates v_hat over
+the segment's checkpoints (m_hat taken as the gradient: no momentum scale). The linearised
+segment map is then exp(-c P H) = P^1/2 exp(-c H~) P^-1/2 with H~ = P^1/2 (H + wd) P^1/2, and the
+response (I - exp(-c P H)) (P H)^-1 P g = P^1/2 F_r(H~) P^1/2 g. H~ is fitted as an EK-FAC in the
+Kronecker eigenbasis of H (not of H~: exact only if P is constant within a layer's blocks), with
+its eigenvalues re-fitted exactly from the P^1/2-scaled per-example gradients, and wd P kept on
+the diagonal of that basis.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..curvature import filters
+from ..errors import TdaError
+from ..gradients import flatten
+from ..training import build_optimizer
+from .base import Method
+from .influence import CURVATURE_DEFAULTS, seed_curvature, take_options
+
+SOURCE_DEFAULTS = {"n_segments": 3, **CURVATURE_DEFAULTS}
+
+
+def segment_plan(meta: dict, n_segments: int) -> list[dict]:
+    """Group the trainer's checkpoint intervals into L segments: checkpoint indices (into
+    exp.load_checkpoints, 0 = initialisation) and the summed learning rate eta K of each."""
+    intervals = meta["segments"]
+    if n_segments < 1:
+        raise TdaError(f"n_segments must be >= 1, got {n_segments}")
+    if n_segments > len(intervals):
+        raise TdaError(f"n_segments={n_segments} > the {len(intervals)} checkpoint intervals saved "
+                       f"(raise train.n_checkpoints)")
+    out = []
+    for group in np.array_split(np.arange(len(intervals)), n_segments):
+        steps = sum(intervals[j]["steps"] for j in group)
+        lr_sum = sum(intervals[j]["mean_lr"] * intervals[j]["steps"] for j in group)
+        out.append({"ckpts": [int(j) + 1 for j in group], "steps": int(steps), "lr_sum": float(lr_sum)})
+    return out
+
+
+def adam_preconditioner(ckpts: list[dict], indices: list[int], optimizer) -> torch.Tensor:
+    """Flat P = 1 / (sqrt(v_hat) + eps), v_hat (bias-corrected) averaged over the checkpoints."""
+    b2 = optimizer.betas[1]
+    v_hats = []
+    for i in indices:
+        state = ckpts[i]["opt_state"]
+        step = float(state["step"])
+        if step < 1:
+            raise TdaError("SOURCE with Adam needs checkpoints after at least one step")
+        v_hats.append(flatten(state["exp_avg_sq"]).double() / (1 - b2**step))
+    return 1.0 / (torch.stack(v_hats).mean(0).sqrt() + optimizer.eps)
+
+
+def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tensor:
+    """[Q, N] SOURCE scores of one seed's training run."""
+    exp = ctx.exp
+    tcfg = exp.cfg["train"]
+    opt = build_optimizer(tcfg)
+    adam = tcfg["optimizer"] == "adam"
+    wd = float(tcfg["weight_decay"])
+    ckpts = ctx.checkpoints(seed)
+    segments = segment_plan(exp.load_model_meta(seed), int(opts["n_segments"]))
+    n = exp.splits.n_train
+    u = ctx.query_grads(seed, ctx.params(seed, -1)).double()  # v_q at theta_T
+    total = torch.zeros(u.shape[0], n, dtype=torch.float64, device=u.device)
+    for seg in reversed(segments):
+        c = seg["lr_sum"] * opt.effective_lr_scale
+        idx = seg["ckpts"]
+        if adam:
+            P = adam_preconditioner(ckpts, idx, opt).to(u.device)
+            half = P.sqrt()
+            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, grad_scale=half,
+                                  tag="_adam").shifted(wd * P)
+        else:
+            half = None
+            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast).shifted(wd)
+        G = _segment_train_grads(ctx, seed, idx, fast)
+        uu = u * half if adam else u
+        r = curv.precondition(uu, filters.source_response(c))
+        total -= ((r * half) if adam else r) @ G.T / n
+        u_next = curv.precondition(uu, filters.propagator(c))
+        u = u_next / half if adam else u_next
+    return total
+
+
+def _segment_train_grads(ctx, seed, idx, fast) -> torch.Tensor:
+    plist = [ctx.params(seed, i) for i in idx]
+    if fast:
+        avg = {k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}
+        return ctx.train_grads(seed, avg).double()
+    return sum(ctx.train_grads(seed, p).double() for p in plist) / len(plist)
+
+
+class Source(Method):
+    name = "source"
+    fast = False
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.opts = take_options(self.name, self.options, SOURCE_DEFAULTS)
+
+    def score(self, ctx) -> np.ndarray:
+        total = sum(source_scores(ctx, s, self.opts, self.fast) for s in ctx.seeds)
+        return (total / len(ctx.seeds)).cpu().numpy().astype(np.float32)
