@@ -15,10 +15,10 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 # Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
-             "methods", "method_options", "metrics", "config_hash")
+             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel")
 # Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
 # so that changing them reruns only the jobs that use them.
-JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics")
+JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel")
 
 
 def validate_config(config: dict) -> dict:
@@ -30,7 +30,8 @@ def validate_config(config: dict) -> dict:
     try:
         validate(config, str(SCHEMA_PATH))
     except WorkflowError as e:
-        cause = next((a for a in e.args if isinstance(a, jsonschema.ValidationError)), None)
+        # Snakemake wraps the jsonschema error (raised while handling it, so it is the context).
+        cause = e.__context__ if isinstance(e.__context__, jsonschema.ValidationError) else None
         raise ConfigError(_describe(cause) if cause is not None else f"config fails the schema: {e}") from None
     # Schema defaults are shared dict objects; detach them so experiments never alias each other.
     fresh = copy.deepcopy(config)
@@ -66,6 +67,19 @@ def _check_names(config: dict) -> None:
                 raise ConfigError(
                     f"unknown metric '{m}' in experiment '{name}'; known: {', '.join(sorted(known_metrics()))}"
                 )
+        _check_evaluation(name, exp, known_methods())
+
+
+def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
+    """The evaluation blocks (pruning, mislabel_auc) ask for things the experiment must have."""
+    if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
+        raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
+    if "pruning" in exp:
+        if exp.get("kind", "classification") != "classification":
+            raise ConfigError(f"experiment '{name}': pruning is for classification experiments only")
+        for m in exp["pruning"]["methods"]:
+            if m not in methods:
+                raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
 
 
 def load_config(path: str | Path) -> dict:
