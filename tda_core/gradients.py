@@ -37,7 +37,7 @@ def per_example_grads(
     projector: Callable[[torch.Tensor], torch.Tensor] | None = None,
     desc: str | None = None,
 ) -> torch.Tensor:
-    """[n, P] gradients of fn at each example (or [n, k] after `projector`), float32."""
+    """[n, P] gradients of fn at each example (or [n, k] after `projector`), float32 (float64 stays float64)."""
     device = next(iter(params.values())).device
     buffers = {k: v.to(device) for k, v in model.named_buffers()}
     params = {k: v.detach() for k, v in params.items()}
@@ -52,4 +52,5 @@ def per_example_grads(
     for s in tqdm(starts, desc=desc, leave=False, disable=None if desc else True):
         g = flatten(per_example(params, x[s : s + chunk_size].to(device), y[s : s + chunk_size].to(device)), 1)
         chunks.append(projector(g) if projector is not None else g)
-    return torch.cat(chunks).float()
+    out = torch.cat(chunks)
+    return out if out.dtype == torch.float64 else out.float()

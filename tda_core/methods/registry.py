@@ -22,6 +22,7 @@ _METHODS: dict[str, str] = {
     "source_fast": "tda_core.methods.source_fast:SourceFast",
     "source_ensemble": "tda_core.methods.source_ensemble:SourceEnsemble",
     "unrolled": "tda_core.methods.unrolled:Unrolled",
+    "trak": "tda_core.methods.trak:Trak",
 }
 
 
