@@ -76,3 +76,30 @@ def test_unrolled_refuses_large_models_with_a_clear_message(tmp_path):
     meta = attribute(exp, "unrolled", "0", {"max_params": 100}, tmp_path / "out.json", {"mode": "none"})
     assert meta["status"] == "failed" and "small models only" in meta["reason"]
     assert io.read_json(tmp_path / "out.json")["status"] == "failed"
+
+
+def test_dtda_unrolled_gives_each_seed_its_own_derivative(tmp_path):
+    """[R, Q, N] from one job; slice r = seed r's run (its own init and batches), checked by FD."""
+    from tda_core import io
+    from tda_core.metrics.lds import evaluate_lds
+    from tda_core.stages.attribute import attribute
+
+    train = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 2, "n_checkpoints": 2}
+    cfg = tiny_config(dataset={"n_train": 40, "n_query": 4}, model={"hidden": [6], "activation": "tanh"},
+                      train=train, seeds=2)
+    cfg["results_dir"] = str(tmp_path)
+    exp = load_experiment(cfg, "tiny")
+    for seed in range(2):
+        train_full(exp, seed, exp.model_path(seed), {"mode": "none"})
+    meta = attribute(exp, "dtda_unrolled", "all", {"dtype": "float64"}, tmp_path / "d.json", {"mode": "none"})
+    assert meta["status"] == "ok", meta
+    tau = io.load_npy(exp.scores_path("dtda_unrolled", "all"))
+    assert tau.shape == (2, 4, 40)
+    for seed in range(2):
+        fd = _finite_differences(exp, seed, [5])
+        assert np.abs(tau[seed][:, [5]] - fd).max() / np.abs(fd).max() < 1e-3
+    assert np.abs(tau[0] - tau[1]).max() > 0.1 * np.abs(tau).max()  # the seeds really differ
+    # the classic LDS of a per-seed-samples file is the LDS of its seed mean
+    rng = np.random.default_rng(0)
+    gt = {"masks": rng.random((12, 40)) < 0.5, "subset": rng.normal(size=(12, 2, 4))}
+    assert evaluate_lds([tau], gt)["value"] == pytest.approx(evaluate_lds([tau.mean(0)], gt)["value"])

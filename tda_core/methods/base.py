@@ -2,6 +2,14 @@
 
 Sign convention (DESIGN.md section 1): tau[q, i] > 0 means training on z_i raises f(z_q). A
 gradient step on z_i moves theta by -eta * g_i, so first-order scores carry a minus sign.
+
+Score files (results/{exp}/scores/{method}/seed{r|all}.npy, float32):
+  [Q, N]     per-seed methods (one file per full-data seed r) and ensemble methods (one "seedall").
+  [R, Q, N]  methods with `per_seed_samples = True` (the d-TDA estimators dtda_*; ensemble, so one
+             "seedall" file): axis 0 is the full-data seed r = 0..R-1 (the order of ctx.seeds) and
+             [r] holds seed r's scores computed from seed r's own model. The d-TDA predicted sample of
+             seed r after removing the set T is  m(theta_r) - sum_{i in T} tau[r, q, i], with
+             m(theta_r) = groundtruth["full"][r, q]. The classic LDS uses the mean over axis 0.
 """
 from __future__ import annotations
 
@@ -14,10 +22,12 @@ from ..gradients import per_example_grads
 
 
 class Method:
-    """Base class. Subclasses set `name` and implement `score(ctx) -> [n_query, n_train]`."""
+    """Base class. Subclasses set `name` and implement `score(ctx) -> [n_query, n_train]`
+    (or [R, n_query, n_train] with `per_seed_samples`)."""
 
     name: str = ""
     ensemble: bool = False  # True: one score file built from all R full-data seeds ("seedall")
+    per_seed_samples: bool = False  # True: score() returns [R, Q, N], seed r's scores in [r] (see above)
     max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
 
     def __init__(self, **options):

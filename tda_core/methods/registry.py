@@ -23,6 +23,9 @@ _METHODS: dict[str, str] = {
     "source_ensemble": "tda_core.methods.source_ensemble:SourceEnsemble",
     "unrolled": "tda_core.methods.unrolled:Unrolled",
     "trak": "tda_core.methods.trak:Trak",
+    "dtda_if": "tda_core.methods.dtda_if:DtdaIf",
+    "dtda_source": "tda_core.methods.dtda_source:DtdaSource",
+    "dtda_unrolled": "tda_core.methods.dtda_unrolled:DtdaUnrolled",
 }
 
 

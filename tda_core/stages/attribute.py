@@ -38,6 +38,8 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
                 scores = np.asarray(method.score(ctx), dtype=np.float32)
             s = exp.splits
             expected = (len(s.query_y), s.n_train)
+            if method.per_seed_samples:  # [R, Q, N]: seed r's scores from its own model (methods/base.py)
+                expected = (len(seeds), *expected)
             if scores.shape != expected:
                 raise ValueError(f"{method_name} returned scores of shape {scores.shape}, expected {expected}")
             if not np.isfinite(scores).all():

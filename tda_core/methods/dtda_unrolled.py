@@ -1,0 +1,10 @@
+"""d-TDA with exact unrolled differentiation of each seed's training run (small models only;
+options as unrolled)."""
+from .dtda import PerSeedSamples
+from .unrolled import Unrolled
+
+
+class DtdaUnrolled(PerSeedSamples):
+    name = "dtda_unrolled"
+    base = Unrolled
+    max_params = Unrolled.max_params
