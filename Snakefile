@@ -58,6 +58,8 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/attribute.smk"
 include: "rules/evaluate.smk"
+include: "rules/loo.smk"
+include: "rules/prune.smk"
 include: "rules/report.smk"
 
 

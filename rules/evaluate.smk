@@ -1,11 +1,13 @@
 # Stage 5: every (experiment, metric, method) against the subset ground truth.
+from tda_core.metrics.registry import metric_target
 
 
 rule evaluate:
     input:
         config=f"{R}/{{exp}}/config.json",
         groundtruth=f"{R}/{{exp}}/groundtruth/measurements.npz",
-        scores=lambda w: expand(f"{R}/{w.exp}/scores/{w.method}/seed{{s}}.json", s=score_seeds(w.exp, w.method)),
+        # query scores, or those of the metric's own target (mislabel_auc: train_self)
+        scores=lambda w: score_jsons(w.exp, w.method, metric_target(w.metric)),
     output:
         f"{R}/{{exp}}/metrics/{{metric}}/{{method}}.json",
     params:

@@ -12,7 +12,9 @@ def all_metric_files():
 
 rule leaderboard:
     input:
-        all_metric_files(),
+        metrics=all_metric_files() + loo_all_results(),
+        pruning=pruning_summaries(),
+        images=pruning_plots() + loo_plots(),
     output:
         csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
         md=f"{R}/leaderboard.md",
@@ -26,4 +28,5 @@ rule leaderboard:
         "../envs/tda.yaml"
     localrule: True
     shell:
-        "tda --log {log} leaderboard --metrics {input} --out-dir {R} --tracking {params.tracking:q} > /dev/null"
+        "tda --log {log} leaderboard --metrics {input.metrics} --pruning {input.pruning} --images {input.images}"
+        " --out-dir {R} --tracking {params.tracking:q} > /dev/null"

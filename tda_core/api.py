@@ -62,8 +62,13 @@ class Experiment:
     def model_path(self, seed: int) -> Path:
         return self.root / "models" / f"seed{seed}.pt"
 
-    def scores_path(self, method: str, seed: int | str) -> Path:
-        return self.root / "scores" / method / f"seed{seed}.npy"
+    target: str = "query"  # which examples the scores explain (tda_core.targets; views set it)
+    query_index = None  # train_self views: the training indices of the queries
+
+    def scores_path(self, method: str, seed: int | str, target: str | None = None) -> Path:
+        from .targets import score_stem
+
+        return self.root / "scores" / method / f"{score_stem(target or self.target, seed)}.npy"
 
     def groundtruth_path(self) -> Path:
         return self.root / "groundtruth" / "measurements.npz"

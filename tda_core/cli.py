@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, TdaError
+from .pruning import VARIANTS
+from .targets import DEFAULT_SELF_EXAMPLES, TARGETS
 
 log = logging.getLogger("tda")
 
@@ -79,8 +81,8 @@ def cmd_attribute(args):
     from .stages.attribute import attribute
 
     meta = attribute(_experiment(args), args.method, args.seed, _json_arg(args.options, "--options"), args.out,
-                     _json_arg(args.tracking, "--tracking"))
-    log.info("%s seed %s: %s", args.method, args.seed, meta["status"])
+                     _json_arg(args.tracking, "--tracking"), target=args.target, max_self=args.self_examples)
+    log.info("%s seed %s (%s): %s", args.method, args.seed, args.target, meta["status"])
 
 
 def cmd_evaluate(args):
@@ -92,19 +94,70 @@ def cmd_evaluate(args):
         log.info("%s %s: %.3f [%.3f, %.3f]", args.method, args.metric, res["value"], res["ci_low"], res["ci_high"])
 
 
+def cmd_prune(args):
+    from .stages.prune import prune_retrain
+
+    prune_retrain(_experiment(args), args.method, args.variant, args.p, args.seed, args.scores, args.out,
+                  _json_arg(args.tracking, "--tracking"))
+
+
+def cmd_prune_baseline(args):
+    from .stages.prune import prune_full, prune_random
+
+    exp, tracking = _experiment(args), _json_arg(args.tracking, "--tracking")
+    if args.kind == "random":
+        if args.p is None:
+            raise ConfigError("prune-baseline random needs --p")
+        prune_random(exp, args.p, args.seed, args.out, tracking)
+    else:
+        if not args.model:
+            raise ConfigError("prune-baseline full needs --model")
+        prune_full(exp, args.seed, args.model, args.out, tracking)
+
+
+def cmd_prune_summary(args):
+    from .stages.prune import prune_summary
+
+    prune_summary(_experiment(args), args.runs, args.out, args.plot)
+
+
+def cmd_loo_train(args):
+    from .stages.loo import loo_train
+
+    loo_train(_experiment(args), _json_arg(args.options, "--options"), args.out, _json_arg(args.tracking, "--tracking"))
+
+
+def cmd_loo_evaluate(args):
+    from .stages.loo import loo_evaluate
+
+    res = loo_evaluate(_experiment(args), args.method, args.scores, args.loo, args.out)
+    if res["status"] == "ok":
+        log.info("%s LOO mean shift: r=%.3f (ceiling %.3f)", args.method, res["value"], res["ceiling"])
+
+
+def cmd_loo_plot(args):
+    from .stages.loo import loo_plot
+
+    loo_plot(args.experiment_name, args.results, args.out)
+
+
 def cmd_leaderboard(args):
-    from .leaderboard import pivot_tables, write_all
+    from .leaderboard import pivot_tables, pruning_tables, write_all
     from .tracking import tracked_run
 
     out = Path(args.out_dir)
     df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
-                   out / "leaderboard.html", args.images)
+                   out / "leaderboard.html", args.images, args.pruning)
     tracking = _json_arg(args.tracking, "--tracking")
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", df.drop(columns=["reason"]).fillna(""))
         for metric, table in pivot_tables(df).items():
             run.log_table(f"leaderboard/{metric}", table.reset_index())
+        for title, table in pruning_tables(args.pruning).items():
+            run.log_table(f"leaderboard/{title.replace(': ', '_').replace(' ', '_')}", table.reset_index())
         run.log_image("leaderboard_plot", out / "leaderboard.png")
+        for img in args.images:
+            run.log_image(f"plots/{Path(img).parent.parent.name}/{Path(img).stem}", img)
     print((out / "leaderboard.md").read_text())
 
 
@@ -147,18 +200,59 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", required=True)
     sp.add_argument("--seed", required=True)
     sp.add_argument("--options", help="method options as JSON")
+    sp.add_argument("--target", default="query", choices=TARGETS,
+                    help="examples to explain: query (default), val (validation loss), train_self (self-influence)")
+    sp.add_argument("--self-examples", type=int, default=DEFAULT_SELF_EXAMPLES,
+                    help="train_self: at most this many training examples attribute themselves")
     sp.add_argument("--out", required=True, help="the sidecar JSON; scores go beside it as .npy")
 
     sp = stage("evaluate", cmd_evaluate, "score a method's attributions with a metric")
     sp.add_argument("--metric", required=True)
     sp.add_argument("--method", required=True)
     sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files")
-    sp.add_argument("--groundtruth", required=True)
+    sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
+
+    sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain one seed")
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--variant", required=True, choices=VARIANTS)
+    sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--scores", nargs="+", required=True, help="validation-target score sidecar JSON files")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
+    sp.add_argument("--kind", required=True, choices=["random", "full"])
+    sp.add_argument("--p", type=float)
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--model", help="full: the full-data model of this seed")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("prune-summary", cmd_prune_summary, "pruning: mean +- std table and the pruning curve")
+    sp.add_argument("--runs", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)
+
+    sp = stage("loo-train", cmd_loo_train, "leave-one-out study: retrain without a few points, many seeds")
+    sp.add_argument("--options", help="the experiment's loo block as JSON")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("loo-evaluate", cmd_loo_evaluate, "leave-one-out study: one method's predicted vs actual shifts")
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--scores", nargs="+", required=True)
+    sp.add_argument("--loo", required=True)
+    sp.add_argument("--out", required=True)
+
+    sp = sub.add_parser("loo-plot", help="leave-one-out study: scatter of every method")
+    sp.add_argument("--experiment-name", required=True)
+    sp.add_argument("--results", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_loo_plot)
 
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", required=True)
-    sp.add_argument("--images", nargs="*", default=[])
+    sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
+    sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--tracking")
     sp.set_defaults(fn=cmd_leaderboard)

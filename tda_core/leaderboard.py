@@ -1,4 +1,10 @@
-"""The leaderboard: metric files -> CSV, Markdown, a bar plot and a self-contained HTML page."""
+"""The leaderboard: metric files -> CSV, Markdown, a bar plot and a self-contained HTML page.
+
+Inputs: the evaluate stage's metric files (one per experiment x metric x method; a metric may add
+`variants`, e.g. the fixed-seed row of a per-seed method), the leave-one-out files (same format,
+metric loo_shift), and the pruning summaries (test accuracy / loss per method, variant and p).
+Failed jobs appear as `failed` rows, never as missing ones.
+"""
 from __future__ import annotations
 
 import base64
@@ -15,19 +21,37 @@ COLUMNS = ["experiment", "method", "metric", "status", "value", "ci_low", "ci_hi
            "wall_time_s", "peak_memory_mb", "reason"]
 
 
+# What each metric's cell means (shown above its table).
+METRIC_NOTES = {
+    "lds": "Spearman over subsets of the additive prediction vs the seed-mean retrained measurement.",
+    "dlds_mean": "d-TDA LDS of the mean influence E[X]-E[Y] (per-seed predicted samples; ranks like LDS).",
+    "dlds_variance": "d-TDA LDS of the variance-increase influence Var(Y)-Var(X); n/a when one score "
+                     "array is used for every seed (it predicts no variance change).",
+    "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between full-data and retrained distributions.",
+    "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
+    "loo_shift": "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
+                 "ceiling = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
+}
+DISTRIBUTIONAL = ("lds", "dlds_mean", "dlds_variance", "dlds_w2")
+
+
 def collect(metric_paths: list) -> pd.DataFrame:
     rows = []
     for p in metric_paths:
         r = io.read_json(p)
         rows.append({c: r.get(c) for c in COLUMNS})
+        for name, v in (r.get("variants") or {}).items():  # e.g. the fixed-seed row of a per-seed method
+            rows.append({**rows[-1], "method": f"{r.get('method')} ({name})", **{k: v.get(k) for k in
+                                                                                ("value", "ci_low", "ci_high")}})
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df.sort_values(["metric", "experiment", "value"], ascending=[True, True, False], na_position="last")
 
 
 def _cell(row) -> str:
     if row["status"] != "ok":
         return "failed"
-    if not np.isfinite(row["value"]):
+    if row["value"] is None or not np.isfinite(row["value"]):
         return "n/a"
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
@@ -46,6 +70,38 @@ def pivot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Classic LDS beside the three d-TDA LDS values (means only): rows methods, columns (experiment, metric)."""
+    part = df[df.metric.isin(DISTRIBUTIONAL)]
+    if part.metric.nunique() < 2:
+        return None
+    part = part.assign(cell=[("failed" if st != "ok" else "n/a" if not np.isfinite(v) else f"{v:.3f}")
+                             for st, v in zip(part.status, part.value.astype(float))])
+    table = part.pivot_table(index="method", columns=["experiment", "metric"], values="cell", aggfunc="first")
+    metrics = [m for m in DISTRIBUTIONAL if m in set(part.metric)]
+    cols = [(e, m) for e in sorted(set(part.experiment)) for m in metrics if (e, m) in table.columns]
+    order = part[part.metric == "lds"].groupby("method")["value"].mean().sort_values(ascending=False).index
+    return table[cols].reindex([m for m in order if m in table.index] + [m for m in table.index if m not in order])
+
+
+def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
+    """Test accuracy and test loss (mean +- std over seeds): rows method (variant), columns experiment / p."""
+    rows = [r for p in summary_paths for r in io.read_json(p)["rows"]]
+    if not rows:
+        return {}
+    df = pd.DataFrame(rows)
+    df["row"] = [m if v == "baseline" else f"{m} ({v})" for m, v in zip(df.method, df.variant)]
+    df["column"] = [f"{e} p={p:g}%" for e, p in zip(df.experiment, df.p)]
+    out = {}
+    for key, title in (("test_accuracy", "pruning: test accuracy"), ("test_loss", "pruning: test loss")):
+        cells = [("failed" if st != "ok" else f"{m:.4f} ± {0.0 if not np.isfinite(sd) else sd:.4f}")
+                 for st, m, sd in zip(df.status, df[f"{key}_mean"], df[f"{key}_std"])]
+        table = df.assign(cell=cells).pivot_table(index="row", columns="column", values="cell", aggfunc="first")
+        table = table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
+        out[title] = table.fillna("")
+    return out
+
+
 def ceilings(df: pd.DataFrame) -> pd.Series:
     return df.dropna(subset=["ceiling"]).groupby(["metric", "experiment"])["ceiling"].first()
 
@@ -56,10 +112,13 @@ def bar_plot(df: pd.DataFrame, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(m, e) for (m, e), _ in df.groupby(["metric", "experiment"])]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8), squeeze=False)
-    for ax, (metric, exp) in zip(axes[0], panels):
+    metrics, exps = sorted(set(df.metric)) or [""], sorted(set(df.experiment)) or [""]
+    fig, axes = plt.subplots(len(metrics), len(exps), figsize=(4.5 * len(exps), 3.8 * len(metrics)), squeeze=False)
+    for ax, (metric, exp) in zip(axes.flat, [(m, e) for m in metrics for e in exps]):
         part = df[(df.metric == metric) & (df.experiment == exp)].sort_values("value", ascending=False)
+        if part.empty:
+            ax.axis("off")
+            continue
         ok = part.status == "ok"
         vals = part.value.where(ok, 0.0).fillna(0.0).to_numpy(dtype=float)
         err = np.vstack([(vals - part.ci_low.fillna(0.0)).clip(lower=0), (part.ci_high.fillna(0.0) - vals).clip(lower=0)])
@@ -73,43 +132,64 @@ def bar_plot(df: pd.DataFrame, path) -> None:
             ax.legend(fontsize=7, loc="upper right")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(f"{exp}: {metric}", fontsize=9)
-        ax.set_ylabel(metric.upper() + " (mean, 95% CI)")
+        ax.set_ylabel(metric + " (mean, 95% CI)", fontsize=8)
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
-def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None) -> pd.DataFrame:
+def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
+              pruning_paths: list | None = None) -> pd.DataFrame:
     df = collect(metric_paths)
     io.write_bytes(out_csv, df.to_csv(index=False).encode())
     tables = pivot_tables(df)
+    extra = {}
+    dist = distributional_table(df)
+    if dist is not None:
+        extra["classic vs distributional LDS"] = dist
+    extra.update(pruning_tables(pruning_paths or []))
     ceil = ceilings(df)
     md = ["# tda-bench leaderboard", "",
           "Cells: mean over queries [95% bootstrap CI]. Higher is better. `failed` rows ran but did not finish "
           "(see `reason` in leaderboard.csv).", ""]
     for metric, table in tables.items():
-        md += [f"## {metric}", "", table.to_markdown(), ""]
+        md += [f"## {metric}", ""] + ([METRIC_NOTES[metric], ""] if metric in METRIC_NOTES else [])
+        md += [table.to_markdown(), ""]
         notes = [f"{e}: {v:.3f}" for (m, e), v in ceil.items() if m == metric]
         if notes:
-            md += ["Noise ceiling (seed-split Spearman): " + ", ".join(notes), ""]
+            md += ["Noise ceiling (seed-split): " + ", ".join(notes), ""]
+    for title, table in extra.items():
+        md += [f"## {title}", "", _flat_columns(table).to_markdown(), ""]
     io.write_bytes(out_md, "\n".join(md).encode())
     bar_plot(df, out_png)
-    io.write_bytes(out_html, _html_page(tables, ceil, [out_png, *(extra_images or [])]).encode())
+    io.write_bytes(out_html, _html_page(tables, ceil, [out_png, *(extra_images or [])], extra).encode())
     return df
 
 
-def _html_page(tables, ceil, images) -> str:
+def _flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    if isinstance(table.columns, pd.MultiIndex):
+        table = table.copy()
+        table.columns = [" / ".join(map(str, c)) for c in table.columns]
+    return table
+
+
+def _html_page(tables, ceil, images, extra=None) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tda-bench leaderboard</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}</style>",
              "</head><body><h1>tda-bench leaderboard</h1>"]
     for metric, table in tables.items():
         parts.append(f"<h2>{html.escape(metric)}</h2>")
+        if metric in METRIC_NOTES:
+            parts.append(f"<p>{html.escape(METRIC_NOTES[metric])}</p>")
         parts.append(table.to_html(escape=True))
         notes = [f"{html.escape(e)}: {v:.3f}" for (m, e), v in ceil.items() if m == metric]
         if notes:
             parts.append("<p>Noise ceiling: " + ", ".join(notes) + "</p>")
+    for title, table in (extra or {}).items():
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(table.to_html(escape=True))
     for img in images:
         if Path(img).exists():
             data = base64.b64encode(Path(img).read_bytes()).decode()

@@ -97,10 +97,11 @@ def test_dlds_mean_of_one_score_array_equals_classic_lds():
 def test_w2_influence_and_ceiling_with_real_noise():
     tau, gt = _synthetic(n_seeds=6, seed=4)
     noisy = dict(gt, subset=gt["subset"] + np.random.default_rng(5).normal(scale=3.0, size=gt["subset"].shape))
-    res = evaluate_dlds_w2(tau, noisy)
-    assert 0 < res["value"] < 1 and np.isfinite(res["ceiling"])
-    # noise-free truth: the two seed halves agree perfectly only where the distributions match
-    assert evaluate_dlds_mean(tau, noisy)["value"] < 1.0
+    # measurement noise on the retrained models: exact scores no longer reach 1, but stay clearly
+    # positive, and the seed-split ceiling (three seeds per half) is defined and below 1
+    for res in (evaluate_dlds_w2(tau, noisy), evaluate_dlds_mean(tau, noisy)):
+        assert 0.2 < res["value"] < 0.99 and res["ci_low"] > 0
+        assert np.isfinite(res["ceiling"]) and res["ceiling"] < 0.99
 
 
 def test_registered():

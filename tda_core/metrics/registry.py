@@ -7,6 +7,10 @@ from ..errors import ConfigError
 
 _METRICS: dict[str, str] = {
     "lds": "tda_core.metrics.lds:evaluate_lds",
+    "dlds_mean": "tda_core.metrics.distributional:evaluate_dlds_mean",
+    "dlds_variance": "tda_core.metrics.distributional:evaluate_dlds_variance",
+    "dlds_w2": "tda_core.metrics.distributional:evaluate_dlds_w2",
+    "mislabel_auc": "tda_core.metrics.mislabel:evaluate_mislabel_auc",
 }
 
 
@@ -19,3 +23,9 @@ def get_metric(name: str):
         raise ConfigError(f"unknown metric '{name}'; known: {', '.join(known_metrics())}")
     module, fn = _METRICS[name].split(":")
     return getattr(importlib.import_module(module), fn)
+
+
+def metric_target(name: str) -> str:
+    """Which scores a metric reads: "query" (scores/{method}/seed{r}) or a target of tda_core.targets,
+    declared by the metric function as its `target` attribute (e.g. mislabel_auc: "train_self")."""
+    return getattr(get_metric(name), "target", "query")

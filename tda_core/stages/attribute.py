@@ -15,21 +15,27 @@ from ..api import Experiment
 from ..errors import TdaError
 from ..methods.base import AttributionContext
 from ..methods.registry import get_method
+from ..targets import DEFAULT_SELF_EXAMPLES, score_stem, target_view
 from ..tracking import tracked_run
 from .common import CostMeter
 
 log = logging.getLogger("tda")
 
 
-def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_json, tracking: dict) -> dict:
+def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_json, tracking: dict,
+              target: str = "query", max_self: int | None = DEFAULT_SELF_EXAMPLES) -> dict:
+    exp = target_view(exp, target, max_self)  # val / train_self: the same method on other examples
     method = get_method(method_name)(**options)
     seeds = list(range(exp.cfg["seeds"])) if seed == "all" else [int(seed)]
     ctx = AttributionContext(exp, seeds, chunk_size=exp.cfg.get("chunk_size", 256))
     n_params = sum(v.numel() for v in exp.build_model(0).parameters())
     meta = {"config_hash": exp.hash, "method": method_name, "options": options, "seeds": seeds,
-            "n_params": n_params, "device": str(exp.device), "status": "ok"}
+            "n_params": n_params, "device": str(exp.device), "status": "ok", "target": target}
+    if exp.query_index is not None:
+        meta["query_index"] = exp.query_index.tolist()
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "attribute",
-                     f"{exp.name}/{method_name}/seed{seed}", {**exp.cfg, "method": method_name, **options}) as run:
+                     f"{exp.name}/{method_name}/{score_stem(target, seed)}",
+                     {**exp.cfg, "method": method_name, "target": target, **options}) as run:
         try:
             if method.max_params is not None and n_params > method.max_params:
                 raise TdaError(f"{method_name} is for small models only: {n_params} parameters > "

@@ -1,0 +1,129 @@
+# Pruning benchmark (d-TDA; DESIGN.md section 3), for experiments with a `pruning:` block: one job
+# per (method, variant, p, seed) retrains without the p% that the method's validation-loss
+# attributions (scores/{method}/val_seed{r}) pick; random-removal and full-data baselines per seed;
+# one summary (mean +- std over seeds) and the pruning curve per experiment.
+from tda_core.pruning import percent_tag
+
+
+def pruning_cfg(exp):
+    return EXPERIMENTS[exp].get("pruning")
+
+
+def pruning_variants(exp, method):
+    """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
+    cls = get_method(method)
+    variants = pruning_cfg(exp)["variants"]
+    if cls.ensemble and not getattr(cls, "per_seed_samples", False):
+        return [v for v in variants if v != "fixed"]
+    return variants
+
+
+def pruning_runs(exp):
+    cfg, base = pruning_cfg(exp), f"{R}/{exp}/pruning"
+    runs = [f"{base}/_full/seed{s}.json" for s in full_seeds(exp)]
+    for p in map(percent_tag, cfg["percents"]):
+        for s in full_seeds(exp):
+            if cfg["random_baseline"]:
+                runs.append(f"{base}/_random/p{p}/seed{s}.json")
+            runs += [f"{base}/{m}/{v}/p{p}/seed{s}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
+    return runs
+
+
+def pruning_val_scores(w):
+    """fixed: the seed's own validation scores (or the one ensemble file); dtda: every seed's."""
+    files = score_jsons(w.exp, w.method, "val")
+    return [files[int(w.seed)]] if w.variant == "fixed" and len(files) > 1 else files
+
+
+def pruning_summaries():
+    return [f"{R}/{exp}/pruning/summary.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+
+
+def pruning_plots():
+    return [f"{R}/{exp}/pruning/pruning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+
+
+rule prune_retrain:
+    input:
+        config=f"{R}/{{exp}}/config.json",
+        scores=pruning_val_scores,
+    output:
+        f"{R}/{{exp}}/pruning/{{method}}/{{variant}}/p{{p}}/seed{{seed}}.json",
+    wildcard_constraints:
+        variant="fixed|dtda",
+        p=r"[0-9]+(\.[0-9]+)?",
+    params:
+        tracking=TRACKING,
+    log:
+        f"{R}/logs/{{exp}}/prune_{{method}}_{{variant}}_p{{p}}_seed{{seed}}.log",
+    conda:
+        "../envs/tda.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "tda --log {log} --threads {threads} prune --exp-config {input.config} --method {wildcards.method}"
+        " --variant {wildcards.variant} --p {wildcards.p} --seed {wildcards.seed} --scores {input.scores}"
+        " --tracking {params.tracking:q} --out {output}"
+
+
+rule prune_random:
+    input:
+        config=f"{R}/{{exp}}/config.json",
+    output:
+        f"{R}/{{exp}}/pruning/_random/p{{p}}/seed{{seed}}.json",
+    wildcard_constraints:
+        p=r"[0-9]+(\.[0-9]+)?",
+    params:
+        tracking=TRACKING,
+    log:
+        f"{R}/logs/{{exp}}/prune_random_p{{p}}_seed{{seed}}.log",
+    conda:
+        "../envs/tda.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "tda --log {log} --threads {threads} prune-baseline --kind random --exp-config {input.config}"
+        " --p {wildcards.p} --seed {wildcards.seed} --tracking {params.tracking:q} --out {output}"
+
+
+rule prune_full:
+    input:
+        config=f"{R}/{{exp}}/config.json",
+        model=f"{R}/{{exp}}/models/seed{{seed}}.pt",
+    output:
+        f"{R}/{{exp}}/pruning/_full/seed{{seed}}.json",
+    params:
+        tracking=TRACKING,
+    log:
+        f"{R}/logs/{{exp}}/prune_full_seed{{seed}}.log",
+    conda:
+        "../envs/tda.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "tda --log {log} --threads {threads} prune-baseline --kind full --exp-config {input.config}"
+        " --seed {wildcards.seed} --model {input.model} --tracking {params.tracking:q} --out {output}"
+
+
+rule prune_summary:
+    input:
+        config=f"{R}/{{exp}}/config.json",
+        runs=lambda w: pruning_runs(w.exp),
+    output:
+        json=f"{R}/{{exp}}/pruning/summary.json",
+        png=report(f"{R}/{{exp}}/pruning/pruning.png", category="Pruning",
+                   labels={"experiment": "{exp}", "figure": "pruning curve"}),
+    log:
+        f"{R}/logs/{{exp}}/prune_summary.log",
+    conda:
+        "../envs/tda.yaml"
+    localrule: True
+    shell:
+        "tda --log {log} prune-summary --exp-config {input.config} --runs {input.runs}"
+        " --out {output.json} --plot {output.png}"

@@ -1,0 +1,142 @@
+"""Distributional LDS (d-TDA, Mlodozeniec et al. 2025; DESIGN.md section 3).
+
+The trained model is a random variable over seeds. For subset j (training set S_j, the complement
+removed) the attribution's predicted retrained sample of seed r is, per query q,
+
+    pred[j, r, q] = full[r, q] - sum_{i not in S_j} tau_r[q, i]
+
+(groundtruth["full"] = [R, Q] full-data measurements, tau_r = seed r's scores); the actual retrained
+distribution is groundtruth["subset"][j, :, q] over the subset seeds. Each distributional influence
+Delta compares the full-data distribution X with the retrained one Y:
+
+    mean       E[X] - E[Y]          (LDS_mean ranks like the classic LDS)
+    variance   Var(Y) - Var(X)
+    w2         W2(X, Y)             (Wasserstein-2 of the two empirical sample sets)
+
+LDS_Delta(q) = Spearman over j of (predicted Delta, actual Delta); reported as the mean over queries
+with a bootstrap 95% CI, the seed-split noise ceiling, and (for per-seed methods) the fixed-seed
+variant, where seed 0's scores stand in for every seed's model (the classical practice).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .stats import bootstrap_ci, per_query_spearman
+
+DELTAS = ("mean", "variance", "w2")
+
+
+# -- scores ----------------------------------------------------------------------------------------
+def scores_per_seed(scores_by_seed: list[np.ndarray]) -> list[np.ndarray]:
+    """One [Q, N] array per full-data seed, or a single one that stands for every seed.
+
+    Accepts what the evaluate stage loads: R per-seed files ([Q, N] each), one per-seed-samples
+    file ([R, Q, N]) or one ensemble / single-seed file ([Q, N]).
+    """
+    if len(scores_by_seed) == 1 and np.ndim(scores_by_seed[0]) == 3:
+        return [np.asarray(s, dtype=np.float64) for s in scores_by_seed[0]]
+    for s in scores_by_seed:
+        if np.ndim(s) != 2:
+            raise ArtifactError(f"scores must be [n_query, n_train] per seed or [R, n_query, n_train], got {np.shape(s)}")
+    return [np.asarray(s, dtype=np.float64) for s in scores_by_seed]
+
+
+def predicted_samples(scores: list[np.ndarray], masks: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """[M, R, Q]: full[r, q] - sum_{i not in S_j} tau_r[q, i]; one score array is used for every seed."""
+    n_seeds = full.shape[0]
+    if len(scores) not in (1, n_seeds):
+        raise ArtifactError(f"{len(scores)} per-seed score arrays for {n_seeds} full-data models")
+    removed = (~masks).astype(np.float64)  # [M, N]
+    shifts = np.stack([removed @ s.T for s in scores], axis=1)  # [M, R or 1, Q]
+    return full[None, :, :] - shifts
+
+
+# -- distributional influences ---------------------------------------------------------------------
+def w2_distance(a: np.ndarray, b: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Wasserstein-2 between the empirical distributions of `a` and `b` along `axis` (1-D samples).
+
+    In 1-D the optimal coupling is monotone: W2^2 = int_0^1 (F_a^-1(u) - F_b^-1(u))^2 du. With equal
+    sample sizes this is the mean squared difference of the sorted samples; otherwise the quantile
+    functions are step functions, integrated exactly over the merged breakpoints k/n and k/m.
+    """
+    a = np.sort(np.moveaxis(np.asarray(a, dtype=np.float64), axis, 0), axis=0)
+    b = np.sort(np.moveaxis(np.asarray(b, dtype=np.float64), axis, 0), axis=0)
+    n, m = a.shape[0], b.shape[0]
+    if n == m:
+        return np.sqrt(np.mean((a - b) ** 2, axis=0))
+    edges = np.union1d(np.arange(n + 1) / n, np.arange(m + 1) / m)
+    widths = np.diff(edges)
+    mid = (edges[:-1] + edges[1:]) / 2
+    ia = np.minimum((mid * n).astype(int), n - 1)
+    ib = np.minimum((mid * m).astype(int), m - 1)
+    sq = (a[ia] - b[ib]) ** 2
+    return np.sqrt(np.tensordot(widths, sq, axes=(0, 0)))
+
+
+def _var(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.var(x, axis=axis, ddof=1) if x.shape[axis] > 1 else np.full(np.delete(x.shape, axis), np.nan)
+
+
+def influence(delta: str, full: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+    """Delta(X || Y) per subset and query. full: [R, Q] samples of X; retrained: [M, R', Q] samples of Y."""
+    if delta == "mean":
+        return full.mean(axis=0)[None] - retrained.mean(axis=1)
+    if delta == "variance":
+        return _var(retrained, axis=1) - _var(full, axis=0)[None]
+    if delta == "w2":
+        return w2_distance(np.broadcast_to(full[None], (retrained.shape[0], *full.shape)), retrained, axis=1)
+    raise ValueError(f"unknown distributional influence '{delta}'; known: {', '.join(DELTAS)}")
+
+
+def predicted_influence(delta: str, scores: list[np.ndarray], masks: np.ndarray, full: np.ndarray) -> np.ndarray:
+    if delta == "variance" and len(scores) == 1:
+        # One score array shifts every seed's sample by the same amount: no variance change, exactly
+        # (computed, it would be round-off that Spearman would rank as if it were signal).
+        return np.zeros((masks.shape[0], full.shape[1]))
+    return influence(delta, full, predicted_samples(scores, masks, full))
+
+
+def lds_delta_per_query(delta: str, scores: list[np.ndarray], groundtruth: dict) -> np.ndarray:
+    masks, full, subset = groundtruth["masks"], groundtruth["full"], groundtruth["subset"]
+    pred = predicted_influence(delta, scores, masks, full)
+    actual = influence(delta, full, subset)
+    return per_query_spearman(pred, actual)
+
+
+def dlds_ceiling(delta: str, groundtruth: dict) -> float:
+    """Spearman between the actual Delta measured on two disjoint halves of the subset seeds."""
+    subset, full = groundtruth["subset"], groundtruth["full"]
+    halves = subset[:, ::2], subset[:, 1::2]
+    if halves[1].shape[1] == 0 or (delta == "variance" and halves[1].shape[1] < 2):
+        return float("nan")
+    per_q = per_query_spearman(*(influence(delta, full, h) for h in halves))
+    return float(np.nanmean(per_q)) if np.isfinite(per_q).any() else float("nan")
+
+
+def evaluate_dlds(delta: str, scores_by_seed: list[np.ndarray], groundtruth: dict) -> dict:
+    scores = scores_per_seed(scores_by_seed)
+    per_query = lds_delta_per_query(delta, scores, groundtruth)
+    value, lo, hi = bootstrap_ci(per_query)
+    result = {"value": value, "ci_low": lo, "ci_high": hi, "ceiling": dlds_ceiling(delta, groundtruth),
+              "delta": delta, "n_score_seeds": len(scores), "n_queries": int(np.isfinite(per_query).sum())}
+    if not np.isfinite(per_query).any():
+        result["note"] = ("fixed-seed scores predict no change in variance" if delta == "variance" and len(scores) == 1
+                          else "predicted or actual Delta is constant over subsets")
+    if len(scores) > 1:  # the classical practice: one seed's scores for every seed's model
+        fixed = lds_delta_per_query(delta, scores[:1], groundtruth)
+        f_val, f_lo, f_hi = bootstrap_ci(fixed)
+        result["variants"] = {"fixed-seed": {"value": f_val, "ci_low": f_lo, "ci_high": f_hi}}
+    return result
+
+
+def evaluate_dlds_mean(scores_by_seed, groundtruth) -> dict:
+    return evaluate_dlds("mean", scores_by_seed, groundtruth)
+
+
+def evaluate_dlds_variance(scores_by_seed, groundtruth) -> dict:
+    return evaluate_dlds("variance", scores_by_seed, groundtruth)
+
+
+def evaluate_dlds_w2(scores_by_seed, groundtruth) -> dict:
+    return evaluate_dlds("w2", scores_by_seed, groundtruth)

@@ -1,0 +1,82 @@
+"""Evaluation plots (matplotlib, Agg): the pruning curve and the leave-one-out scatter."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import io
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    plt = _pyplot()
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def pruning_curve(rows: list[dict], experiment: str, path) -> None:
+    """Test accuracy (mean +- std over seeds) vs p: one line per method and variant, plus baselines."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    full = [r for r in rows if r["method"] == "full data" and r["status"] == "ok"]
+    if full:
+        m, s = full[0]["test_accuracy_mean"], full[0]["test_accuracy_std"]
+        ax.axhline(m, color="k", lw=1, label="full data")
+        if np.isfinite(s):
+            ax.axhspan(m - s, m + s, color="k", alpha=0.08)
+    lines: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] != "full data":
+            lines.setdefault((r["method"], r["variant"]), []).append(r)
+    start = [{"p": 0.0, "test_accuracy_mean": full[0]["test_accuracy_mean"], "test_accuracy_std": np.nan}] if full else []
+    spread = max((r["p"] for r in rows), default=1.0) * 0.006  # small x offsets keep error bars apart
+    for k, ((method, variant), pts) in enumerate(sorted(lines.items())):
+        pts = sorted((r for r in pts if r["status"] == "ok"), key=lambda r: r["p"])
+        label = method if variant == "baseline" else f"{method} ({variant})"
+        if not pts:
+            ax.plot([], [], label=f"{label}: failed", color="lightgrey")
+            continue
+        pts = start + pts  # every curve starts at the full-data model (p = 0)
+        style = {"color": "k", "ls": "--"} if method == "random removal" else {"ls": "-" if variant == "dtda" else ":"}
+        ax.errorbar([r["p"] + (k - len(lines) / 2) * spread * (r["p"] > 0) for r in pts],
+                    [r["test_accuracy_mean"] for r in pts],
+                    yerr=[np.nan_to_num(r["test_accuracy_std"]) for r in pts], marker="o", capsize=3,
+                    label=label, **style)
+    ax.set_xlabel("training examples removed (%)")
+    ax.set_ylabel("test accuracy (mean +- std over seeds)")
+    ax.set_title(f"{experiment}: pruning by attribution", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def loo_scatter(results: list[dict], experiment: str, path) -> None:
+    """Predicted vs actual leave-one-out mean shift per method (error bars: 1 SE over seeds)."""
+    plt = _pyplot()
+    ok = [r for r in results if r.get("status") == "ok"]
+    n = max(1, len(ok))
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(ok):]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, ok):
+        pred, actual, se = (np.asarray(r[k]).ravel() for k in ("predicted", "actual", "actual_se"))
+        ax.errorbar(pred, actual, yerr=se, fmt="o", ms=2, alpha=0.5, elinewidth=0.5)
+        lim = np.nanmax(np.abs(np.concatenate([actual + se, actual - se]))) if len(actual) else 1.0
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_ylim(-1.05 * lim, 1.05 * lim)
+        ax.set_title(f"{r['method']}: r={r['value']:.2f} (ceiling {r['ceiling']:.2f})", fontsize=8)
+        ax.set_xlabel("predicted mean shift", fontsize=8)
+        ax.set_ylabel("actual mean shift (+- 1 SE)", fontsize=8)
+    fig.suptitle(f"{experiment}: leave-one-out ({ok[0]['n_seeds'] if ok else '?'} seeds)", fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,81 @@
+"""Leave-one-out study jobs: retrain without a few points with many seeds, then score each method.
+
+    loo_train     S full-data and K x S leave-one-out models (query measurements only)
+    loo_evaluate  one method's predicted vs actual mean shifts (tda_core.metrics.loo)
+    loo_plot      the scatter of every method
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import io
+from ..api import Experiment
+from ..errors import ConfigError
+from ..metrics.loo import evaluate_loo
+from ..tracking import tracked_run
+from ..training import Run, train_models
+from .common import CostMeter, measure
+
+DEFAULTS = {"n_points": 4, "points": None, "seeds": 32, "point_seed": 0}
+
+
+def loo_points(n_train: int, options: dict) -> np.ndarray:
+    if options.get("points"):
+        points = np.asarray(options["points"], dtype=int)
+        if points.min() < 0 or points.max() >= n_train:
+            raise ConfigError(f"loo.points must lie in 0..{n_train - 1}")
+        return points
+    rng = np.random.default_rng([options["point_seed"], 31337])
+    return np.sort(rng.choice(n_train, size=min(options["n_points"], n_train), replace=False))
+
+
+def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
+    opts = {**DEFAULTS, **options}
+    s = exp.splits
+    points = loo_points(s.n_train, opts)
+    seeds = list(range(opts["seeds"]))
+    vectorize = exp.cfg["train"]["vectorize"]
+
+    def query_measurements(mask):  # [S, Q]; one vmapped group per removed point (equal batch shapes)
+        runs = [Run(seed, mask) for seed in seeds]
+        res = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device, vectorize=vectorize,
+                           desc=f"{exp.name} loo")
+        return np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in res])
+
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "loo_train", f"{exp.name}/loo", exp.cfg) as run:
+        with CostMeter() as cost:
+            full = query_measurements(None)
+            loo = []
+            for k in points:
+                mask = np.ones(s.n_train, dtype=bool)
+                mask[k] = False
+                loo.append(query_measurements(mask))
+        run.summary_update({"models": len(seeds) * (len(points) + 1), **cost.as_dict()})
+    io.save_npz(out, {"config_hash": exp.hash, **opts, **cost.as_dict()}, points=points, full=full,
+                loo=np.stack(loo))
+
+
+def loo_evaluate(exp: Experiment, method: str, score_jsons: list, loo_path, out) -> dict:
+    sidecars = [io.read_json(p) for p in score_jsons]
+    result = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": "loo_shift",
+              "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
+              "peak_memory_mb": max((s.get("peak_memory_mb", 0.0) for s in sidecars), default=0.0)}
+    failed = [s for s in sidecars if s.get("status") != "ok"]
+    if failed:
+        result.update(status="failed", reason=failed[0].get("reason", "unknown"))
+    else:
+        for s in sidecars:
+            io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
+        scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+        loo_gt, _ = io.load_npz(loo_path, expect_hash=exp.hash)
+        result.update(status="ok", **evaluate_loo(scores, loo_gt))
+    io.write_json(out, result)
+    return result
+
+
+def loo_plot(exp_name: str, result_jsons: list, out_png) -> None:
+    from ..plots import loo_scatter
+
+    loo_scatter([io.read_json(p) for p in result_jsons], exp_name, out_png)

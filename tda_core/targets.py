@@ -1,0 +1,66 @@
+"""Attribution targets: which examples a method explains, without the method knowing.
+
+    query       the query split, measurement f as configured (the LDS path; scores/{m}/seed{r}.npy)
+    val         the validation split, measurement = loss (pruning: effect of removal on the
+                validation loss; scores/{m}/val_seed{r}.npy)
+    train_self  (a seeded sample of) the training examples themselves, measurement = loss; the
+                diagonal tau[k, index[k]] is self-influence (mislabel detection;
+                scores/{m}/train_self_seed{r}.npy)
+
+A target is an Experiment view whose splits.query_* and task.measure are swapped, so every method
+(whether it calls ctx.query_grads or reads exp.splits.query_x itself) runs unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from .errors import ConfigError
+
+TARGETS = ("query", "val", "train_self")
+LOSS_TARGETS = ("val", "train_self")
+DEFAULT_SELF_EXAMPLES = 2000  # train_self attributes K x N scores: cap K on large training sets
+
+
+def self_index(n_train: int, max_examples: int | None = DEFAULT_SELF_EXAMPLES, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the training examples that attribute themselves (all of them if few)."""
+    if max_examples is None or max_examples >= n_train:
+        return np.arange(n_train)
+    return np.sort(np.random.default_rng([seed, 1009]).choice(n_train, size=max_examples, replace=False))
+
+
+def score_stem(target: str, seed) -> str:
+    """File stem of a score file: seed{r} for queries, {target}_seed{r} otherwise."""
+    check_target(target)
+    return f"seed{seed}" if target == "query" else f"{target}_seed{seed}"
+
+
+def check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise ConfigError(f"unknown attribution target '{target}'; known: {', '.join(TARGETS)}")
+
+
+def target_view(exp, target: str, max_self: int | None = DEFAULT_SELF_EXAMPLES):
+    """An Experiment whose queries are the target's examples (the same models, config hash and paths)."""
+    from .api import Experiment
+
+    check_target(target)
+    if target == "query":
+        return exp
+    cfg = copy.deepcopy(exp.cfg)
+    if cfg.get("kind", "classification") == "classification":
+        cfg["measurement"] = "loss"  # diffusion's measurement is already its (denoising) loss
+    view = Experiment(cfg)
+    s = exp.splits
+    if target == "val":
+        index = None
+        qx, qy = s.val_x, s.val_y
+    else:
+        index = self_index(s.n_train, max_self)
+        qx, qy = s.train_x[index], s.train_y[index]  # the labels the model was trained on (noisy ones too)
+    view.__dict__["splits"] = dataclasses.replace(s, query_x=qx, query_y=qy)  # overrides the cached_property
+    view.target = target
+    view.query_index = index
+    return view
