@@ -66,7 +66,7 @@ def pivot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
                                           max_peak_memory_mb=("peak_memory_mb", "max"))
         table = table.join(cost.round(2))
         order = part.groupby("method")["value"].mean().sort_values(ascending=False).index
-        out[metric] = table.loc[order]
+        out[metric] = table.loc[order].fillna("")  # blank: the method is not run on that experiment
     return out
 
 
@@ -81,7 +81,8 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
     metrics = [m for m in DISTRIBUTIONAL if m in set(part.metric)]
     cols = [(e, m) for e in sorted(set(part.experiment)) for m in metrics if (e, m) in table.columns]
     order = part[part.metric == "lds"].groupby("method")["value"].mean().sort_values(ascending=False).index
-    return table[cols].reindex([m for m in order if m in table.index] + [m for m in table.index if m not in order])
+    rows = [m for m in order if m in table.index] + [m for m in table.index if m not in order]
+    return table[cols].reindex(rows).fillna("")
 
 
 def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
@@ -112,20 +113,23 @@ def bar_plot(df: pd.DataFrame, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics, exps = sorted(set(df.metric)) or [""], sorted(set(df.experiment)) or [""]
-    fig, axes = plt.subplots(len(metrics), len(exps), figsize=(4.5 * len(exps), 3.8 * len(metrics)), squeeze=False)
-    for ax, (metric, exp) in zip(axes.flat, [(m, e) for m in metrics for e in exps]):
+    panels = [(m, e) for (m, e), _ in df.groupby(["metric", "experiment"])] or [("", "")]
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (metric, exp) in zip(axes.flat, panels):
         part = df[(df.metric == metric) & (df.experiment == exp)].sort_values("value", ascending=False)
-        if part.empty:
-            ax.axis("off")
-            continue
-        ok = part.status == "ok"
-        vals = part.value.where(ok, 0.0).fillna(0.0).to_numpy(dtype=float)
-        err = np.vstack([(vals - part.ci_low.fillna(0.0)).clip(lower=0), (part.ci_high.fillna(0.0) - vals).clip(lower=0)])
+        failed = (part.status != "ok").to_numpy()
+        ok = ~failed & np.isfinite(part.value.to_numpy(dtype=float))
+        vals = np.where(ok, part.value.to_numpy(dtype=float), 0.0)
+        err = np.vstack([(vals - part.ci_low.to_numpy(dtype=float)), (part.ci_high.to_numpy(dtype=float) - vals)])
+        err = np.where(ok, np.nan_to_num(err).clip(min=0), 0.0)
         colors = ["tab:blue" if o else "lightgrey" for o in ok]
-        ax.bar(range(len(part)), vals, yerr=np.where(ok.to_numpy(), err, 0.0), color=colors, capsize=3)
-        ax.set_xticks(range(len(part)), [m + ("" if o else " (failed)") for m, o in zip(part.method, ok)],
-                      rotation=45, ha="right", fontsize=8)
+        ax.bar(range(len(part)), vals, yerr=err, color=colors, capsize=3)
+        names = [m + (" (failed)" if f else "" if o else " (n/a)") for m, f, o in zip(part.method, failed, ok)]
+        ax.set_xticks(range(len(part)), names, rotation=45, ha="right", fontsize=8)
         ceiling = part.ceiling.dropna()
         if len(ceiling):
             ax.axhline(float(ceiling.iloc[0]), ls="--", color="k", lw=1, label="noise ceiling")
