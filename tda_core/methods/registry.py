@@ -26,6 +26,8 @@ _METHODS: dict[str, str] = {
     "dtda_if": "tda_core.methods.dtda_if:DtdaIf",
     "dtda_source": "tda_core.methods.dtda_source:DtdaSource",
     "dtda_unrolled": "tda_core.methods.dtda_unrolled:DtdaUnrolled",
+    "if_ekfac_kronfluence": "tda_core.methods.if_ekfac_kronfluence:IfEkfacKronfluence",
+    "trak_traker": "tda_core.methods.trak_traker:TrakTraker",
 }
 
 
