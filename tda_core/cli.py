@@ -141,6 +141,11 @@ def cmd_loo_plot(args):
     loo_plot(args.experiment_name, args.results, args.out)
 
 
+def _for_wandb(df):
+    """Missing numbers as None (wandb.Table columns must keep one type; '' in a number column fails)."""
+    return df.astype(object).where(df.notna(), None)
+
+
 def cmd_leaderboard(args):
     from .leaderboard import pivot_tables, pruning_tables, write_all
     from .tracking import tracked_run
@@ -150,11 +155,11 @@ def cmd_leaderboard(args):
                    out / "leaderboard.html", args.images, args.pruning)
     tracking = _json_arg(args.tracking, "--tracking")
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
-        run.log_table("leaderboard", df.drop(columns=["reason"]).fillna(""))
+        run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
         for metric, table in pivot_tables(df).items():
-            run.log_table(f"leaderboard/{metric}", table.reset_index())
+            run.log_table(f"leaderboard/{metric}", _for_wandb(table.reset_index()))
         for title, table in pruning_tables(args.pruning).items():
-            run.log_table(f"leaderboard/{title.replace(': ', '_').replace(' ', '_')}", table.reset_index())
+            run.log_table(f"leaderboard/{title.replace(': ', '_').replace(' ', '_')}", _for_wandb(table.reset_index()))
         run.log_image("leaderboard_plot", out / "leaderboard.png")
         for img in args.images:
             run.log_image(f"plots/{Path(img).parent.parent.name}/{Path(img).stem}", img)

@@ -1,0 +1,50 @@
+"""The leaderboard shows the evaluation metrics: variant rows, failed rows, the pruning tables, embedded plots."""
+
+import base64
+
+from tda_core import io
+from tda_core.leaderboard import write_all
+from tda_core.plots import pruning_curve
+
+
+def _metric(path, **kw):
+    io.write_json(path, {"wall_time_s": 1.0, "peak_memory_mb": 10.0, "ceiling": 0.5, **kw})
+    return path
+
+
+def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
+    m = [
+        _metric(tmp_path / "a.json", experiment="e", method="tracin", metric="dlds_w2", status="ok", value=0.61,
+                ci_low=0.5, ci_high=0.7, variants={"fixed-seed": {"value": 0.42, "ci_low": 0.3, "ci_high": 0.5}}),
+        _metric(tmp_path / "b.json", experiment="e", method="if_exact", metric="dlds_w2", status="failed",
+                reason="TdaError: for small models only"),
+        _metric(tmp_path / "c.json", experiment="e", method="tracin", metric="lds", status="ok", value=0.8,
+                ci_low=0.7, ci_high=0.9),
+        _metric(tmp_path / "d.json", experiment="e", method="grad_dot", metric="dlds_variance", status="ok",
+                value=float("nan"), ci_low=float("nan"), ci_high=float("nan")),
+    ]
+    rows = [
+        {"experiment": "e", "method": "full data", "variant": "baseline", "p": 0.0, "status": "ok",
+         "test_accuracy_mean": 0.90, "test_accuracy_std": 0.01, "test_loss_mean": 0.3, "test_loss_std": 0.02},
+        {"experiment": "e", "method": "random removal", "variant": "baseline", "p": 10.0, "status": "ok",
+         "test_accuracy_mean": 0.88, "test_accuracy_std": 0.01, "test_loss_mean": 0.35, "test_loss_std": 0.02},
+        {"experiment": "e", "method": "if_ekfac", "variant": "dtda", "p": 10.0, "status": "ok",
+         "test_accuracy_mean": 0.91, "test_accuracy_std": 0.005, "test_loss_mean": 0.28, "test_loss_std": 0.01},
+        {"experiment": "e", "method": "trak", "variant": "dtda", "p": 10.0, "status": "failed", "reason": "oom"},
+    ]
+    io.write_json(tmp_path / "summary.json", {"experiment": "e", "rows": rows})
+    pruning_curve(rows, "e", tmp_path / "pruning.png")
+    out = tmp_path / "lb"
+    df = write_all(m, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", [tmp_path / "pruning.png"],
+                   [tmp_path / "summary.json"])
+    assert set(df.method) == {"tracin", "tracin (fixed-seed)", "if_exact", "grad_dot"}
+    md = (out / "l.md").read_text()
+    assert "| tracin (fixed-seed) | 0.420 [0.300, 0.500]" in md
+    assert "| if_exact" in md and "failed" in md.split("## dlds_w2")[1].split("##")[0]
+    assert "n/a" in md.split("## dlds_variance")[1].split("##")[0]
+    acc = md.split("## pruning: test accuracy")[1].split("##")[0]
+    assert "0.9100 ± 0.0050" in acc and "0.8800 ± 0.0100" in acc and "trak (dtda)" in acc and "failed" in acc
+    assert "## classic vs distributional LDS" in md
+    page = (out / "l.html").read_text()
+    assert base64.b64encode((tmp_path / "pruning.png").read_bytes()).decode()[:200] in page
+    assert "pruning: test loss" in page
