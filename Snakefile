@@ -54,6 +54,7 @@ def score_seeds(exp, method):
     return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
 
 
+include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/attribute.smk"

@@ -26,9 +26,6 @@ rule attribute:
 
 # The same methods on other examples (tda_core/targets.py): `val` (validation loss, for pruning)
 # and `train_self` (the training examples themselves, for self-influence / mislabel detection).
-def score_jsons(exp, method, target="query"):
-    prefix = "" if target == "query" else f"{target}_"
-    return [f"{R}/{exp}/scores/{method}/{prefix}seed{s}.json" for s in score_seeds(exp, method)]
 
 
 rule attribute_target:

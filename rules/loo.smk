@@ -1,17 +1,5 @@
 # Leave-one-out study ("LOO is noisy", d-TDA), for experiments with a `loo:` block: retrain without
-# a few points with many seeds (one job), score every method's predicted mean shifts, one scatter.
-
-
-def loo_results(exp):
-    return [f"{R}/{exp}/loo/{m}.json" for m in EXPERIMENTS[exp]["methods"]]
-
-
-def loo_all_results():
-    return [p for exp, cfg in EXPERIMENTS.items() if cfg.get("loo") for p in loo_results(exp)]
-
-
-def loo_plots():
-    return [f"{R}/{exp}/loo/loo.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
+# a few points with many seeds (one job), score every method's predicted mean shifts, one scatter. Helpers: rules/common.smk.
 
 
 rule loo_train:

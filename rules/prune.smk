@@ -1,46 +1,7 @@
 # Pruning benchmark (d-TDA; DESIGN.md section 3), for experiments with a `pruning:` block: one job
 # per (method, variant, p, seed) retrains without the p% that the method's validation-loss
 # attributions (scores/{method}/val_seed{r}) pick; random-removal and full-data baselines per seed;
-# one summary (mean +- std over seeds) and the pruning curve per experiment.
-from tda_core.pruning import percent_tag
-
-
-def pruning_cfg(exp):
-    return EXPERIMENTS[exp].get("pruning")
-
-
-def pruning_variants(exp, method):
-    """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
-    cls = get_method(method)
-    variants = pruning_cfg(exp)["variants"]
-    if cls.ensemble and not getattr(cls, "per_seed_samples", False):
-        return [v for v in variants if v != "fixed"]
-    return variants
-
-
-def pruning_runs(exp):
-    cfg, base = pruning_cfg(exp), f"{R}/{exp}/pruning"
-    runs = [f"{base}/_full/seed{s}.json" for s in full_seeds(exp)]
-    for p in map(percent_tag, cfg["percents"]):
-        for s in full_seeds(exp):
-            if cfg["random_baseline"]:
-                runs.append(f"{base}/_random/p{p}/seed{s}.json")
-            runs += [f"{base}/{m}/{v}/p{p}/seed{s}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
-    return runs
-
-
-def pruning_val_scores(w):
-    """fixed: the seed's own validation scores (or the one ensemble file); dtda: every seed's."""
-    files = score_jsons(w.exp, w.method, "val")
-    return [files[int(w.seed)]] if w.variant == "fixed" and len(files) > 1 else files
-
-
-def pruning_summaries():
-    return [f"{R}/{exp}/pruning/summary.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
-
-
-def pruning_plots():
-    return [f"{R}/{exp}/pruning/pruning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+# one summary (mean +- std over seeds) and the pruning curve per experiment. Helpers: rules/common.smk.
 
 
 rule prune_retrain:

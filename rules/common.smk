@@ -1,0 +1,58 @@
+# Helper functions of the evaluation rules (attribute_target, evaluate, loo, prune, report), kept
+# apart from the rules as `snakemake --lint` asks.
+from tda_core.pruning import percent_tag
+
+
+def score_jsons(exp, method, target="query"):
+    prefix = "" if target == "query" else f"{target}_"
+    return [f"{R}/{exp}/scores/{method}/{prefix}seed{s}.json" for s in score_seeds(exp, method)]
+
+
+def pruning_cfg(exp):
+    return EXPERIMENTS[exp].get("pruning")
+
+
+def pruning_variants(exp, method):
+    """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
+    cls = get_method(method)
+    variants = pruning_cfg(exp)["variants"]
+    if cls.ensemble and not getattr(cls, "per_seed_samples", False):
+        return [v for v in variants if v != "fixed"]
+    return variants
+
+
+def pruning_runs(exp):
+    cfg, base = pruning_cfg(exp), f"{R}/{exp}/pruning"
+    runs = [f"{base}/_full/seed{s}.json" for s in full_seeds(exp)]
+    for p in map(percent_tag, cfg["percents"]):
+        for s in full_seeds(exp):
+            if cfg["random_baseline"]:
+                runs.append(f"{base}/_random/p{p}/seed{s}.json")
+            runs += [f"{base}/{m}/{v}/p{p}/seed{s}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
+    return runs
+
+
+def pruning_val_scores(w):
+    """fixed: the seed's own validation scores (or the one ensemble file); dtda: every seed's."""
+    files = score_jsons(w.exp, w.method, "val")
+    return [files[int(w.seed)]] if w.variant == "fixed" and len(files) > 1 else files
+
+
+def pruning_summaries():
+    return [f"{R}/{exp}/pruning/summary.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+
+
+def pruning_plots():
+    return [f"{R}/{exp}/pruning/pruning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+
+
+def loo_results(exp):
+    return [f"{R}/{exp}/loo/{m}.json" for m in EXPERIMENTS[exp]["methods"]]
+
+
+def loo_all_results():
+    return [p for exp, cfg in EXPERIMENTS.items() if cfg.get("loo") for p in loo_results(exp)]
+
+
+def loo_plots():
+    return [f"{R}/{exp}/loo/loo.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
