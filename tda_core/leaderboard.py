@@ -103,6 +103,20 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     return out
 
 
+def loo_table(metric_paths: list) -> pd.DataFrame | None:
+    """Per experiment, method-independent: seeds used, share of (point, query) shifts beyond 2 SE, and the
+    rule of thumb: the median number of seeds at which a shift of the observed size would be 2 SE from 0."""
+    rows = {}
+    for p in metric_paths:
+        r = io.read_json(p)
+        if r.get("metric") == "loo_shift" and r.get("status") == "ok" and r.get("experiment") not in rows:
+            rows[r["experiment"]] = {"points": len(r["points"]), "seeds": r["n_seeds"],
+                                     "resolved at 2 SE": round(r["resolved_fraction"], 3),
+                                     "seeds needed (median)": round(r["seeds_needed_median"], 1),
+                                     "seed-split ceiling (r)": round(r["ceiling"], 3)}
+    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+
+
 def ceilings(df: pd.DataFrame) -> pd.Series:
     return df.dropna(subset=["ceiling"]).groupby(["metric", "experiment"])["ceiling"].first()
 
@@ -153,6 +167,9 @@ def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_imag
     if dist is not None:
         extra["classic vs distributional LDS"] = dist
     extra.update(pruning_tables(pruning_paths or []))
+    loo = loo_table(metric_paths)
+    if loo is not None:
+        extra["leave-one-out: how many seeds resolve a LOO mean shift"] = loo
     ceil = ceilings(df)
     md = ["# tda-bench leaderboard", "",
           "Cells: mean over queries [95% bootstrap CI]. Higher is better. `failed` rows ran but did not finish "

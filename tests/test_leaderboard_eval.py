@@ -22,6 +22,9 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
                 ci_low=0.7, ci_high=0.9),
         _metric(tmp_path / "d.json", experiment="e", method="grad_dot", metric="dlds_variance", status="ok",
                 value=float("nan"), ci_low=float("nan"), ci_high=float("nan")),
+        _metric(tmp_path / "loo.json", experiment="e", method="tracin", metric="loo_shift", status="ok", value=0.2,
+                ci_low=-0.1, ci_high=0.4, points=[1, 2, 3, 4], n_seeds=64, resolved_fraction=0.045,
+                seeds_needed_median=400.48),
     ]
     rows = [
         {"experiment": "e", "method": "full data", "variant": "baseline", "p": 0.0, "status": "ok",
@@ -38,6 +41,8 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
     df = write_all(m, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", [tmp_path / "pruning.png"],
                    [tmp_path / "summary.json"])
     assert set(df.method) == {"tracin", "tracin (fixed-seed)", "if_exact", "grad_dot"}
+    loo_rows = [" ".join(line.split()) for line in (out / "l.md").read_text().splitlines()]
+    assert "| e | 4 | 64 | 0.045 | 400.5 | 0.5 |" in loo_rows  # the LOO rule of thumb: seeds needed
     md = (out / "l.md").read_text()
     assert "| tracin (fixed-seed) | 0.420 [0.300, 0.500]" in md
     assert "| if_exact" in md and "failed" in md.split("## dlds_w2")[1].split("##")[0]
