@@ -36,12 +36,28 @@ def test_paper_config_validates_and_dry_runs_without_data(repo, tmp_path):
 
 
 def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
+    from tda_core.methods.registry import get_method
+
+    cfg = load_config(repo / "workflow/config/config.yaml")
     counts = _dry_run(repo, tmp_path, "workflow/config/config.yaml")
-    # digits-mlp: if_ekfac x {fixed, dtda} x {10, 20} x 2 seeds; val scores of if_ekfac for 2 seeds;
-    # digits-mlp-nonconverged: train_self scores of 4 methods x 2 seeds for mislabel_auc
-    assert counts["prune_retrain"] == 8 and counts["prune_random"] == 4 and counts["prune_full"] == 2
-    assert counts["attribute_target"] == 2 + 8
-    assert counts["loo_train"] == 1 and counts["loo_evaluate"] == 4
+    exps = cfg["experiments"]
+
+    def score_files(exp, method):  # per-seed methods: one file per seed; ensembles: one "seedall"
+        return 1 if get_method(method).ensemble else exps[exp]["seeds"]
+
+    # pruning: (fixed + dtda for per-seed methods, dtda for ensembles) x p x seeds, baselines per p x seed
+    prune = [(e, m) for e, x in exps.items() if "pruning" in x for m in x["pruning"]["methods"]]
+    n_retrain = sum(len(exps[e]["pruning"]["percents"]) * exps[e]["seeds"]
+                    * (1 if get_method(m).ensemble and not get_method(m).per_seed_samples else 2) for e, m in prune)
+    assert n_retrain > 0 and counts["prune_retrain"] == n_retrain
+    assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) * x["seeds"]
+                                         for x in exps.values() if "pruning" in x)
+    # val scores for pruning + train_self scores of every method of experiments scored with mislabel_auc
+    n_target = sum(score_files(e, m) for e, m in prune) + sum(
+        score_files(e, m) for e, x in exps.items() if "mislabel_auc" in x["metrics"] for m in x["methods"])
+    assert counts["attribute_target"] == n_target
+    assert counts["loo_train"] == sum("loo" in x for x in exps.values()) >= 1
+    assert counts["loo_evaluate"] == sum(len(x["methods"]) for x in exps.values() if "loo" in x)
 
 
 @pytest.mark.parametrize("bad, match", [
