@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.linalg.blas import dsyrk, ssyrk
 from torch.func import functional_call, hessian, jacrev, vmap
 
 from .base import Method
@@ -32,6 +33,7 @@ def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, ch
     def out_hessian(z, xi, yi):  # d^2 loss / d outputs^2 at one example
         return hessian(lambda zz: loss_fn(lambda _inp: zz[None], xi[None], yi[None])[0])(z)
 
+    acc = None  # upper triangle of sum R^T R, accumulated by BLAS syrk on CPU (half a gemm)
     for s in range(0, len(x), chunk_size):
         xb, yb = x[s : s + chunk_size], y[s : s + chunk_size]
         J = vmap(jacrev(outputs), in_dims=(None, 0))(params, xb)
@@ -40,9 +42,19 @@ def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, ch
         H = vmap(out_hessian)(z, xb, yb).double()  # [n, C, C]
         # H = B B^T (B from its eigendecomposition, PSD part), so GGN = sum (B^T J)^T (B^T J).
         evals, evecs = torch.linalg.eigh(H)
-        B = evecs * evals.clamp_min(0).sqrt()[:, None, :]
-        R = (B.transpose(1, 2).float() @ J).reshape(-1, P)
-        out += (R.T @ R).double()
+        evals = evals.clamp_min(0)
+        # Directions with zero curvature in every example (softmax's shift invariance) add nothing.
+        null = int((evals <= 1e-12 * evals.amax(-1, keepdim=True).clamp_min(1e-300)).all(0).sum())
+        B = (evecs * evals.sqrt()[:, None, :])[:, :, null:]
+        R = (B.transpose(1, 2).to(J.dtype) @ J).reshape(-1, P)
+        if x.device.type == "cpu":
+            syrk = dsyrk if R.dtype == torch.float64 else ssyrk
+            acc = syrk(1.0, R.numpy().T, beta=0.0 if acc is None else 1.0, c=acc, trans=0, overwrite_c=1)
+        else:
+            out += (R.T @ R).double()
+    if acc is not None:
+        upper = torch.from_numpy(acc).double()
+        out = upper.triu() + upper.triu(1).T
     return out / len(x)
 
 
