@@ -13,5 +13,9 @@ class ArtifactError(TdaError):
     """A result file is missing, corrupted, or was computed from another config."""
 
 
+class StorageError(ArtifactError):
+    """A result file cannot be written (disk full, read-only or missing permission)."""
+
+
 class TrainingDiverged(TdaError):
     pass

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .errors import ArtifactError, TdaError
+from .errors import ArtifactError, StorageError
 
 
 @contextlib.contextmanager
@@ -29,13 +29,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:  # permission denied, read-only fs, disk full ...
-        raise TdaError(f"cannot write {path}: {e.strerror or e}") from e
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     except OSError as e:
-        raise TdaError(f"cannot write {path}: {e.strerror or e}") from e
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

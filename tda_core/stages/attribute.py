@@ -12,7 +12,7 @@ import torch
 
 from .. import io
 from ..api import Experiment
-from ..errors import TdaError
+from ..errors import ArtifactError, TdaError
 from ..methods.base import AttributionContext
 from ..methods.registry import get_method
 from ..targets import DEFAULT_SELF_EXAMPLES, score_stem, target_view
@@ -52,6 +52,8 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
                 raise TdaError(f"{method_name} produced non-finite scores")
             meta.update(cost.as_dict())
             io.save_npy(exp.scores_path(method_name, seed), scores)
+        except ArtifactError:
+            raise  # a missing/corrupted input or an unwritable output fails the job; it is no method result
         except (TdaError, torch.OutOfMemoryError, MemoryError) as e:
             meta.update(status="failed", reason=f"{type(e).__name__}: {e}")
             log.error("%s failed on %s (seed %s): %s", method_name, exp.name, seed, e)
