@@ -73,6 +73,12 @@ def test_ekfac_eigenvalues_are_the_diagonal_of_the_rotated_fisher_and_beat_kfac(
     err_ek = (ekfac.dense() - dense).norm()
     err_k = (kfac.dense() - dense).norm()
     assert err_ek <= err_k + 1e-12, (err_ek, err_k)
+    # fisher="expected": the same identity against the exact GGN (expectation over all classes).
+    expected = fit_curvature(model, params, TASK, x, kind="ekfac", fisher="expected")
+    b = expected.blocks[0]
+    Q = torch.kron(b.QS, b.QA)
+    ggn = _dense_ggn(model, params, x)[perm][:, perm]
+    torch.testing.assert_close(b.lam.reshape(-1), (Q.T @ ggn @ Q).diagonal(), rtol=1e-5, atol=1e-9)
 
 
 def _matrix_order(d_out, d_in):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..errors import TdaError
+from ..tasks import ClassificationTask
 from ..gradients import param_slices, per_example_grads
 from .blocks import Curvature, DiagBlock, KronBlock
 from .kfac import eigh64, fit_factors, kron_specs
@@ -25,13 +27,40 @@ def sample_targets(task, model, params, x, generator: torch.Generator, chunk_siz
     """One target per example drawn from the model's predictive distribution at `params`."""
     if not hasattr(task, "sample_fisher_targets"):
         raise TdaError(f"{type(task).__name__} cannot sample Fisher targets; K-FAC/EK-FAC need them")
-    from torch.func import functional_call
-
-    buffers = {k: v.to(x.device) for k, v in model.named_buffers()}
-    call = lambda inp: functional_call(model, (params, buffers), (inp,))  # noqa: E731
+    call = _caller(model, params, x.device)
     with torch.no_grad():
         return torch.cat([task.sample_fisher_targets(call, x[s : s + chunk_size], generator)
                           for s in range(0, len(x), chunk_size)])
+
+
+def fisher_rows(task, model, params, x, fisher: str, n_samples: int, generator, chunk_size: int = 256):
+    """(inputs, targets, weights) whose weighted per-row losses define the Fisher of the mean loss.
+
+    sampled:  each example repeated n_samples times, targets drawn from the model, weight 1/n_samples
+    expected: classification only: each example once per class c, weight p_c (the exact
+              expectation over the model's predictive distribution, i.e. the GGN, without Monte-Carlo
+              noise; costs as much as n_samples = number of classes)
+    """
+    if fisher == "sampled":
+        xs = x.repeat(n_samples, *([1] * (x.ndim - 1)))
+        t = sample_targets(task, model, params, xs, generator, chunk_size)
+        return xs, t, torch.full((len(xs),), 1.0 / n_samples, dtype=torch.float64, device=x.device)
+    if fisher != "expected":
+        raise TdaError(f"unknown fisher '{fisher}' (sampled or expected)")
+    if not isinstance(task, ClassificationTask):
+        raise TdaError("fisher='expected' needs a classification task; use fisher='sampled'")
+    call = _caller(model, params, x.device)
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(call(x[s : s + chunk_size]), -1) for s in range(0, len(x), chunk_size)])
+    n_classes = probs.shape[1]
+    xs = x.repeat(n_classes, *([1] * (x.ndim - 1)))
+    t = torch.arange(n_classes, device=x.device).repeat_interleave(len(x))
+    return xs, t, probs.T.reshape(-1).double()
+
+
+def _caller(model, params, device):
+    buffers = {k: v.to(device) for k, v in model.named_buffers()}
+    return lambda inp: functional_call(model, (params, buffers), (inp,))
 
 
 def fit_curvature(
@@ -44,11 +73,13 @@ def fit_curvature(
     n_samples: int = 1,
     chunk_size: int = 256,
     grad_scale: torch.Tensor | None = None,
+    fisher: str = "sampled",
 ) -> Curvature:
     """K-FAC or EK-FAC curvature of the mean training loss (true Fisher = GGN for cross-entropy).
 
     params_list: one parameter dict, or several whose statistics are averaged (SOURCE segments).
     n_samples:   sampled targets per example (Monte-Carlo samples of the Fisher).
+    fisher:      "sampled" (default) or "expected" (classification: exact expectation over classes).
     grad_scale:  flat [P] vector s; EK-FAC then fits diag(s) F diag(s) in K-FAC's basis of F
                  (used for Adam's preconditioner, see tda_core/methods/source.py).
     """
@@ -62,14 +93,13 @@ def fit_curvature(
     slices = param_slices(params_list[0])
     specs = kron_specs(model, slices)
     gen = torch.Generator().manual_seed(int(seed))
-    xs = x.repeat(n_samples, *([1] * (x.ndim - 1)))
 
     # Pass 1: factors at every parameter set, averaged; one eigendecomposition per layer.
-    targets, A, S = [], {}, {}
+    rows, A, S = [], {}, {}
     for params in params_list:
-        t = sample_targets(task, model, params, xs, gen, chunk_size)
-        targets.append(t)
-        fac = fit_factors(model, params, specs, task, xs, t, chunk_size)
+        xs, t, w = fisher_rows(task, model, params, x, fisher, n_samples, gen, chunk_size)
+        rows.append((xs, t, w))
+        fac = fit_factors(model, params, specs, task, xs, t, chunk_size, weights=w)
         for k in fac.A:
             A[k] = A.get(k, 0) + fac.A[k] / len(params_list)
             S[k] = S.get(k, 0) + fac.S[k] / len(params_list)
@@ -81,29 +111,30 @@ def fit_curvature(
     covered = {n for b in blocks for n in b.names}
     blocks += [DiagBlock(n, torch.zeros(slices[n].stop - slices[n].start, dtype=torch.float64, device=x.device))
                for n in slices if n not in covered]
-    curv = Curvature(kind, slices, blocks, {"seed": seed, "n_samples": n_samples, "n_points": len(params_list),
-                                            "n_examples": len(x)})
+    curv = Curvature(kind, slices, blocks, {"seed": seed, "n_samples": n_samples, "fisher": fisher,
+                                            "n_points": len(params_list), "n_examples": len(x)})
     curv.check_coverage()
 
     # Pass 2: per-example gradients at the same targets -> EK-FAC eigenvalues and the diagonal blocks.
-    lam = _second_moments(curv, model, params_list, task, xs, targets, chunk_size, grad_scale,
-                          kron=(kind == "ekfac"))
+    lam = _second_moments(curv, model, params_list, task, rows, chunk_size, grad_scale, kron=(kind == "ekfac"))
     for b in curv.blocks:
         if isinstance(b, DiagBlock) or kind == "ekfac":
             b.lam = lam[id(b)]
     return curv
 
 
-def _second_moments(curv, model, params_list, task, xs, targets, chunk_size, grad_scale, kron):
-    """mean over examples and parameter sets of squared per-example gradients, per block (rotated
-    into the eigenbasis for Kronecker blocks when `kron`)."""
+def _second_moments(curv, model, params_list, task, rows, chunk_size, grad_scale, kron):
+    """weighted mean over rows (one example = total weight 1) and parameter sets of squared
+    per-example gradients, per block (rotated into the eigenbasis for Kronecker blocks when `kron`)."""
     loss = lambda call, xb, yb: task.loss(call, xb, yb)  # noqa: E731
     acc = {id(b): torch.zeros_like(b.lam) for b in curv.blocks}
-    count = len(xs) * len(params_list)
-    for params, t in zip(params_list, targets):
+    total = 0.0
+    for params, (xs, t, w) in zip(params_list, rows):
+        total += float(w.sum())
         for start in range(0, len(xs), chunk_size):
             g = per_example_grads(model, params, loss, xs[start : start + chunk_size],
                                   t[start : start + chunk_size], chunk_size).double()
+            g = g * w[start : start + chunk_size, None].to(g).sqrt()
             if grad_scale is not None:
                 g = g * grad_scale.to(g)
             for b in curv.blocks:
@@ -112,4 +143,4 @@ def _second_moments(curv, model, params_list, task, xs, targets, chunk_size, gra
                 elif kron:
                     rot = b.QS.T.to(g) @ curv.as_matrix(b, g) @ b.QA.to(g)
                     acc[id(b)] += (rot**2).sum(0)
-    return {k: v / count for k, v in acc.items()}
+    return {k: v / total for k, v in acc.items()}

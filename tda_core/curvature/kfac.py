@@ -75,8 +75,12 @@ class Factors:
 
 
 def fit_factors(model: nn.Module, params: dict, specs: list[KronSpec], task, x: torch.Tensor,
-                targets: torch.Tensor, chunk_size: int = 256) -> Factors:
-    """A and S of every spec at `params`, with the loss of each example at its given (sampled) target.
+                targets: torch.Tensor, chunk_size: int = 256, weights: torch.Tensor | None = None) -> Factors:
+    """A and S of every spec at `params`, with the loss of each row at its given (sampled) target.
+
+    weights: per-row weights w (default 1); S = sum_rows w s s^T / sum w, so rows that stand for one
+    example's several targets (repeated inputs) average out. A is the plain mean over rows and
+    positions (rows of one example share their activations).
 
     A module applied several times in one forward (weight sharing) contributes each call as more
     positions, consistent with its per-example gradient being the sum over all uses.
@@ -106,12 +110,16 @@ def fit_factors(model: nn.Module, params: dict, specs: list[KronSpec], task, x: 
         for start in range(0, len(x), chunk_size):
             xb, yb = x[start : start + chunk_size], targets[start : start + chunk_size]
             call = lambda inp: functional_call(model, (p, buffers), (inp,))  # noqa: E731
-            # Sum (not mean) over the chunk: each example's output gradient is its own d loss_n / d out.
-            task.loss(call, xb, yb).sum().backward()
+            # Sum (not mean) over the chunk: each example's output gradient is its own d loss_n / d out
+            # (times sqrt(w), so that s s^T carries w).
+            loss = task.loss(call, xb, yb)
+            if weights is not None:
+                loss = loss * weights[start : start + chunk_size].to(loss).sqrt()
+            loss.sum().backward()
     finally:
         for h in handles:
             h.remove()
-    n = len(x)
+    n = float(weights.sum()) if weights is not None else len(x)
     return Factors({k: v / max(rows[k], 1) for k, v in A.items()}, {k: v / n for k, v in S.items()})
 
 

@@ -25,7 +25,7 @@ def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, ch
     buffers = {k: v.to(x.device) for k, v in model.named_buffers()}
     names = list(params)
     P = sum(v.numel() for v in params.values())
-    out = torch.zeros(P, P, dtype=torch.float64, device=x.device)
+    out = None if x.device.type == "cpu" else torch.zeros(P, P, dtype=torch.float64, device=x.device)
 
     def outputs(p, xi):
         return functional_call(model, (p, buffers), (xi[None],))[0]
@@ -53,9 +53,9 @@ def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, ch
         else:
             out += (R.T @ R).double()
     if acc is not None:
-        upper = torch.from_numpy(acc).double()
-        out = upper.triu() + upper.triu(1).T
-    return out / len(x)
+        out = torch.from_numpy(acc).double().triu_()
+        out += out.triu(1).T
+    return out.div_(len(x))
 
 
 def exact_if_scores(model, params, task, x, y, xq, yq, weight_decay: float = 0.0, damping: float | None = None,

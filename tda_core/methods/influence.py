@@ -16,7 +16,7 @@ from ..curvature import Curvature, filters, fit_curvature, load_or_fit
 from ..errors import ConfigError
 from .base import Method
 
-CURVATURE_DEFAULTS = {"n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
+CURVATURE_DEFAULTS = {"fisher": "sampled", "n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
 IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}
 
 
@@ -34,8 +34,8 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
     when `average_weights`), cached under results/{exp}/curvature/."""
     ckpts = ctx.checkpoints(seed)
     idx = [i % len(ckpts) for i in ckpt_indices]
-    key = (f"{kind}_seed{seed}_ckpt{'-'.join(map(str, idx))}{'_wavg' if average_weights else ''}"
-           f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}{tag}")
+    fisher = f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}" if opts["fisher"] == "sampled" else "_expected"
+    key = f"{kind}_seed{seed}_ckpt{'-'.join(map(str, idx))}{'_wavg' if average_weights else ''}{fisher}{tag}"
 
     def fit():
         plist = [ctx.params(seed, i) for i in idx]
@@ -43,7 +43,7 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
             plist = [{k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}]
         return fit_curvature(ctx.model(seed), plist, ctx.exp.task, ctx.exp.splits.train_x.to(ctx.device), kind=kind,
                              seed=1000 * int(opts["fisher_seed"]) + seed, n_samples=opts["n_fisher_samples"],
-                             chunk_size=ctx.chunk_size, grad_scale=grad_scale)
+                             chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"])
 
     # a grad_scale must be named by `tag` to be cached (the key has to identify everything fitted)
     return load_or_fit(ctx.exp, key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
