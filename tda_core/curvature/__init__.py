@@ -5,12 +5,15 @@ model.named_parameters(); every parameter is covered by exactly one block):
 
     from tda_core.curvature import fit_curvature, Curvature, filters, load_or_fit
     curv = fit_curvature(model, params, task, x_train, kind="ekfac", seed=0, n_samples=1,
-                         chunk_size=256, grad_scale=None)
+                         chunk_size=256, grad_scale=None, fisher="sampled")
         # params: one dict name -> tensor, or a list of dicts whose statistics are averaged
         #   (SOURCE segments: A, S averaged, one eigendecomposition, lam re-fitted at each and averaged)
         # curvature of the MEAN training loss: true Fisher (= GGN for cross-entropy) with targets
         #   sampled from the model (task.sample_fisher_targets), seeded by `seed`
         # kind: "kfac" (lam = eS eA^T) or "ekfac" (lam re-fitted from rotated per-example grads)
+        # fisher: "sampled" (n_samples targets per example) or "expected" (classification: every
+        #   class weighted by its probability = the exact GGN expectation, C times the cost)
+        # grad_scale: flat [P] s; EK-FAC of diag(s) F diag(s) in F's Kronecker basis (Adam in SOURCE)
     curv = curv.shifted(weight_decay)          # H + wd I (or a flat diagonal [P], e.g. Adam)
     out = curv.precondition(V, filters.damped_inverse(damping_rel=0.1))   # [n, P] -> [n, P]
         # = f(H) V^T row by row, f applied to each block's eigenvalues
@@ -19,6 +22,9 @@ model.named_parameters(); every parameter is covered by exactly one block):
     filters.propagator(c)                                   exp(-c lam)
     curv.save(path, config_hash) / Curvature.load(path, expect_hash)   (atomic, via tda_core.io)
     load_or_fit(exp, key, lambda: fit_curvature(...))       cache under results/{exp}/curvature/
+    Method-level helpers (tda_core.methods.influence): seed_curvature(ctx, seed, kind, ckpt_indices,
+    opts) fits/caches per seed; if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
+    tda_core.methods.source: segment_plan(meta, L), source_scores(ctx, seed, opts, fast) -> [Q, N].
     curv.dense()                                            [P, P] matrix (tests, small models)
 
 Blocks: KronBlock per nn.Linear (inputs [B, d] or token sequences [B, T, d]; per-example gradient
