@@ -3,6 +3,7 @@
 #   snakemake --cores 2 --configfile workflow/config/tiny.yaml
 #   snakemake --workflow-profile workflow/profiles/slurm  the same DAG on a SLURM cluster
 import json
+import os
 import re
 import sys
 
@@ -41,19 +42,6 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def exp_dir(exp):
-    return f"{R}/{exp}"
-
-
-def full_seeds(exp):
-    return range(EXPERIMENTS[exp]["seeds"])
-
-
-def score_seeds(exp, method):
-    """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
-    return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
-
-
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
@@ -61,6 +49,7 @@ include: "rules/attribute.smk"
 include: "rules/evaluate.smk"
 include: "rules/loo.smk"
 include: "rules/prune.smk"
+include: "rules/diffusion.smk"
 include: "rules/report.smk"
 
 

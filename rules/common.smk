@@ -3,6 +3,15 @@
 from tda_core.pruning import percent_tag
 
 
+def full_seeds(exp):
+    return range(EXPERIMENTS[exp]["seeds"])
+
+
+def score_seeds(exp, method):
+    """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
+    return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
+
+
 def score_jsons(exp, method, target="query"):
     prefix = "" if target == "query" else f"{target}_"
     return [f"{R}/{exp}/scores/{method}/{prefix}seed{s}.json" for s in score_seeds(exp, method)]
@@ -56,3 +65,25 @@ def loo_all_results():
 
 def loo_plots():
     return [f"{R}/{exp}/loo/loo.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
+
+
+def diffusion_experiments():
+    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("kind") == "diffusion"]
+
+
+def diffusion_picture_dirs():
+    """results/{exp}/pictures of every diffusion experiment (influence grids per query, samples)."""
+    return [f"{R}/{exp}/pictures" for exp in diffusion_experiments()]
+
+
+def all_score_jsons(exp):
+    return [p for m in EXPERIMENTS[exp]["methods"] for p in score_jsons(exp, m)]
+
+
+def all_metric_files():
+    return [
+        f"{R}/{exp}/metrics/{metric}/{method}.json"
+        for exp, cfg in EXPERIMENTS.items()
+        for metric in cfg["metrics"]
+        for method in cfg["methods"]
+    ]

@@ -1,20 +1,11 @@
 # Stage 6: the leaderboard (CSV, Markdown, HTML, bar plot), also in `snakemake --report`.
 
 
-def all_metric_files():
-    return [
-        f"{R}/{exp}/metrics/{metric}/{method}.json"
-        for exp, cfg in EXPERIMENTS.items()
-        for metric in cfg["metrics"]
-        for method in cfg["methods"]
-    ]
-
-
 rule leaderboard:
     input:
         metrics=all_metric_files() + loo_all_results(),
         pruning=pruning_summaries(),
-        images=pruning_plots() + loo_plots(),
+        images=pruning_plots() + loo_plots() + diffusion_picture_dirs(),
     output:
         csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
         md=f"{R}/leaderboard.md",
@@ -22,6 +13,7 @@ rule leaderboard:
         html=report(f"{R}/leaderboard.html", category="Leaderboard", labels={"table": "html"}),
     params:
         tracking=TRACKING,
+        out_dir=lambda w, output: os.path.dirname(output.csv) or ".",
     log:
         f"{R}/logs/leaderboard.log",
     conda:
@@ -29,4 +21,4 @@ rule leaderboard:
     localrule: True
     shell:
         "tda --log {log} leaderboard --metrics {input.metrics} --pruning {input.pruning} --images {input.images}"
-        " --out-dir {R} --tracking {params.tracking:q} > /dev/null"
+        " --out-dir {params.out_dir} --tracking {params.tracking:q} > /dev/null"
