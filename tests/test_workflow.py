@@ -1,0 +1,100 @@
+"""A real end-to-end `snakemake` run of workflow/config/tiny.yaml in a temp dir (not mocked), W&B
+offline summaries, bit-identical reruns, dry run and lint of the shipped configs."""
+import glob
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wandb_log
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(repo: Path, workdir: Path, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(repo / "workflow" / "config" / "tiny.yaml"), "--cores", "2", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def tiny_run(repo, tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    snakemake(repo, work)
+    return work
+
+
+def test_tiny_workflow_writes_the_leaderboard(tiny_run):
+    res = tiny_run / "results"
+    df = pd.read_csv(res / "leaderboard.csv")
+    lds = df[df.metric == "lds"].set_index("method")
+    assert set(lds.index) >= {"random", "grad_dot", "tracin"}
+    assert (lds.status == "ok").all()
+    for m in ("grad_dot", "tracin"):
+        assert lds.loc[m, "ci_low"] <= lds.loc[m, "value"] <= lds.loc[m, "ci_high"]
+    assert "grad_dot" in (res / "leaderboard.md").read_text()
+    assert (res / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<table" in (res / "leaderboard.html").read_text()
+    scores = np.load(res / "tiny-mlp" / "scores" / "grad_dot" / "seed0.npy")
+    assert scores.dtype == np.float32 and scores.shape == (12, 120)
+    meta = json.loads((res / "tiny-mlp" / "scores" / "grad_dot" / "seed0.json").read_text())
+    assert meta["config_hash"] == json.loads((res / "tiny-mlp" / "config.json").read_text())["config_hash"]
+    assert meta["wall_time_s"] > 0 and meta["peak_memory_mb"] > 0
+    gt = np.load(res / "tiny-mlp" / "groundtruth" / "measurements.npz")
+    assert gt["subset"].shape == (8, 2, 12) and gt["full"].shape == (2, 12) and gt["masks"].shape == (8, 120)
+
+
+def test_wandb_offline_runs_hold_the_logged_metrics(tiny_run):
+    res = tiny_run / "results"
+    logs = glob.glob(str(res / "wandb" / "offline-run-*" / "run-*.wandb"))
+    infos = {f: wandb_log.run_info(f) for f in logs}
+    assert {i["job_type"] for i in infos.values()} >= {"train", "train_subsets", "attribute", "evaluate"}
+    assert all(i["group"] in ("tiny-mlp", "leaderboard") for i in infos.values())
+    metric = json.loads((res / "tiny-mlp" / "metrics" / "lds" / "tracin.json").read_text())
+    (log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/lds/tracin"]
+    summary = wandb_log.summary(log)
+    assert summary["value"] == pytest.approx(metric["value"]) and summary["ci_low"] == pytest.approx(metric["ci_low"])
+    (train_log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/train/seed0"]
+    assert 0.0 < wandb_log.summary(train_log)["test_accuracy"] <= 1.0
+
+
+def test_rerun_is_a_no_op_and_a_fresh_run_is_bit_identical(repo, tiny_run, tmp_path):
+    r = snakemake(repo, tiny_run, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+    targets = [f"results/tiny-mlp/metrics/lds/{m}.json" for m in ("grad_dot", "tracin")]
+    snakemake(repo, tmp_path, *targets)
+    for m in ("grad_dot", "tracin", ):
+        for s in (0, 1):
+            a = (tiny_run / f"results/tiny-mlp/scores/{m}/seed{s}.npy").read_bytes()
+            b = (tmp_path / f"results/tiny-mlp/scores/{m}/seed{s}.npy").read_bytes()
+            assert a == b, f"{m} seed {s} scores differ between identical runs"
+        a = json.loads((tiny_run / f"results/tiny-mlp/metrics/lds/{m}.json").read_text())
+        b = json.loads((tmp_path / f"results/tiny-mlp/metrics/lds/{m}.json").read_text())
+        assert (a["value"], a["ci_low"], a["ci_high"], a["ceiling"]) == (b["value"], b["ci_low"], b["ci_high"],
+                                                                          b["ceiling"])
+    assert (np.load(tiny_run / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]
+            == np.load(tmp_path / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]).all()
+
+
+def test_bad_config_fails_the_workflow_in_one_line(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((repo / "workflow/config/tiny.yaml").read_text().replace("alpha: 0.5", "alpha: 1.5"))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(bad), "--cores", "1", "-n"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "tda-bench: config error at experiments.tiny-mlp.groundtruth.alpha: 1.5 is greater than or equal to " \
+           "the maximum of 1" in r.stdout + r.stderr  # snakemake prints parse errors on stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_dry_run_and_lint(repo):
+    for args in (["-n", "--quiet"], ["--lint"]):
+        r = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=repo, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
