@@ -52,6 +52,9 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     return plan, batches
 
 
+FP16_LOSS_SCALE = 1024.0
+
+
 def make_loss_fn(model, task, buffers, precision: str = "fp32", device_type: str = "cpu"):
     """loss(params, x, y, w, aux) = (1/B) sum_i w_i loss_i: the mini-batch objective."""
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -102,10 +105,17 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
     params = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in models]).to(device)
               for k, _ in template.named_parameters()}
     state = vmap(opt.init)(params)
-    loss_fn = make_loss_fn(template, task, buffers, exp.get("precision", "fp32"), device.type)
+    precision = exp.get("precision", "fp32")
+    loss_fn = make_loss_fn(template, task, buffers, precision, device.type)
+    # fp16 backward passes underflow small gradients to zero: scale the loss up, the gradients back
+    # down (static scaling; an overflow makes the loss non-finite and stops training below).
+    loss_scale = FP16_LOSS_SCALE if precision == "fp16" else 1.0
 
     def step(p, s, x, y, w, aux, lr):
-        g, loss = grad_and_value(loss_fn)(p, x, y, w, aux)
+        g, loss = grad_and_value(lambda q: loss_fn(q, x, y, w, aux) * loss_scale)(p)
+        if loss_scale != 1.0:
+            g = {k: v / loss_scale for k, v in g.items()}
+            loss = loss / loss_scale
         p, s = opt.step(p, g, s, lr)
         return p, s, loss
 
@@ -142,6 +152,7 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
             raise TrainingDiverged(
                 f"{exp.get('name', 'experiment')}: training loss became non-finite at step {t} (seeds {bad}); "
                 f"lower train.lr (now {exp['train']['lr']})"
+                + (" or use precision: bf16 (fp16 gradients may overflow the loss scale)" if loss_scale != 1.0 else "")
             )
         if keep_checkpoints and (t + 1) in ckpt_steps:
             snapshot(t + 1)
