@@ -1,5 +1,6 @@
 # Helper functions of the evaluation rules (attribute_target, evaluate, loo, prune, report), kept
 # apart from the rules as `snakemake --lint` asks.
+from tda_core.metrics.registry import metric_target
 from tda_core.pruning import percent_tag
 
 
@@ -80,10 +81,11 @@ def all_score_jsons(exp):
     return [p for m in EXPERIMENTS[exp]["methods"] for p in score_jsons(exp, m)]
 
 
+def evaluation_score_jsons(exp, method):
+    targets = dict.fromkeys(metric_target(m) for m in EXPERIMENTS[exp]["metrics"])
+    return [p for t in targets for p in score_jsons(exp, method, t)]
+
+
 def all_metric_files():
-    return [
-        f"{R}/{exp}/metrics/{metric}/{method}.json"
-        for exp, cfg in EXPERIMENTS.items()
-        for metric in cfg["metrics"]
-        for method in cfg["methods"]
-    ]
+    """One evaluation bundle (every metric of the experiment) per (experiment, method)."""
+    return [f"{R}/{exp}/metrics/{method}.json" for exp, cfg in EXPERIMENTS.items() for method in cfg["methods"]]

@@ -86,13 +86,14 @@ def cmd_attribute(args):
 
 
 def cmd_evaluate(args):
-    from .stages.evaluate import evaluate
+    from .stages.evaluate import evaluate_method
 
-    res = evaluate(_experiment(args), args.metric, args.method, args.scores, args.groundtruth, args.out,
-                   _json_arg(args.tracking, "--tracking"))
-    if res["status"] == "ok":
-        log.info("%s %s: %.3f [%.3f, %.3f]", args.method, args.metric, res["value"], res["ci_low"], res["ci_high"])
-
+    results = evaluate_method(_experiment(args), args.metric, args.method, args.scores, args.groundtruth, args.out,
+                              _json_arg(args.tracking, "--tracking"))
+    for res in results:
+        if res["status"] == "ok" and res.get("value") is not None:
+            log.info("%s %s: %.3f [%.3f, %.3f]", args.method, res["metric"], res["value"], res["ci_low"],
+                     res["ci_high"])
 
 def cmd_prune(args):
     from .stages.prune import prune_retrain
@@ -141,6 +142,14 @@ def cmd_loo_plot(args):
     loo_plot(args.experiment_name, args.results, args.out)
 
 
+def cmd_diffusion_pictures(args):
+    from .stages.diffusion_pictures import diffusion_pictures
+
+    paths = diffusion_pictures(_experiment(args), args.scores, _json_arg(args.pictures, "--pictures"), args.out_dir,
+                               _json_arg(args.tracking, "--tracking"))
+    log.info("wrote %d pictures to %s", len(paths), args.out_dir)
+
+
 def _for_wandb(df):
     """Missing numbers as None (wandb.Table columns must keep one type; '' in a number column fails)."""
     return df.astype(object).where(df.notna(), None)
@@ -151,6 +160,9 @@ def cmd_leaderboard(args):
     from .tracking import tracked_run
 
     out = Path(args.out_dir)
+    # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)
+    args.images = [str(f) for img in args.images
+                   for f in (sorted(Path(img).glob("*.png")) if Path(img).is_dir() else [img])]
     df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
                    out / "leaderboard.html", args.images, args.pruning)
     tracking = _json_arg(args.tracking, "--tracking")
@@ -211,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train_self: at most this many training examples attribute themselves")
     sp.add_argument("--out", required=True, help="the sidecar JSON; scores go beside it as .npy")
 
-    sp = stage("evaluate", cmd_evaluate, "score a method's attributions with a metric")
-    sp.add_argument("--metric", required=True)
+    sp = stage("evaluate", cmd_evaluate, "score a method's attributions with one or more metrics")
+    sp.add_argument("--metric", nargs="+", required=True)
     sp.add_argument("--method", required=True)
     sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files")
     sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
@@ -253,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--results", nargs="+", required=True)
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_loo_plot)
+
+    sp = stage("diffusion-pictures", cmd_diffusion_pictures,
+               "diffusion: influential training images per query, samples of every seed")
+    sp.add_argument("--scores", nargs="*", default=[], help="score sidecar JSON files (all methods)")
+    sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
+    sp.add_argument("--out-dir", required=True)
 
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", required=True)

@@ -38,11 +38,12 @@ DISTRIBUTIONAL = ("lds", "dlds_mean", "dlds_variance", "dlds_w2")
 def collect(metric_paths: list) -> pd.DataFrame:
     rows = []
     for p in metric_paths:
-        r = io.read_json(p)
-        rows.append({c: r.get(c) for c in COLUMNS})
-        for name, v in (r.get("variants") or {}).items():  # e.g. the fixed-seed row of a per-seed method
-            rows.append({**rows[-1], "method": f"{r.get('method')} ({name})", **{k: v.get(k) for k in
-                                                                                ("value", "ci_low", "ci_high")}})
+        blob = io.read_json(p)
+        for r in blob.get("results", [blob]):  # an evaluate bundle holds one result per metric
+            rows.append({c: r.get(c) for c in COLUMNS})
+            for name, v in (r.get("variants") or {}).items():  # e.g. the fixed-seed row of a per-seed method
+                rows.append({**rows[-1], "method": f"{r.get('method')} ({name})", **{k: v.get(k) for k in
+                                                                                    ("value", "ci_low", "ci_high")}})
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df.sort_values(["metric", "experiment", "value"], ascending=[True, True, False], na_position="last")

@@ -12,8 +12,8 @@ from ..metrics.registry import get_metric, metric_target
 from ..tracking import tracked_run
 
 
-def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path, out,
-             tracking: dict) -> dict:
+def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path) -> dict:
+    """One metric for one method (no side effects); a failed attribution gives a failed result."""
     sidecars = [io.read_json(p) for p in score_jsons]
     result = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": metric,
               "seeds": [s["seeds"] for s in sidecars],
@@ -22,18 +22,46 @@ def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groun
     failed = [s for s in sidecars if s.get("status") != "ok"]
     if failed:
         result.update(status="failed", reason=failed[0].get("reason", "unknown"))
-    else:
-        for s in sidecars:
-            io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-        scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
-        groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
-        groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
-        result.update(status="ok", **get_metric(metric)(scores, groundtruth))
+        return result
+    for s in sidecars:
+        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
+    scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+    groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
+    groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
+    result.update(status="ok", **get_metric(metric)(scores, groundtruth))
+    return result
+
+
+def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path, out,
+             tracking: dict) -> dict:
+    """One metric, written to its own file (library use and single-metric checks)."""
+    result = compute(exp, metric, method, score_jsons, groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/{metric}/{method}",
                      {"experiment": exp.name, "method": method, "metric": metric}) as run:
         run.summary_update({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
     io.write_json(out, result)
     return result
+
+
+def evaluate_method(exp: Experiment, metrics: list[str], method: str, score_jsons: list, groundtruth_path, out,
+                    tracking: dict) -> list[dict]:
+    """Every metric of one method in one job (one process start, one W&B run): the workflow's path.
+
+    `score_jsons` holds the files of every target the metrics need; each metric takes those of its
+    own target (query files are named seed{r}.json, others {target}_seed{r}.json).
+    """
+    results = []
+    for metric in metrics:
+        target = metric_target(metric)
+        prefix = "seed" if target == "query" else f"{target}_seed"
+        mine = [p for p in score_jsons if Path(p).name.startswith(prefix)]
+        results.append(compute(exp, metric, method, mine, groundtruth_path))
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate/{method}",
+                     {"experiment": exp.name, "method": method, "metrics": metrics}) as run:
+        run.summary_update({f"{r['metric']}/{k}": v for r in results for k, v in r.items()
+                            if isinstance(v, (int, float, str))})
+    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "method": method, "results": results})
+    return results
 
 
 def target_groundtruth(exp: Experiment, target: str, sidecars: list[dict]) -> dict:
