@@ -7,6 +7,7 @@ Arrays carry the config hash in a JSON sidecar (`<file>.json`) or inside the con
 from __future__ import annotations
 
 import contextlib
+import glob
 import io as _io
 import json
 import os
@@ -26,6 +27,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Temporary files a killed earlier attempt left for this same target (one writer per
+        # target: Snakemake runs one job per output).
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:  # permission denied, read-only fs, disk full ...
@@ -34,11 +39,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+        _fsync_dir(path.parent)  # make the rename itself durable (a power cut keeps old or new)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some network file systems refuse fsync on directories: the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path, data: bytes) -> None:
