@@ -47,7 +47,8 @@ class ClassificationTask:
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Logit of the true class minus log-sum-exp of the others (= log p / (1 - p))."""
     true = logits.gather(-1, y[..., None]).squeeze(-1)
-    others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
+    is_true = torch.arange(logits.shape[-1], device=logits.device) == y[..., None]  # vmap-safe one-hot
+    others = logits.masked_fill(is_true, float("-inf"))
     return true - torch.logsumexp(others, dim=-1)
 
 
