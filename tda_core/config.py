@@ -15,10 +15,10 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 # Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
-             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel")
+             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel", "pictures")
 # Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
 # so that changing them reruns only the jobs that use them.
-JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel")
+JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures")
 
 
 def validate_config(config: dict) -> dict:
