@@ -1,4 +1,4 @@
-# Helper functions of the evaluation rules (attribute_target, evaluate, loo, prune, report), kept
+# Helper functions of the rules (attribute, evaluate, loo, prune, diffusion, report), kept
 # apart from the rules as `snakemake --lint` asks.
 from tda_core.metrics.registry import metric_target
 from tda_core.pruning import percent_tag
@@ -11,6 +11,25 @@ def full_seeds(exp):
 def score_seeds(exp, method):
     """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
     return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
+
+
+def score_dir(exp, method):
+    """The attribute job's output folder: every seed and target of the method."""
+    return f"{R}/{exp}/scores/{method}"
+
+
+def score_dirs(exp):
+    return [score_dir(exp, m) for m in EXPERIMENTS[exp]["methods"]]
+
+
+def score_targets(exp, method):
+    """query, plus val if the method picks pruned points, train_self if a metric needs self-influence."""
+    cfg = EXPERIMENTS[exp]
+    targets = ["query"]
+    if method in ((cfg.get("pruning") or {}).get("methods") or []):
+        targets.append("val")
+    targets += [t for t in dict.fromkeys(metric_target(m) for m in cfg["metrics"]) if t not in targets]
+    return targets
 
 
 def score_jsons(exp, method, target="query"):
@@ -56,16 +75,16 @@ def pruning_plots():
     return [f"{R}/{exp}/pruning/pruning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
 
 
-def loo_results(exp):
-    return [f"{R}/{exp}/loo/{m}.json" for m in EXPERIMENTS[exp]["methods"]]
+def loo_experiments():
+    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
 
 
 def loo_all_results():
-    return [p for exp, cfg in EXPERIMENTS.items() if cfg.get("loo") for p in loo_results(exp)]
+    return [f"{R}/{exp}/loo/results.json" for exp in loo_experiments()]
 
 
 def loo_plots():
-    return [f"{R}/{exp}/loo/loo.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
+    return [f"{R}/{exp}/loo/loo.png" for exp in loo_experiments()]
 
 
 def diffusion_experiments():
@@ -81,11 +100,12 @@ def all_score_jsons(exp):
     return [p for m in EXPERIMENTS[exp]["methods"] for p in score_jsons(exp, m)]
 
 
-def evaluation_score_jsons(exp, method):
+def evaluation_score_jsons(exp):
+    """Every method's score files of every target the experiment's metrics need."""
     targets = dict.fromkeys(metric_target(m) for m in EXPERIMENTS[exp]["metrics"])
-    return [p for t in targets for p in score_jsons(exp, method, t)]
+    return [p for m in EXPERIMENTS[exp]["methods"] for t in targets for p in score_jsons(exp, m, t)]
 
 
 def all_metric_files():
-    """One evaluation bundle (every metric of the experiment) per (experiment, method)."""
-    return [f"{R}/{exp}/metrics/{method}.json" for exp, cfg in EXPERIMENTS.items() for method in cfg["methods"]]
+    """One evaluation bundle (every metric of every method) per experiment."""
+    return [f"{R}/{exp}/metrics.json" for exp in EXPERIMENTS]

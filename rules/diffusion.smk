@@ -7,11 +7,12 @@ rule diffusion_pictures:
     input:
         config=f"{R}/{{exp}}/config.json",
         models=lambda w: expand(f"{R}/{w.exp}/models/seed{{s}}.pt", s=full_seeds(w.exp)),
-        scores=lambda w: all_score_jsons(w.exp),
+        scores=lambda w: score_dirs(w.exp),
     output:
         report(directory(f"{R}/{{exp}}/pictures"), patterns=["{name}.png"], category="Diffusion",
                labels={"experiment": "{exp}", "figure": "{name}"}),
     params:
+        score_files=lambda w: all_score_jsons(w.exp),
         pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}),
         tracking=TRACKING,
     log:
@@ -23,5 +24,5 @@ rule diffusion_pictures:
         mem_mb=2000,
         runtime=20,
     shell:
-        "tda --log {log} --threads {threads} diffusion-pictures --exp-config {input.config} --scores {input.scores}"
+        "tda --log {log} --threads {threads} diffusion-pictures --exp-config {input.config} --scores {params.score_files}"
         " --pictures {params.pictures:q} --tracking {params.tracking:q} --out-dir {output}"

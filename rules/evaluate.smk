@@ -1,26 +1,29 @@
-# Stage 5: every metric of an experiment for one method, in one job (one process start), against the
-# subset ground truth; writes the bundle results/{exp}/metrics/{method}.json (one result per metric).
+# Stage 5: every metric of every method of an experiment, in one job (one process start: importing
+# torch is most of a small evaluation's cost), against the subset ground truth; writes the bundle
+# results/{exp}/metrics.json (one result per method and metric; a failed attribution, a failed row).
 
 
 rule evaluate:
     input:
         config=f"{R}/{{exp}}/config.json",
         groundtruth=f"{R}/{{exp}}/groundtruth/measurements.npz",
-        # query scores, plus those of each metric's own target (mislabel_auc: train_self)
-        scores=lambda w: evaluation_score_jsons(w.exp, w.method),
+        scores=lambda w: score_dirs(w.exp),
     output:
-        f"{R}/{{exp}}/metrics/{{method}}.json",
+        f"{R}/{{exp}}/metrics.json",
     params:
+        # query scores, plus those of each metric's own target (mislabel_auc: train_self)
+        score_files=lambda w: evaluation_score_jsons(w.exp),
         metrics=lambda w: " ".join(EXPERIMENTS[w.exp]["metrics"]),
+        methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
         tracking=TRACKING,
     log:
-        f"{R}/logs/{{exp}}/evaluate_{{method}}.log",
+        f"{R}/logs/{{exp}}/evaluate.log",
     conda:
         "../envs/tda.yaml"
     resources:
         mem_mb=2000,
-        runtime=20,
+        runtime=30,
     shell:
         "tda --log {log} evaluate --exp-config {input.config} --metric {params.metrics}"
-        " --method {wildcards.method} --scores {input.scores} --groundtruth {input.groundtruth}"
+        " --method {params.methods} --scores {params.score_files} --groundtruth {input.groundtruth}"
         " --tracking {params.tracking:q} --out {output}"

@@ -1,5 +1,6 @@
 # Leave-one-out study ("LOO is noisy", d-TDA), for experiments with a `loo:` block: retrain without
-# a few points with many seeds (one job), score every method's predicted mean shifts, one scatter. Helpers: rules/common.smk.
+# a few points with many seeds (one job), then score every method's predicted mean shifts and plot
+# them (one job). Helpers: rules/common.smk.
 
 
 rule loo_train:
@@ -27,31 +28,21 @@ rule loo_evaluate:
     input:
         config=f"{R}/{{exp}}/config.json",
         loo=f"{R}/{{exp}}/loo/measurements.npz",
-        scores=lambda w: score_jsons(w.exp, w.method),
+        scores=lambda w: score_dirs(w.exp),
     output:
-        f"{R}/{{exp}}/loo/{{method}}.json",
+        results=f"{R}/{{exp}}/loo/results.json",
+        plot=report(f"{R}/{{exp}}/loo/loo.png", category="Leave-one-out",
+                    labels={"experiment": "{exp}", "figure": "predicted vs actual LOO shift"}),
+    params:
+        score_files=lambda w: all_score_jsons(w.exp),
+        methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
     log:
-        f"{R}/logs/{{exp}}/loo_evaluate_{{method}}.log",
+        f"{R}/logs/{{exp}}/loo_evaluate.log",
     conda:
         "../envs/tda.yaml"
     resources:
         mem_mb=2000,
-        runtime=10,
+        runtime=20,
     shell:
-        "tda --log {log} loo-evaluate --exp-config {input.config} --method {wildcards.method}"
-        " --scores {input.scores} --loo {input.loo} --out {output}"
-
-
-rule loo_plot:
-    input:
-        lambda w: loo_results(w.exp),
-    output:
-        report(f"{R}/{{exp}}/loo/loo.png", category="Leave-one-out",
-               labels={"experiment": "{exp}", "figure": "predicted vs actual LOO shift"}),
-    log:
-        f"{R}/logs/{{exp}}/loo_plot.log",
-    conda:
-        "../envs/tda.yaml"
-    localrule: True
-    shell:
-        "tda --log {log} loo-plot --experiment-name {wildcards.exp} --results {input} --out {output}"
+        "tda --log {log} loo-evaluate --exp-config {input.config} --method {params.methods}"
+        " --scores {params.score_files} --loo {input.loo} --out {output.results} --plot {output.plot}"

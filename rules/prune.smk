@@ -7,13 +7,14 @@
 rule prune_retrain:
     input:
         config=f"{R}/{{exp}}/config.json",
-        scores=pruning_val_scores,
+        scores=lambda w: score_dir(w.exp, w.method),
     output:
         f"{R}/{{exp}}/pruning/{{method}}/{{variant}}/p{{p}}/seed{{seed}}.json",
     wildcard_constraints:
         variant="fixed|dtda",
         p=r"[0-9]+(\.[0-9]+)?",
     params:
+        score_files=pruning_val_scores,
         tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/prune_{{method}}_{{variant}}_p{{p}}_seed{{seed}}.log",
@@ -25,7 +26,7 @@ rule prune_retrain:
         runtime=60,
     shell:
         "tda --log {log} --threads {threads} prune --exp-config {input.config} --method {wildcards.method}"
-        " --variant {wildcards.variant} --p {wildcards.p} --seed {wildcards.seed} --scores {input.scores}"
+        " --variant {wildcards.variant} --p {wildcards.p} --seed {wildcards.seed} --scores {params.score_files}"
         " --tracking {params.tracking:q} --out {output}"
 
 

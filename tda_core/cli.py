@@ -78,21 +78,28 @@ def cmd_gather(args):
 
 
 def cmd_attribute(args):
-    from .stages.attribute import attribute
+    from .stages.attribute import attribute, attribute_method
 
-    meta = attribute(_experiment(args), args.method, args.seed, _json_arg(args.options, "--options"), args.out,
-                     _json_arg(args.tracking, "--tracking"), target=args.target, max_self=args.self_examples)
-    log.info("%s seed %s (%s): %s", args.method, args.seed, args.target, meta["status"])
+    exp, options, tracking = _experiment(args), _json_arg(args.options, "--options"), _json_arg(args.tracking, "--tracking")
+    if args.out is None:
+        attribute_method(exp, args.method, args.seed, args.target, options, tracking, max_self=args.self_examples)
+        return
+    if len(args.seed) != 1 or len(args.target) != 1:
+        raise ConfigError("--out names one sidecar file: give one --seed and one --target with it "
+                          "(without --out every sidecar goes beside its scores)")
+    meta = attribute(exp, args.method, args.seed[0], options, args.out, tracking, target=args.target[0],
+                     max_self=args.self_examples)
+    log.info("%s seed %s (%s): %s", args.method, args.seed[0], args.target[0], meta["status"])
 
 
 def cmd_evaluate(args):
-    from .stages.evaluate import evaluate_method
+    from .stages.evaluate import evaluate_experiment
 
-    results = evaluate_method(_experiment(args), args.metric, args.method, args.scores, args.groundtruth, args.out,
-                              _json_arg(args.tracking, "--tracking"))
+    results = evaluate_experiment(_experiment(args), args.metric, args.method, args.scores, args.groundtruth,
+                                  args.out, _json_arg(args.tracking, "--tracking"))
     for res in results:
         if res["status"] == "ok" and res.get("value") is not None:
-            log.info("%s %s: %.3f [%.3f, %.3f]", args.method, res["metric"], res["value"], res["ci_low"],
+            log.info("%s %s: %.3f [%.3f, %.3f]", res["method"], res["metric"], res["value"], res["ci_low"],
                      res["ci_high"])
 
 def cmd_prune(args):
@@ -131,15 +138,9 @@ def cmd_loo_train(args):
 def cmd_loo_evaluate(args):
     from .stages.loo import loo_evaluate
 
-    res = loo_evaluate(_experiment(args), args.method, args.scores, args.loo, args.out)
-    if res["status"] == "ok":
-        log.info("%s LOO mean shift: r=%.3f (ceiling %.3f)", args.method, res["value"], res["ceiling"])
-
-
-def cmd_loo_plot(args):
-    from .stages.loo import loo_plot
-
-    loo_plot(args.experiment_name, args.results, args.out)
+    for res in loo_evaluate(_experiment(args), args.method, args.scores, args.loo, args.out, args.plot):
+        if res["status"] == "ok":
+            log.info("%s LOO mean shift: r=%.3f (ceiling %.3f)", res["method"], res["value"], res["ceiling"])
 
 
 def cmd_diffusion_pictures(args):
@@ -213,20 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--models", nargs="+", required=True)
     sp.add_argument("--out", required=True)
 
-    sp = stage("attribute", cmd_attribute, "compute one method's scores for one seed (or 'all')")
+    sp = stage("attribute", cmd_attribute, "compute one method's scores for some seeds (or 'all') and targets")
     sp.add_argument("--method", required=True)
-    sp.add_argument("--seed", required=True)
+    sp.add_argument("--seed", nargs="+", required=True, help="full-data seeds, or 'all' for ensemble methods")
     sp.add_argument("--options", help="method options as JSON")
-    sp.add_argument("--target", default="query", choices=TARGETS,
+    sp.add_argument("--target", nargs="+", default=["query"], choices=TARGETS,
                     help="examples to explain: query (default), val (validation loss), train_self (self-influence)")
     sp.add_argument("--self-examples", type=int, default=DEFAULT_SELF_EXAMPLES,
                     help="train_self: at most this many training examples attribute themselves")
-    sp.add_argument("--out", required=True, help="the sidecar JSON; scores go beside it as .npy")
+    sp.add_argument("--out", help="one seed and target only: the sidecar JSON (default: beside the scores, "
+                                   "results/{exp}/scores/{method}/{stem}.json)")
 
-    sp = stage("evaluate", cmd_evaluate, "score a method's attributions with one or more metrics")
+    sp = stage("evaluate", cmd_evaluate, "score the methods' attributions with the metrics (one bundle)")
     sp.add_argument("--metric", nargs="+", required=True)
-    sp.add_argument("--method", required=True)
-    sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files")
+    sp.add_argument("--method", nargs="+", required=True)
+    sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files (scores/{method}/...)")
     sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
 
@@ -254,17 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--options", help="the experiment's loo block as JSON")
     sp.add_argument("--out", required=True)
 
-    sp = stage("loo-evaluate", cmd_loo_evaluate, "leave-one-out study: one method's predicted vs actual shifts")
-    sp.add_argument("--method", required=True)
-    sp.add_argument("--scores", nargs="+", required=True)
+    sp = stage("loo-evaluate", cmd_loo_evaluate,
+               "leave-one-out study: every method's predicted vs actual shifts, and their scatter plot")
+    sp.add_argument("--method", nargs="+", required=True)
+    sp.add_argument("--scores", nargs="+", required=True, help="query score sidecar JSON files (scores/{method}/...)")
     sp.add_argument("--loo", required=True)
     sp.add_argument("--out", required=True)
-
-    sp = sub.add_parser("loo-plot", help="leave-one-out study: scatter of every method")
-    sp.add_argument("--experiment-name", required=True)
-    sp.add_argument("--results", nargs="+", required=True)
-    sp.add_argument("--out", required=True)
-    sp.set_defaults(fn=cmd_loo_plot)
+    sp.add_argument("--plot", required=True, help="PNG of the scatter plots")
 
     sp = stage("diffusion-pictures", cmd_diffusion_pictures,
                "diffusion: influential training images per query, samples of every seed")

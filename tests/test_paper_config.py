@@ -52,12 +52,11 @@ def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
     assert n_retrain > 0 and counts["prune_retrain"] == n_retrain
     assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) * x["seeds"]
                                          for x in exps.values() if "pruning" in x)
-    # val scores for pruning + train_self scores of every method of experiments scored with mislabel_auc
-    n_target = sum(score_files(e, m) for e, m in prune) + sum(
-        score_files(e, m) for e, x in exps.items() if "mislabel_auc" in x["metrics"] for m in x["methods"])
-    assert counts["attribute_target"] == n_target
+    # one attribute job per (experiment, method) computes every seed and target (val, train_self)
+    assert counts["attribute"] == sum(len(x["methods"]) for x in exps.values())
+    assert "attribute_target" not in counts
     assert counts["loo_train"] == sum("loo" in x for x in exps.values()) >= 1
-    assert counts["loo_evaluate"] == sum(len(x["methods"]) for x in exps.values() if "loo" in x)
+    assert counts["loo_evaluate"] == counts["loo_train"]  # one job scores every method
 
 
 @pytest.mark.parametrize("bad, match", [

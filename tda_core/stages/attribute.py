@@ -1,5 +1,9 @@
 """Stage 4: run one attribution method for one seed (or the seed ensemble); save scores + sidecar.
 
+The workflow runs every seed and target of a (experiment, method) in one job (`attribute_method`):
+a job's fixed cost (importing torch and torch.func's lazy imports, starting W&B: ~7 s on a laptop)
+is larger than most small attributions.
+
 A method that cannot run (refused for model size, out of memory) still writes its sidecar with
 status "failed" and the reason, so the leaderboard shows a failed row instead of a missing one.
 """
@@ -60,3 +64,17 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
         run.summary_update({k: v for k, v in meta.items() if isinstance(v, (int, float, str))})
     io.write_json(out_json, meta)
     return meta
+
+
+def attribute_method(exp: Experiment, method_name: str, seeds: list[str], targets: list[str], options: dict,
+                     tracking: dict, max_self: int | None = DEFAULT_SELF_EXAMPLES) -> list[dict]:
+    """Every (target, seed) of one method; each sidecar lands beside its scores
+    (results/{exp}/scores/{method}/{stem}.json). Returns the sidecars."""
+    metas = []
+    for target in targets:
+        for seed in seeds:
+            out = exp.scores_path(method_name, seed, target).with_suffix(".json")
+            meta = attribute(exp, method_name, seed, options, out, tracking, target=target, max_self=max_self)
+            log.info("%s seed %s (%s): %s", method_name, seed, target, meta["status"])
+            metas.append(meta)
+    return metas

@@ -50,7 +50,8 @@ def diffusion_pictures(exp, score_jsons: list, pictures: dict, out_dir, tracking
 
 
 def method_scores(score_jsons: list) -> dict[str, np.ndarray]:
-    """method -> [Q, N] scores averaged over its seed files; failed methods are left out."""
+    """method -> [Q, N] scores averaged over its seed files (and over the per-seed samples of d-TDA
+    estimators, whose one file holds [R, Q, N]); failed methods are left out."""
     by_method: dict[str, list] = {}
     for path in score_jsons:
         meta = io.read_json(path)
@@ -58,7 +59,8 @@ def method_scores(score_jsons: list) -> dict[str, np.ndarray]:
         if meta.get("status") != "ok":
             log.warning("pictures: %s left out (%s)", method, meta.get("reason", "failed"))
             continue
-        by_method.setdefault(method, []).append(io.load_npy(Path(path).with_suffix(".npy")))
+        scores = io.load_npy(Path(path).with_suffix(".npy"))
+        by_method.setdefault(method, []).extend(scores if scores.ndim == 3 else [scores])
     return {m: np.mean(v, axis=0) for m, v in by_method.items()}
 
 

@@ -1,4 +1,4 @@
-"""Stage 5: score one method's attributions with one metric against the ground truth."""
+"""Stage 5: score the methods' attributions with the metrics against the ground truth."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,25 +43,45 @@ def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groun
     return result
 
 
-def evaluate_method(exp: Experiment, metrics: list[str], method: str, score_jsons: list, groundtruth_path, out,
-                    tracking: dict) -> list[dict]:
-    """Every metric of one method in one job (one process start, one W&B run): the workflow's path.
+def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str], score_jsons: list,
+                        groundtruth_path, out, tracking: dict) -> list[dict]:
+    """Every metric of every method of one experiment in one job: the workflow's path.
 
-    `score_jsons` holds the files of every target the metrics need; each metric takes those of its
-    own target (query files are named seed{r}.json, others {target}_seed{r}.json).
+    One process start and one W&B run per experiment instead of one per method (process start-up,
+    mostly importing torch, is most of a small evaluation's cost). `score_jsons` holds the files of
+    every method (scores/{method}/...) and every target the metrics need; each metric takes those of
+    its own target (query files are named seed{r}.json, others {target}_seed{r}.json).
     """
+    by_method = {m: [] for m in methods}
+    for p in score_jsons:
+        method = Path(p).parent.name
+        if method not in by_method:
+            raise ArtifactError(f"{p}: score file of method '{method}', which is not in --method {' '.join(methods)}")
+        by_method[method].append(p)
     results = []
-    for metric in metrics:
-        target = metric_target(metric)
-        prefix = "seed" if target == "query" else f"{target}_seed"
-        mine = [p for p in score_jsons if Path(p).name.startswith(prefix)]
-        results.append(compute(exp, metric, method, mine, groundtruth_path))
-    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate/{method}",
-                     {"experiment": exp.name, "method": method, "metrics": metrics}) as run:
-        run.summary_update({f"{r['metric']}/{k}": v for r in results for k, v in r.items()
+    for method in methods:
+        for metric in metrics:
+            target = metric_target(metric)
+            prefix = "seed" if target == "query" else f"{target}_seed"
+            mine = [p for p in by_method[method] if Path(p).name.startswith(prefix)]
+            if not mine:
+                raise ArtifactError(f"{exp.name}: no {target} score files of '{method}' were given for {metric}")
+            results.append(compute(exp, metric, method, mine, groundtruth_path))
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
+                     {"experiment": exp.name, "methods": methods, "metrics": metrics}) as run:
+        run.summary_update({f"{r['method']}/{r['metric']}/{k}": v for r in results for k, v in r.items()
                             if isinstance(v, (int, float, str))})
-    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "method": method, "results": results})
+        run.log_table("evaluation", results_table(results))
+    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results})
     return results
+
+
+def results_table(results: list[dict]):
+    """The scalar fields of every result, one row each (for the W&B table)."""
+    import pandas as pd
+
+    cols = ["method", "metric", "status", "value", "ci_low", "ci_high", "ceiling", "wall_time_s", "peak_memory_mb"]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in results], columns=cols)
 
 
 def target_groundtruth(exp: Experiment, target: str, sidecars: list[dict]) -> dict:

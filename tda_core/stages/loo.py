@@ -1,8 +1,8 @@
 """Leave-one-out study jobs: retrain without a few points with many seeds, then score each method.
 
     loo_train     S full-data and K x S leave-one-out models (query measurements only)
-    loo_evaluate  one method's predicted vs actual mean shifts (tda_core.metrics.loo)
-    loo_plot      the scatter of every method
+    loo_evaluate  every method's predicted vs actual mean shifts (tda_core.metrics.loo), one bundle,
+                  and their scatter plot
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import io
 from ..api import Experiment
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..metrics.loo import evaluate_loo
 from ..tracking import tracked_run
 from ..training import Run, train_models
@@ -57,7 +57,23 @@ def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
                 loo=np.stack(loo))
 
 
-def loo_evaluate(exp: Experiment, method: str, score_jsons: list, loo_path, out) -> dict:
+def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_path, out, out_png) -> list[dict]:
+    """Every method's predicted vs actual leave-one-out mean shifts (one bundle, one scatter plot).
+
+    `score_jsons` are the methods' query score files (scores/{method}/seed{r}.json or seedall.json).
+    """
+    from ..plots import loo_scatter
+
+    loo_gt, _ = io.load_npz(loo_path, expect_hash=exp.hash)
+    results = [_loo_result(exp, m, [p for p in score_jsons if Path(p).parent.name == m], loo_gt) for m in methods]
+    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results})
+    loo_scatter(results, exp.name, out_png)
+    return results
+
+
+def _loo_result(exp: Experiment, method: str, score_jsons: list, loo_gt: dict) -> dict:
+    if not score_jsons:
+        raise ArtifactError(f"{exp.name}: no score files of '{method}' were given to the leave-one-out study")
     sidecars = [io.read_json(p) for p in score_jsons]
     result = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": "loo_shift",
               "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
@@ -65,17 +81,9 @@ def loo_evaluate(exp: Experiment, method: str, score_jsons: list, loo_path, out)
     failed = [s for s in sidecars if s.get("status") != "ok"]
     if failed:
         result.update(status="failed", reason=failed[0].get("reason", "unknown"))
-    else:
-        for s in sidecars:
-            io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-        scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
-        loo_gt, _ = io.load_npz(loo_path, expect_hash=exp.hash)
-        result.update(status="ok", **evaluate_loo(scores, loo_gt))
-    io.write_json(out, result)
+        return result
+    for s in sidecars:
+        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
+    scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+    result.update(status="ok", **evaluate_loo(scores, loo_gt))
     return result
-
-
-def loo_plot(exp_name: str, result_jsons: list, out_png) -> None:
-    from ..plots import loo_scatter
-
-    loo_scatter([io.read_json(p) for p in result_jsons], exp_name, out_png)
