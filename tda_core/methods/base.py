@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..gradients import per_example_grads
+
+
+def take_options(method: str, options: dict, defaults: dict) -> dict:
+    """defaults overridden by `options`; unknown keys are config errors (typos fail loudly)."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ConfigError(f"{method}: unknown option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **options}
 
 
 class Method:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ..curvature import sample_targets
-from ..errors import ConfigError, TdaError
+from ..errors import TdaError
 from ..tasks import ClassificationTask
-from .base import Method
+from .base import Method, take_options
 
 DEFAULTS = {"damping": None, "fisher_seed": 0, "batch_size": 256}
 
@@ -81,10 +81,7 @@ class IfEkfacKronfluence(Method):
 
     def __init__(self, **options):
         super().__init__(**options)
-        unknown = set(self.options) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(f"{self.name}: unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        self.opts = {**DEFAULTS, **self.options}
+        self.opts = take_options(self.name, self.options, DEFAULTS)
 
     def score(self, ctx) -> np.ndarray:
         exp, s, seed = ctx.exp, ctx.exp.splits, ctx.seed

@@ -13,19 +13,10 @@ import numpy as np
 import torch
 
 from ..curvature import Curvature, filters, fit_curvature, load_or_fit
-from ..errors import ConfigError
-from .base import Method
+from .base import Method, take_options  # noqa: F401 (take_options: re-exported)
 
 CURVATURE_DEFAULTS = {"fisher": "sampled", "n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
 IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}
-
-
-def take_options(method: str, options: dict, defaults: dict) -> dict:
-    """defaults overridden by `options`; unknown keys are config errors (typos fail loudly)."""
-    unknown = set(options) - set(defaults)
-    if unknown:
-        raise ConfigError(f"{method}: unknown option(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **options}
 
 
 def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dict, average_weights: bool = False,

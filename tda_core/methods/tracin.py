@@ -5,7 +5,6 @@ scale 1/(1-beta)), divided by the number of examples the run visits per step, so
 counts as much as the training it stands for.
 """
 import numpy as np
-import torch
 
 from ..training import build_optimizer
 from .base import Method

@@ -21,9 +21,9 @@ import tempfile
 import numpy as np
 import torch
 
-from ..errors import ConfigError, TdaError
+from ..errors import TdaError
 from ..tasks import ClassificationTask
-from .base import Method
+from .base import Method, take_options
 
 DEFAULTS = {"proj_dim": 256, "proj_seed": 0, "batch_size": 256}
 
@@ -80,10 +80,7 @@ class TrakTraker(Method):
 
     def __init__(self, **options):
         super().__init__(**options)
-        unknown = set(self.options) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(f"{self.name}: unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        self.opts = {**DEFAULTS, **self.options}
+        self.opts = take_options(self.name, self.options, DEFAULTS)
 
     def score(self, ctx) -> np.ndarray:
         exp, s = ctx.exp, ctx.exp.splits

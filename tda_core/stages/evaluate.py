@@ -10,22 +10,14 @@ from ..api import Experiment
 from ..errors import ArtifactError
 from ..metrics.registry import get_metric, metric_target
 from ..tracking import tracked_run
+from .common import load_method_scores
 
 
 def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path) -> dict:
     """One metric for one method (no side effects); a failed attribution gives a failed result."""
-    sidecars = [io.read_json(p) for p in score_jsons]
-    result = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": metric,
-              "seeds": [s["seeds"] for s in sidecars],
-              "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
-              "peak_memory_mb": max((s.get("peak_memory_mb", 0.0) for s in sidecars), default=0.0)}
-    failed = [s for s in sidecars if s.get("status") != "ok"]
-    if failed:
-        result.update(status="failed", reason=failed[0].get("reason", "unknown"))
+    result, sidecars, scores = load_method_scores(exp, method, metric, score_jsons)
+    if scores is None:
         return result
-    for s in sidecars:
-        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-    scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
     groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
     groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
     result.update(status="ok", **get_metric(metric)(scores, groundtruth))

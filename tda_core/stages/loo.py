@@ -16,7 +16,7 @@ from ..errors import ArtifactError, ConfigError
 from ..metrics.loo import evaluate_loo
 from ..tracking import tracked_run
 from ..training import Run, train_models
-from .common import CostMeter, measure
+from .common import CostMeter, load_method_scores, measure
 
 DEFAULTS = {"n_points": 4, "points": None, "seeds": 32, "point_seed": 0}
 
@@ -74,16 +74,7 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_pat
 def _loo_result(exp: Experiment, method: str, score_jsons: list, loo_gt: dict) -> dict:
     if not score_jsons:
         raise ArtifactError(f"{exp.name}: no score files of '{method}' were given to the leave-one-out study")
-    sidecars = [io.read_json(p) for p in score_jsons]
-    result = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": "loo_shift",
-              "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
-              "peak_memory_mb": max((s.get("peak_memory_mb", 0.0) for s in sidecars), default=0.0)}
-    failed = [s for s in sidecars if s.get("status") != "ok"]
-    if failed:
-        result.update(status="failed", reason=failed[0].get("reason", "unknown"))
-        return result
-    for s in sidecars:
-        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-    scores = [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
-    result.update(status="ok", **evaluate_loo(scores, loo_gt))
+    result, _, scores = load_method_scores(exp, method, "loo_shift", score_jsons)
+    if scores is not None:
+        result.update(status="ok", **evaluate_loo(scores, loo_gt))
     return result
