@@ -56,6 +56,13 @@ def _cell(row) -> str:
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
+def method_order(part: pd.DataFrame) -> pd.Index:
+    """Methods, best first: mean over experiments of the method's rank percentile within the
+    experiment (raw means would favour methods run only on easy experiments, where every LDS is high)."""
+    pct = part.groupby("experiment")["value"].rank(pct=True, ascending=True, na_option="bottom")
+    return part.assign(pct=pct).groupby("method")["pct"].mean().sort_values(ascending=False, kind="stable").index
+
+
 def pivot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One table per metric: rows methods, columns experiments ("value [CI]"), plus cost columns."""
     out = {}
@@ -65,8 +72,7 @@ def pivot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         cost = part.groupby("method").agg(mean_wall_time_s=("wall_time_s", "mean"),
                                           max_peak_memory_mb=("peak_memory_mb", "max"))
         table = table.join(cost.round(2))
-        order = part.groupby("method")["value"].mean().sort_values(ascending=False).index
-        out[metric] = table.loc[order].fillna("")  # blank: the method is not run on that experiment
+        out[metric] = table.loc[method_order(part)].fillna("")  # blank: the method is not run on that experiment
     return out
 
 
@@ -80,7 +86,7 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
     table = part.pivot_table(index="method", columns=["experiment", "metric"], values="cell", aggfunc="first")
     metrics = [m for m in DISTRIBUTIONAL if m in set(part.metric)]
     cols = [(e, m) for e in sorted(set(part.experiment)) for m in metrics if (e, m) in table.columns]
-    order = part[part.metric == "lds"].groupby("method")["value"].mean().sort_values(ascending=False).index
+    order = method_order(part[part.metric == "lds"])
     rows = [m for m in order if m in table.index] + [m for m in table.index if m not in order]
     return table[cols].reindex(rows).fillna("")
 
@@ -172,7 +178,7 @@ def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_imag
         extra["leave-one-out: how many seeds resolve a LOO mean shift"] = loo
     ceil = ceilings(df)
     md = ["# tda-bench leaderboard", "",
-          "Cells: mean over queries [95% bootstrap CI]. Higher is better. `failed` rows ran but did not finish "
+          "Cells: mean over queries [95% bootstrap CI]. Higher is better; rows by mean rank within experiments. `failed` rows ran but did not finish "
           "(see `reason` in leaderboard.csv).", ""]
     for metric, table in tables.items():
         md += [f"## {metric}", ""] + ([METRIC_NOTES[metric], ""] if metric in METRIC_NOTES else [])
