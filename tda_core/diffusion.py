@@ -108,6 +108,10 @@ class DiffusionTask:
             sample = scheduler.step(eps, int(t), sample, generator=gen).prev_sample
         return sample.clamp(-1.0, 1.0)
 
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What `attribution_loss` feeds the UNet: every image at every fixed draw."""
+        return self._fixed_inputs(x)
+
     # -- internals -----------------------------------------------------------------------------
     def _fixed_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """[B * K, C + 1, H, W]: every image noised at every fixed draw (image-major order)."""

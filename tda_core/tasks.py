@@ -4,6 +4,9 @@ A task turns `call(inputs) -> outputs` plus a batch into per-example values:
   loss(call, x, y, aux)      training loss per example (aux: the task's random draws, or None)
   attribution_loss(call,x,y) deterministic per-example loss whose gradient is g_i
   measure(call, x, y)        the measurement f(z_q, theta) of DESIGN.md section 1
+  network_inputs(x)          what attribution_loss feeds the network for a batch (x itself for
+                             classification; each image at the fixed noise draws for diffusion), so
+                             curvature code can differentiate the network outputs that loss sees
 """
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ class ClassificationTask:
 
     def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
         return self.loss(call, x, y)
+
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     def measure(self, call: Call, x, y) -> torch.Tensor:
         logits = call(x)

@@ -23,7 +23,7 @@ def test_paper_config_validates_and_dry_runs_without_data(repo, tmp_path):
     cfg = load_config(repo / "workflow/config/paper.yaml")
     exps = cfg["experiments"]
     assert {"mnist-mlp", "fashionmnist-mlp", "fashionmnist-mlp-nonconverged", "fashionmnist-mlp-multistage",
-            "cifar10-vit"} <= set(exps)
+            "cifar10-vit", "cifar10-ddpm"} <= set(exps)
     assert exps["cifar10-vit"]["groundtruth"]["n_subsets"] == 100
     assert exps["cifar10-vit"]["groundtruth"]["seeds_per_subset"] == 5
     assert 10 in exps["cifar10-vit"]["pruning"]["percents"]  # 5000 of 50000, as in d-TDA
@@ -32,7 +32,9 @@ def test_paper_config_validates_and_dry_runs_without_data(repo, tmp_path):
     # cifar10-vit: (if_ekfac: fixed + dtda, trak (an ensemble): dtda only) x 4 p x 10 seeds
     assert counts["prune_retrain"] == 3 * 4 * 10
     assert counts["prune_random"] == 4 * 10 and counts["loo_train"] == 1
-    assert counts["train_shard"] == 4 * 10 + 50 and counts["leaderboard"] == 1
+    # 4 MLP experiments x 10 shards, cifar10-vit and cifar10-ddpm 50 shards each (2 subsets x 5 seeds)
+    assert counts["train_shard"] == 4 * 10 + 50 + 50 and counts["leaderboard"] == 1
+    assert counts["diffusion_pictures"] == 1
 
 
 def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):

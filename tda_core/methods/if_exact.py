@@ -19,19 +19,28 @@ from .base import Method
 from .influence import take_options
 
 
-def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
-    """[P, P] float64 GGN of the mean of loss_fn(call, x, y) (flat layout of tda_core.gradients)."""
+def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 256,
+              network_inputs=None) -> torch.Tensor:
+    """[P, P] float64 GGN of the mean of loss_fn(call, x, y) (flat layout of tda_core.gradients).
+
+    `network_inputs(x)` (default: x itself) is what loss_fn feeds the network for a batch x; the
+    outputs J and H are taken at are the network's outputs on those inputs, flattened per example
+    (e.g. a diffusion loss's K noised copies of an image: K x C x H x W outputs per example)."""
     params = {k: v.detach() for k, v in params.items()}
     buffers = {k: v.to(x.device) for k, v in model.named_buffers()}
     names = list(params)
     P = sum(v.numel() for v in params.values())
     out = None if x.device.type == "cpu" else torch.zeros(P, P, dtype=torch.float64, device=x.device)
 
-    def outputs(p, xi):
-        return functional_call(model, (p, buffers), (xi[None],))[0]
+    network_inputs = network_inputs or (lambda xb: xb)
+    with torch.no_grad():
+        out_shape = functional_call(model, (params, buffers), (network_inputs(x[:1]),)).shape
+
+    def outputs(p, xi):  # flat network outputs of one example
+        return functional_call(model, (p, buffers), (network_inputs(xi[None]),)).reshape(-1)
 
     def out_hessian(z, xi, yi):  # d^2 loss / d outputs^2 at one example
-        return hessian(lambda zz: loss_fn(lambda _inp: zz[None], xi[None], yi[None])[0])(z)
+        return hessian(lambda zz: loss_fn(lambda _inp: zz.reshape(out_shape), xi[None], yi[None])[0])(z)
 
     acc = None  # upper triangle of sum R^T R, accumulated by BLAS syrk on CPU (half a gemm)
     for s in range(0, len(x), chunk_size):
@@ -63,7 +72,7 @@ def exact_if_scores(model, params, task, x, y, xq, yq, weight_decay: float = 0.0
     """[Q, N] exact IF scores of the (damped) GGN of the mean training loss."""
     from ..gradients import per_example_grads
 
-    ggn = dense_ggn(model, params, task.loss, x, y, chunk_size)
+    ggn = dense_ggn(model, params, task.attribution_loss, x, y, chunk_size, task.network_inputs)
     d = float(damping) if damping is not None else damping_rel * float(ggn.trace()) / len(ggn)
     ggn.diagonal().add_(weight_decay + d)
     chol = torch.linalg.cholesky(ggn)
