@@ -2,6 +2,7 @@
 # apart from the rules as `snakemake --lint` asks.
 from tda_core.metrics.registry import metric_target
 from tda_core.pruning import percent_tag
+from tda_core.targets import score_stem
 
 
 def full_seeds(exp):
@@ -33,8 +34,7 @@ def score_targets(exp, method):
 
 
 def score_jsons(exp, method, target="query"):
-    prefix = "" if target == "query" else f"{target}_"
-    return [f"{R}/{exp}/scores/{method}/{prefix}seed{s}.json" for s in score_seeds(exp, method)]
+    return [f"{score_dir(exp, method)}/{score_stem(target, s)}.json" for s in score_seeds(exp, method)]
 
 
 def pruning_cfg(exp):

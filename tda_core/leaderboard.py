@@ -1,8 +1,8 @@
 """The leaderboard: metric files -> CSV, Markdown, a bar plot and a self-contained HTML page.
 
-Inputs: the evaluate stage's metric files (one per experiment x metric x method; a metric may add
-`variants`, e.g. the fixed-seed row of a per-seed method), the leave-one-out files (same format,
-metric loo_shift), and the pruning summaries (test accuracy / loss per method, variant and p).
+Inputs: the evaluate stage's bundles (results/{exp}/metrics.json: one result per method x metric; a
+metric may add `variants`, e.g. the fixed-seed row of a per-seed method), the leave-one-out bundles
+(same format, metric loo_shift), and the pruning summaries (test accuracy / loss per method, variant and p).
 Failed jobs appear as `failed` rows, never as missing ones.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def collect(metric_paths: list) -> pd.DataFrame:
     rows = []
     for p in metric_paths:
         blob = io.read_json(p)
-        for r in blob.get("results", [blob]):  # an evaluate bundle holds one result per metric
+        for r in blob.get("results", [blob]):  # a bundle holds one result per (method, metric)
             rows.append({c: r.get(c) for c in COLUMNS})
             for name, v in (r.get("variants") or {}).items():  # e.g. the fixed-seed row of a per-seed method
                 rows.append({**rows[-1], "method": f"{r.get('method')} ({name})", **{k: v.get(k) for k in
@@ -128,18 +128,11 @@ def ceilings(df: pd.DataFrame) -> pd.Series:
 
 
 def bar_plot(df: pd.DataFrame, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import panel_grid, save_figure
 
     panels = [(m, e) for (m, e), _ in df.groupby(["metric", "experiment"])] or [("", "")]
-    cols = min(4, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (metric, exp) in zip(axes.flat, panels):
+    fig, axes = panel_grid(len(panels), 4.5, 3.8)
+    for ax, (metric, exp) in zip(axes, panels):
         part = df[(df.metric == metric) & (df.experiment == exp)].sort_values("value", ascending=False)
         failed = (part.status != "ok").to_numpy()
         ok = ~failed & np.isfinite(part.value.to_numpy(dtype=float))
@@ -157,10 +150,7 @@ def bar_plot(df: pd.DataFrame, path) -> None:
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(f"{exp}: {metric}", fontsize=9)
         ax.set_ylabel(metric + " (mean, 95% CI)", fontsize=8)
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,

@@ -1,4 +1,5 @@
-"""Evaluation plots (matplotlib, Agg): the pruning curve and the leave-one-out scatter."""
+"""Evaluation plots (matplotlib, Agg): the pruning curve and the leave-one-out scatter, and the
+figure helpers every plot of the package uses (pyplot, panel_grid, save_figure)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,8 @@ import numpy as np
 from . import io
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (jobs have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -15,18 +17,29 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
-    plt = _pyplot()
+def panel_grid(n: int, panel_width: float, panel_height: float, max_cols: int = 4):
+    """A figure of n panels in rows of at most max_cols; the unused cells are blanked."""
+    n = max(1, n)
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(panel_width * cols, panel_height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def save_figure(fig, path, dpi: int = 110):
+    """tight_layout, then an atomic PNG write (tda_core.io), then close the figure; returns path."""
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return path
 
 
 def pruning_curve(rows: list[dict], experiment: str, path) -> None:
     """Test accuracy (mean +- std over seeds) vs p: one line per method and variant, plus baselines."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     full = [r for r in rows if r["method"] == "full data" and r["status"] == "ok"]
     if full:
         m, s = full[0]["test_accuracy_mean"], full[0]["test_accuracy_std"]
@@ -55,20 +68,14 @@ def pruning_curve(rows: list[dict], experiment: str, path) -> None:
     ax.set_ylabel("test accuracy (mean +- std over seeds)")
     ax.set_title(f"{experiment}: pruning by attribution", fontsize=9)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def loo_scatter(results: list[dict], experiment: str, path) -> None:
     """Predicted vs actual leave-one-out mean shift per method (error bars: 1 SE over seeds)."""
-    plt = _pyplot()
     ok = [r for r in results if r.get("status") == "ok"]
-    n = max(1, len(ok))
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(ok):]:
-        ax.axis("off")
-    for ax, r in zip(axes.flat, ok):
+    fig, axes = panel_grid(len(ok), 3.4, 3.2)
+    for ax, r in zip(axes, ok):
         pred, actual, se = (np.asarray(r[k]).ravel() for k in ("predicted", "actual", "actual_se"))
         ax.errorbar(pred, actual, yerr=se, fmt="o", ms=2, alpha=0.5, elinewidth=0.5)
         lim = np.nanmax(np.abs(np.concatenate([actual + se, actual - se]))) if len(actual) else 1.0
@@ -79,4 +86,4 @@ def loo_scatter(results: list[dict], experiment: str, path) -> None:
         ax.set_xlabel("predicted mean shift", fontsize=8)
         ax.set_ylabel("actual mean shift (+- 1 SE)", fontsize=8)
     fig.suptitle(f"{experiment}: leave-one-out ({ok[0]['n_seeds'] if ok else '?'} seeds)", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -15,8 +15,7 @@ import torch
 from scipy.linalg.blas import dsyrk, ssyrk
 from torch.func import functional_call, hessian, jacrev, vmap
 
-from .base import Method
-from .influence import take_options
+from .base import Method, take_options
 
 
 def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 256,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..curvature import Curvature, filters, fit_curvature, load_or_fit
-from .base import Method, take_options  # noqa: F401 (take_options: re-exported)
+from .base import Method, take_options
 
 CURVATURE_DEFAULTS = {"fisher": "sampled", "n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
 IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}

@@ -30,8 +30,8 @@ from ..curvature import filters
 from ..errors import TdaError
 from ..gradients import flatten
 from ..training import build_optimizer
-from .base import Method
-from .influence import CURVATURE_DEFAULTS, seed_curvature, take_options
+from .base import Method, take_options
+from .influence import CURVATURE_DEFAULTS, seed_curvature
 
 SOURCE_DEFAULTS = {"n_segments": 3, **CURVATURE_DEFAULTS}
 

@@ -46,20 +46,29 @@ class CostMeter:
                 "peak_rss_mb": self.peak_rss_mb, "peak_cuda_mb": self.peak_cuda_mb}
 
 
+def read_scores(exp, score_jsons: list) -> tuple[list[dict], str | None, list | None]:
+    """Sidecars, the reason of the first failed attribution (or None), and the score arrays (None if
+    one failed). Sidecars of another config fail with one line naming the method."""
+    sidecars = [io.read_json(p) for p in score_jsons]
+    failed = [s for s in sidecars if s.get("status") != "ok"]
+    if failed:
+        return sidecars, failed[0].get("reason", "unknown"), None
+    for s in sidecars:
+        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
+    return sidecars, None, [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+
+
 def load_method_scores(exp, method: str, metric: str, score_jsons: list) -> tuple[dict, list | None, list | None]:
     """A method's score files for one metric: (result head, sidecars, scores).
 
     The head names the experiment, method and metric and carries the attribution cost; if any
     attribution failed it is a finished failed result and sidecars / scores are None.
     """
-    sidecars = [io.read_json(p) for p in score_jsons]
+    sidecars, failed_reason, scores = read_scores(exp, score_jsons)
     head = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": metric,
             "seeds": [s.get("seeds") for s in sidecars],
             "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
             "peak_memory_mb": max((s.get("peak_memory_mb", 0.0) for s in sidecars), default=0.0)}
-    failed = [s for s in sidecars if s.get("status") != "ok"]
-    if failed:
-        return {**head, "status": "failed", "reason": failed[0].get("reason", "unknown")}, None, None
-    for s in sidecars:
-        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-    return head, sidecars, [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+    if failed_reason is not None:
+        return {**head, "status": "failed", "reason": failed_reason}, None, None
+    return head, sidecars, scores

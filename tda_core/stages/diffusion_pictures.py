@@ -13,15 +13,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import io  # noqa: E402
-from ..diffusion import PICTURE_DEFAULTS  # noqa: E402
-from ..tracking import tracked_run  # noqa: E402
+from .. import io
+from ..diffusion import PICTURE_DEFAULTS
+from ..plots import pyplot, save_figure
+from ..tracking import tracked_run
 
 log = logging.getLogger("tda")
 
@@ -37,11 +34,11 @@ def diffusion_pictures(exp, score_jsons: list, pictures: dict, out_dir, tracking
         fig = influence_figure(s.query_x[q], s.train_x, {m: v[q] for m, v in scores.items()}, opts["top_k"],
                                title=f"{exp.name}: query {q} (score > 0: training on it raises the query's "
                                      f"denoising loss; < 0: lowers it)")
-        paths.append(_save(fig, out_dir / f"influence_query{q}.png"))
+        paths.append(save_figure(fig, out_dir / f"influence_query{q}.png", dpi=120))
     samples = generate_by_seed(exp, range(exp.cfg["seeds"]), opts["n_samples"], opts["sample_seed"])
-    paths.append(_save(samples_figure(samples, title=f"{exp.name}: samples of each full-data seed from the same "
+    paths.append(save_figure(samples_figure(samples, title=f"{exp.name}: samples of each full-data seed from the same "
                                                       f"noise (seed {opts['sample_seed']})"),
-                       out_dir / "samples.png"))
+                       out_dir / "samples.png", dpi=120))
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "pictures", f"{exp.name}/pictures",
                      {"experiment": exp.name, **opts}) as run:
         for p in paths:
@@ -94,7 +91,7 @@ def influence_figure(query_img, train_x, scores: dict[str, np.ndarray], top_k: i
     methods = list(scores) or ["(no method scores)"]
     k = min(top_k, len(train_x))
     cols = 1 + 2 * k
-    fig, axes = plt.subplots(len(methods), cols, figsize=(0.9 * cols + 0.6, 1.05 * len(methods) + 0.6),
+    fig, axes = pyplot().subplots(len(methods), cols, figsize=(0.9 * cols + 0.6, 1.05 * len(methods) + 0.6),
                              squeeze=False)
     for r, method in enumerate(methods):
         _show(axes[r, 0], query_img, "query")
@@ -114,7 +111,6 @@ def influence_figure(query_img, train_x, scores: dict[str, np.ndarray], top_k: i
             axes[r, 1].set_title(f"{k} highest scores (raise the loss)", fontsize=8, loc="left", color="tab:red")
             axes[r, 1 + k].set_title(f"{k} lowest scores (lower the loss)", fontsize=8, loc="left", color="tab:blue")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -122,7 +118,7 @@ def samples_figure(samples: np.ndarray, title: str = ""):
     """samples [R, n, C, H, W]: one row per seed, then the per-pixel std over seeds."""
     n_seeds, n = samples.shape[:2]
     rows = n_seeds + (1 if n_seeds > 1 else 0)
-    fig, axes = plt.subplots(rows, n, figsize=(0.8 * n + 0.8, 0.85 * rows + 0.5), squeeze=False)
+    fig, axes = pyplot().subplots(rows, n, figsize=(0.8 * n + 0.8, 0.85 * rows + 0.5), squeeze=False)
     for r in range(n_seeds):
         for j in range(n):
             _show(axes[r, j], samples[r, j])
@@ -136,15 +132,4 @@ def samples_figure(samples: np.ndarray, title: str = ""):
             axes[-1, j].set_yticks([])
         axes[-1, 0].set_ylabel("std over\nseeds", fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
     return fig
-
-
-def _save(fig, path: Path) -> Path:
-    import io as _io
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    io.write_bytes(path, buf.getvalue())
-    return path

@@ -9,6 +9,7 @@ from .. import io
 from ..api import Experiment
 from ..errors import ArtifactError
 from ..metrics.registry import get_metric, metric_target
+from ..targets import score_stem
 from ..tracking import tracked_run
 from .common import load_method_scores
 
@@ -54,7 +55,7 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     for method in methods:
         for metric in metrics:
             target = metric_target(metric)
-            prefix = "seed" if target == "query" else f"{target}_seed"
+            prefix = score_stem(target, "")  # seed{r} / {target}_seed{r}
             mine = [p for p in by_method[method] if Path(p).name.startswith(prefix)]
             if not mine:
                 raise ArtifactError(f"{exp.name}: no {target} score files of '{method}' were given for {metric}")

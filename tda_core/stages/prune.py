@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from ..metrics.distributional import scores_per_seed
 from ..pruning import n_removed, random_removals, removal_benefit, select_removals, variant_scores
 from ..tracking import tracked_run
 from ..training import Run, train_models
-from .common import CostMeter
+from .common import CostMeter, read_scores
 
 log = logging.getLogger("tda")
 
@@ -64,14 +63,11 @@ def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, se
                   out, tracking: dict) -> dict:
     base = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "variant": variant,
             "p": percent, "seed": seed}
-    sidecars = [io.read_json(p) for p in score_jsons]
-    failed = [s for s in sidecars if s.get("status") != "ok"]
-    if failed:  # the attribution failed: a failed row, never a silently missing one
-        return _write(exp, out, {**base, "status": "failed", "reason": failed[0].get("reason", "unknown")},
+    _, failed_reason, scores = read_scores(exp, score_jsons)
+    if failed_reason is not None:  # the attribution failed: a failed row, never a silently missing one
+        return _write(exp, out, {**base, "status": "failed", "reason": failed_reason},
                       tracking, f"{exp.name}/prune/{method}/{variant}/p{percent:g}/seed{seed}")
-    for s in sidecars:
-        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-    per_seed = scores_per_seed([io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons])
+    per_seed = scores_per_seed(scores)
     benefit = removal_benefit(variant_scores(per_seed, variant, seed))
     removed = select_removals(benefit, n_removed(percent, exp.splits.n_train))
     result = {**base, "status": "ok", **retrain_without(exp, seed, removed)}
