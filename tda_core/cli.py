@@ -157,7 +157,7 @@ def _for_wandb(df):
 
 
 def cmd_leaderboard(args):
-    from .leaderboard import pivot_tables, pruning_tables, write_all
+    from .leaderboard import load_bundles, sections, write_all
     from .tracking import tracked_run
 
     out = Path(args.out_dir)
@@ -169,10 +169,10 @@ def cmd_leaderboard(args):
     tracking = _json_arg(args.tracking, "--tracking")
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for metric, table in pivot_tables(df).items():
-            run.log_table(f"leaderboard/{metric}", _for_wandb(table.reset_index()))
-        for title, table in pruning_tables(args.pruning).items():
-            run.log_table(f"leaderboard/{title.replace(': ', '_').replace(' ', '_')}", _for_wandb(table.reset_index()))
+        for _, title, _, table in sections(df, load_bundles(args.metrics), args.pruning):
+            if table is not None:
+                key = "".join(c if c.isalnum() else "_" for c in title)
+                run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
         run.log_image("leaderboard_plot", out / "leaderboard.png")
         for img in args.images:
             run.log_image(f"plots/{Path(img).parent.parent.name}/{Path(img).stem}", img)

@@ -1,9 +1,10 @@
-"""The leaderboard: metric files -> CSV, Markdown, a bar plot and a self-contained HTML page.
+"""The leaderboard: evaluation bundles -> CSV, Markdown, a bar plot and a self-contained HTML page.
 
-Inputs: the evaluate stage's bundles (results/{exp}/metrics.json: one result per method x metric; a
-metric may add `variants`, e.g. the fixed-seed row of a per-seed method), the leave-one-out bundles
-(same format, metric loo_shift), and the pruning summaries (test accuracy / loss per method, variant and p).
-Failed jobs appear as `failed` rows, never as missing ones.
+Inputs: the evaluate stage's bundles (results/{exp}/metrics.json: labelled, de-duplicated and ranked
+rows, see tda_core.metrics.rows, plus the experiment's noise figures and power), the leave-one-out
+bundles (same format, metric loo_shift) and the pruning summaries. Failed jobs appear as `failed`
+rows, never as missing ones. Markdown and HTML are rendered from one list of sections, so they say
+the same thing.
 """
 from __future__ import annotations
 
@@ -15,40 +16,97 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .claims import claims_table
 
-COLUMNS = ["experiment", "method", "metric", "status", "value", "ci_low", "ci_high", "ceiling",
-           "wall_time_s", "peak_memory_mb", "reason"]
+COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
+           "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_holm", "reliability", "ceiling",
+           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
+METRIC_ORDER = ["lds", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift"]
+LOW_SIGNAL_CEILING = 0.5
 
-
-# What each metric's cell means (shown above its table).
+# What each metric's cell means (shown above its tables).
 METRIC_NOTES = {
-    "lds": "Spearman over subsets of the additive prediction vs the seed-mean retrained measurement.",
-    "dlds_mean": "d-TDA LDS of the mean influence E[X]-E[Y] (per-seed predicted samples; ranks like LDS).",
-    "dlds_variance": "d-TDA LDS of the variance-increase influence Var(Y)-Var(X); n/a when one score "
-                     "array is used for every seed (it predicts no variance change).",
-    "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between full-data and retrained distributions.",
+    "lds": "LDS: Spearman over random training subsets between the method's additive prediction "
+           "(sum of its scores over the subset) and the retrained models' measurement averaged over seeds; "
+           "mean over queries.",
+    "dlds_mean": "d-TDA LDS of the mean influence E[X]-E[Y] (X: full-data models over seeds, Y: retrained). For a "
+                 "per-seed method it equals the LDS of its seed-averaged scores (compare the table 'classic vs "
+                 "distributional').",
+    "dlds_variance": "d-TDA LDS of the variance-increase influence Var(Y)-Var(X); n/a when one score array "
+                     "stands for every seed (it predicts no variance change).",
+    "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
     "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
     "loo_shift": "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
-                 "ceiling = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
+                 "split-half = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
 }
-DISTRIBUTIONAL = ("lds", "dlds_mean", "dlds_variance", "dlds_w2")
+
+LEGEND = [
+    "**Value [95% CI]**: the metric, with a bootstrap interval that resamples queries and training subsets "
+    "jointly (and the scoring seeds of per-seed rows): the uncertainty of everything that was sampled.",
+    "**reliability** (r1): how well one seed's retrained models agree with another seed's: mean over seed "
+    "pairs and queries of the Spearman across subsets (clipped at 0).",
+    "**ceiling**: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against this "
+    "target, sqrt(R' r1 / (1 + (R'-1) r1)) with R' seeds per subset (Spearman-Brown, then attenuation); 0 "
+    "when r1 is not distinguishable from 0. Per-seed rows whose model shares its seed with subset models "
+    "(seed 0, 1, ... train both) can exceed it. Experiments with a ceiling under 0.5 are flagged *low signal*.",
+    "**split-half reliability** (variance, W2, LOO): the same metric between two halves of the seeds; "
+    "Spearman-Brown does not apply to those.",
+    "**rank [interval]**: rank by the value (1 = best) and its 95% interval over the bootstrap replicates.",
+    "**tied** (★): not significantly different from the best row (paired bootstrap of the difference on the "
+    "same resampled queries and subsets; Holm correction over the comparisons with the best, 5% level).",
+    "**variant**: per-seed = each seed's own model scores itself; seed-averaged = the R seeds' scores "
+    "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
+    "every seed. **models**: trained models the scores used (1 or R).",
+    "**aliases**: other methods whose scores are identical for this metric (one row for all of them).",
+    "**note**: e.g. a method that cannot follow the training stages of a multi-stage run and uses all N examples.",
+    "Attribution wall time is the attribute job's, per seed file, the same in every table of an experiment.",
+]
 
 
-def collect(metric_paths: list) -> pd.DataFrame:
-    rows = []
+# -- collect -----------------------------------------------------------------------------------------
+def load_bundles(metric_paths: list) -> list[dict]:
+    """Evaluation bundles; a bare result file (one method, one metric) counts as a bundle of one row."""
+    out = []
     for p in metric_paths:
         blob = io.read_json(p)
-        for r in blob.get("results", [blob]):  # a bundle holds one result per (method, metric)
-            rows.append({c: r.get(c) for c in COLUMNS})
-            for name, v in (r.get("variants") or {}).items():  # e.g. the fixed-seed row of a per-seed method
-                rows.append({**rows[-1], "method": f"{r.get('method')} ({name})", **{k: v.get(k) for k in
-                                                                                    ("value", "ci_low", "ci_high")}})
+        out.append(blob if "results" in blob else {"experiment": blob.get("experiment"), "results": [blob]})
+    return out
+
+
+def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFrame:
+    bundles = load_bundles(metric_paths) if bundles is None else bundles
+    rows = [{c: r.get(c) for c in COLUMNS} for b in bundles for r in b["results"]]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return df.sort_values(["metric", "experiment", "value"], ascending=[True, True, False], na_position="last")
+    for c in ("value", "ci_low", "ci_high", "ceiling", "reliability", "split_half_reliability", "wall_time_s",
+              "peak_memory_mb", "p_vs_best_holm"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("variant", "aliases", "note", "reason"):
+        df[c] = df[c].fillna("")
+    df["order"] = [_row_order(st, v, rk) for st, v, rk in zip(df.status, df.value, df["rank"])]
+    df["metric_order"] = [_metric_order(m) for m in df.metric]
+    df = df.sort_values(["metric_order", "experiment", "order"], kind="stable")
+    return df.drop(columns=["order", "metric_order"]).reset_index(drop=True)
 
 
-def _cell(row) -> str:
+def _metric_order(metric: str) -> int:
+    return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
+
+
+def _row_order(status, value, rank) -> float:
+    """Ranked rows by rank, then n/a rows, then failed rows."""
+    if status != "ok":
+        return 1e9
+    if value is None or not np.isfinite(value):
+        return 1e8
+    return float(rank) if rank is not None and np.isfinite(rank) else 1e7 - float(value)
+
+
+# -- cells -------------------------------------------------------------------------------------------
+def _num(x, digits: int = 3) -> str:
+    return "" if x is None or not np.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+
+def value_cell(row) -> str:
     if row["status"] != "ok":
         return "failed"
     if row["value"] is None or not np.isfinite(row["value"]):
@@ -56,39 +114,114 @@ def _cell(row) -> str:
     return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
-def method_order(part: pd.DataFrame) -> pd.Index:
-    """Methods, best first: mean over experiments of the method's rank percentile within the
-    experiment (raw means would favour methods run only on easy experiments, where every LDS is high)."""
-    pct = part.groupby("experiment")["value"].rank(pct=True, ascending=True, na_option="bottom")
-    return part.assign(pct=pct).groupby("method")["pct"].mean().sort_values(ascending=False, kind="stable").index
+def rank_cell(row) -> str:
+    if row["rank"] is None or not np.isfinite(float(row["rank"])):
+        return ""
+    return f"{int(row['rank'])} [{int(row['rank_ci_low'])}-{int(row['rank_ci_high'])}]"
 
 
-def pivot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One table per metric: rows methods, columns experiments ("value [CI]"), plus cost columns."""
-    out = {}
-    for metric, part in df.groupby("metric", sort=True):
-        part = part.assign(cell=part.apply(_cell, axis=1))
-        table = part.pivot(index="method", columns="experiment", values="cell")
-        cost = part.groupby("method").agg(mean_wall_time_s=("wall_time_s", "mean"),
-                                          max_peak_memory_mb=("peak_memory_mb", "max"))
-        table = table.join(cost.round(2))
-        out[metric] = table.loc[method_order(part)].fillna("")  # blank: the method is not run on that experiment
-    return out
+def row_label(method: str, variant: str) -> str:
+    return f"{method} ({variant})" if variant else method
+
+
+# -- tables ------------------------------------------------------------------------------------------
+def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One experiment's rows of one metric, best first (n/a and failed rows last)."""
+    value_name = {"lds": "LDS", "loo_shift": "Pearson r", "mislabel_auc": "AUC"}.get(metric, metric)
+    return pd.DataFrame({
+        "rank [95% interval]": [rank_cell(r) for _, r in part.iterrows()],
+        "method": part.method.to_list(),
+        "variant": part.variant.to_list(),
+        "models": [("" if m is None or (isinstance(m, float) and not np.isfinite(m)) else str(int(m)))
+                   for m in part.models],
+        f"{value_name} [95% CI]": [value_cell(r) for _, r in part.iterrows()],
+        "tied": ["★" if t is True else "" for t in part.tied_with_best],
+        "aliases": part.aliases.to_list(),
+        "wall time (s)": [_num(x, 1) for x in part.wall_time_s],
+        "note": [n or r for n, r in zip(part.note, part.reason)],
+    })
+
+
+def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
+    """Per experiment: the ground truth's reliability and ceiling, the low-signal flag, and the power note."""
+    rows = {}
+    for b in bundles:
+        noise = (b.get("noise") or {}).get("lds")
+        if not noise:
+            continue
+        power = b.get("power") or {}
+        ceiling = noise.get("ceiling")
+        rows[b["experiment"]] = {
+            "scenario": b.get("scenario", ""),
+            "subsets x seeds": f"{b.get('n_subsets', '?')} x {b.get('seeds_per_subset', '?')}",
+            "reliability r1 [CI]": _ci_text(noise, "reliability"),
+            "LDS ceiling [CI]": _ci_text(noise, "ceiling"),
+            "signal": "low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok",
+            "for CI half-width 0.03 and ceiling 0.7": power.get("note", ""),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+
+
+def _ci_text(d: dict, key: str) -> str:
+    v = d.get(key)
+    if v is None:
+        return "n/a"
+    lo, hi = d.get(f"{key}_ci_low"), d.get(f"{key}_ci_high")
+    return f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+
+
+def overview_table(df: pd.DataFrame, metric: str = "lds") -> pd.DataFrame | None:
+    """Rows (method, variant), columns experiments, cells 'value rank★'; rows by mean rank percentile over
+    the experiments each row was ranked in (not over experiments it did not run)."""
+    part = df[(df.metric == metric) & (df.status == "ok")].copy()
+    if part.empty:
+        return None
+    part["row"] = [row_label(m, v) for m, v in zip(part.method, part.variant)]
+    n_ranked = part.groupby("experiment")["rank"].transform(lambda s: s.notna().sum())
+    ranks = pd.to_numeric(part["rank"], errors="coerce")
+    part["pct"] = np.where(n_ranked > 1, 1 - (ranks - 1) / (n_ranked - 1).clip(lower=1), 1.0)
+    part["cell"] = [("n/a" if not np.isfinite(v) else f"{v:.3f} #{int(r)}" + ("★" if t is True else ""))
+                    if r is not None and np.isfinite(float(r)) else "n/a"
+                    for v, r, t in zip(part.value, ranks, part.tied_with_best)]
+    table = part.pivot_table(index="row", columns="experiment", values="cell", aggfunc="first")
+    order = part.groupby("row")["pct"].mean().sort_values(ascending=False, kind="stable")
+    table = table.loc[order.index].fillna("")
+    table.insert(0, "mean rank percentile", order.round(2).astype(str))
+    return table
+
+
+def cost_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Attribution wall time (s, per seed file) and peak memory (MB): rows methods, columns experiments."""
+    part = df[df.metric != "loo_shift"].drop_duplicates(["experiment", "method"])
+    if part.empty:
+        return None
+    cells = [("failed" if st != "ok" else f"{_num(t, 1)} s / {_num(m, 0)} MB")
+             for st, t, m in zip(part.status, part.wall_time_s, part.peak_memory_mb)]
+    return part.assign(cell=cells).pivot_table(index="method", columns="experiment", values="cell",
+                                               aggfunc="first").fillna("")
 
 
 def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
-    """Classic LDS beside the three d-TDA LDS values (means only): rows methods, columns (experiment, metric)."""
-    part = df[df.metric.isin(DISTRIBUTIONAL)]
+    """Classic LDS (per-seed and seed-averaged) beside the three d-TDA LDS values, per experiment.
+
+    dLDS-mean of a per-seed method equals the LDS of its seed-averaged scores: the two columns side by
+    side show how much of a 'distributional' gain is ensembling."""
+    part = df[df.metric.isin(("lds", "dlds_mean", "dlds_variance", "dlds_w2")) & (df.variant != "fixed-seed")]
     if part.metric.nunique() < 2:
         return None
-    part = part.assign(cell=[("failed" if st != "ok" else "n/a" if not np.isfinite(v) else f"{v:.3f}")
-                             for st, v in zip(part.status, part.value.astype(float))])
-    table = part.pivot_table(index="method", columns=["experiment", "metric"], values="cell", aggfunc="first")
-    metrics = [m for m in DISTRIBUTIONAL if m in set(part.metric)]
-    cols = [(e, m) for e in sorted(set(part.experiment)) for m in metrics if (e, m) in table.columns]
-    order = method_order(part[part.metric == "lds"])
-    rows = [m for m in order if m in table.index] + [m for m in table.index if m not in order]
-    return table[cols].reindex(rows).fillna("")
+    rows: dict[tuple, dict] = {}
+    for _, r in part.iterrows():
+        names = [r.method] + [a.split(" (")[0] for a in r.aliases.split(", ") if a]
+        column = {"lds": "LDS (per-seed)" if r.variant == "per-seed" else "LDS (seed-averaged / ensemble)",
+                  "dlds_mean": "dLDS mean", "dlds_variance": "dLDS variance", "dlds_w2": "dLDS W2"}[r.metric]
+        cell = "failed" if r.status != "ok" else ("n/a" if not np.isfinite(r.value) else f"{r.value:.3f}")
+        for name in dict.fromkeys(names):
+            rows.setdefault((r.experiment, name), {}).setdefault(column, cell)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["experiment", "method"])
+    cols = [c for c in ("LDS (per-seed)", "LDS (seed-averaged / ensemble)", "dLDS mean", "dLDS variance", "dLDS W2")
+            if c in table.columns]
+    return table[cols].sort_index().fillna("")
 
 
 def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
@@ -109,107 +242,175 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     return out
 
 
-def loo_table(metric_paths: list) -> pd.DataFrame | None:
+def loo_table(bundles: list[dict]) -> pd.DataFrame | None:
     """Per experiment, method-independent: seeds used, share of (point, query) shifts beyond 2 SE, and the
     rule of thumb: the median number of seeds at which a shift of the observed size would be 2 SE from 0."""
     rows = {}
-    for p in metric_paths:
-        r = io.read_json(p)
-        if r.get("metric") == "loo_shift" and r.get("status") == "ok" and r.get("experiment") not in rows:
-            rows[r["experiment"]] = {"points": len(r["points"]), "seeds": r["n_seeds"],
-                                     "resolved at 2 SE": round(r["resolved_fraction"], 3),
-                                     "seeds needed (median)": round(r["seeds_needed_median"], 1),
-                                     "seed-split ceiling (r)": round(r["ceiling"], 3)}
+    for b in bundles:
+        for r in b["results"]:
+            if r.get("metric") == "loo_shift" and r.get("status") == "ok" and r.get("experiment") not in rows:
+                rows[r["experiment"]] = {"points": len(r["points"]), "seeds": r["n_seeds"],
+                                         "resolved at 2 SE": round(r["resolved_fraction"], 3),
+                                         "seeds needed (median)": round(r["seeds_needed_median"], 1),
+                                         "split-half reliability (r)": round(r.get("split_half_reliability",
+                                                                                   float("nan")), 3)}
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
-def ceilings(df: pd.DataFrame) -> pd.Series:
-    return df.dropna(subset=["ceiling"]).groupby(["metric", "experiment"])["ceiling"].first()
-
-
+# -- plot --------------------------------------------------------------------------------------------
 def bar_plot(df: pd.DataFrame, path) -> None:
+    """One panel per (metric, experiment): horizontal bars (labels never overlap), best at the top,
+    95% CIs, tied-with-best rows dark, the ceiling as a dashed line."""
     from .plots import panel_grid, save_figure
 
-    panels = [(m, e) for (m, e), _ in df.groupby(["metric", "experiment"])] or [("", "")]
-    fig, axes = panel_grid(len(panels), 4.5, 3.8)
+    panels = [(m, e) for (_, m, e), _ in df.assign(mo=[_metric_order(m) for m in df.metric])
+              .groupby(["mo", "metric", "experiment"], sort=True)] or [("", "")]
+    tallest = max((len(df[(df.metric == m) & (df.experiment == e)]) for m, e in panels), default=1)
+    fig, axes = panel_grid(len(panels), 4.6, 0.8 + 0.19 * tallest, max_cols=3)
     for ax, (metric, exp) in zip(axes, panels):
-        part = df[(df.metric == metric) & (df.experiment == exp)].sort_values("value", ascending=False)
-        failed = (part.status != "ok").to_numpy()
-        ok = ~failed & np.isfinite(part.value.to_numpy(dtype=float))
+        part = df[(df.metric == metric) & (df.experiment == exp)]
+        ok = ((part.status == "ok") & np.isfinite(part.value.to_numpy(dtype=float))).to_numpy()
         vals = np.where(ok, part.value.to_numpy(dtype=float), 0.0)
-        err = np.vstack([(vals - part.ci_low.to_numpy(dtype=float)), (part.ci_high.to_numpy(dtype=float) - vals)])
+        err = np.vstack([vals - part.ci_low.to_numpy(dtype=float), part.ci_high.to_numpy(dtype=float) - vals])
         err = np.where(ok, np.nan_to_num(err).clip(min=0), 0.0)
-        colors = ["tab:blue" if o else "lightgrey" for o in ok]
-        ax.bar(range(len(part)), vals, yerr=err, color=colors, capsize=3)
-        names = [m + (" (failed)" if f else "" if o else " (n/a)") for m, f, o in zip(part.method, failed, ok)]
-        ax.set_xticks(range(len(part)), names, rotation=45, ha="right", fontsize=8)
+        colors = ["tab:blue" if o and t is True else "lightsteelblue" if o else "lightgrey"
+                  for o, t in zip(ok, part.tied_with_best)]
+        y = np.arange(len(part))[::-1]
+        ax.barh(y, vals, xerr=err, color=colors, capsize=2, height=0.7)
+        labels = [row_label(m, v) + ("" if o else " (failed)" if st != "ok" else " (n/a)")
+                  for m, v, o, st in zip(part.method, part.variant, ok, part.status)]
+        ax.set_yticks(y, labels, fontsize=6)
         ceiling = part.ceiling.dropna()
         if len(ceiling):
-            ax.axhline(float(ceiling.iloc[0]), ls="--", color="k", lw=1, label="noise ceiling")
-            ax.legend(fontsize=7, loc="upper right")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_title(f"{exp}: {metric}", fontsize=9)
-        ax.set_ylabel(metric + " (mean, 95% CI)", fontsize=8)
+            ax.axvline(float(ceiling.iloc[0]), ls="--", color="k", lw=1, label="ceiling")
+            ax.legend(fontsize=6, loc="lower right")
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_title(f"{exp}: {metric} (dark = tied with best)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=6)
     save_figure(fig, path)
+
+
+# -- page --------------------------------------------------------------------------------------------
+def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list[tuple[int, str, str, object]]:
+    """(level, title, text, table or None) in page order: legend, signal, claims, overview, per metric and
+    experiment, classic vs distributional, pruning, LOO, cost."""
+    out = [(2, "How to read this board", "", None)]
+    signal = signal_table(bundles)
+    if signal is not None:
+        out.append((2, "Signal of each experiment's ground truth",
+                    "Reliability and ceiling of the LDS target; 'low signal': ceiling under "
+                    f"{LOW_SIGNAL_CEILING} (method differences there are hard to resolve). Power: subsets x seeds "
+                    "per subset this ground truth would need, extrapolated from its own noise.", signal))
+    claims = claims_table(df, bundles, pruning_paths)
+    if claims is not None:
+        out.append((2, "Claims of the papers, checked on this run",
+                    "Each row: a paired test on this run's numbers (holds / reversed / not significant at 5%). "
+                    "Nothing was tuned to make a claim hold.", claims))
+    overview = overview_table(df)
+    if overview is not None:
+        out.append((2, "Overview: LDS by experiment",
+                    "Cells: LDS #rank (★ tied with the best). Rows by mean rank percentile over the experiments "
+                    "the row ran in.", overview))
+    ceilings = {b["experiment"]: b.get("noise", {}) for b in bundles}
+    for metric in sorted(set(df.metric), key=_metric_order):
+        out.append((2, metric, METRIC_NOTES.get(metric, ""), None))
+        for exp, part in df[df.metric == metric].groupby("experiment", sort=True):
+            noise = ceilings.get(exp, {}).get(metric, {}) or _noise_from_rows(part)
+            out.append((3, f"{metric} on {exp}", _noise_line(noise), experiment_table(part, metric)))
+    dist = distributional_table(df)
+    if dist is not None:
+        out.append((2, "Classic vs distributional LDS", "", dist))
+    for title, table in pruning_tables(pruning_paths).items():
+        out.append((2, title, "Mean ± std over the retrain seeds.", table))
+    loo = loo_table(bundles)
+    if loo is not None:
+        out.append((2, "Leave-one-out: how many seeds resolve a LOO mean shift", "", loo))
+    cost = cost_table(df)
+    if cost is not None:
+        out.append((2, "Cost of attribution", "Wall time per seed file and peak memory of the attribute job.", cost))
+    return out
+
+
+def _noise_from_rows(part: pd.DataFrame) -> dict:
+    ok = part[part.status == "ok"]
+    if ok.empty:
+        return {}
+    first = ok.iloc[0]
+    return {k: first[k] for k in ("reliability", "ceiling", "split_half_reliability") if pd.notna(first[k])}
+
+
+def _noise_line(noise: dict) -> str:
+    parts = []
+    if noise.get("reliability") is not None:
+        parts.append(f"reliability r1 {noise['reliability']:.3f}")
+    if noise.get("ceiling") is not None:
+        flag = " (low signal)" if noise["ceiling"] < LOW_SIGNAL_CEILING else ""
+        parts.append(f"ceiling {noise['ceiling']:.3f}{flag}")
+    if noise.get("split_half_reliability") is not None:
+        parts.append(f"split-half reliability {noise['split_half_reliability']:.3f}")
+    if noise.get("noise_note"):
+        parts.append(noise["noise_note"])
+    return "Ground truth: " + ", ".join(parts) + "." if parts else ""
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
               pruning_paths: list | None = None) -> pd.DataFrame:
-    df = collect(metric_paths)
+    bundles = load_bundles(metric_paths)
+    df = collect(metric_paths, bundles)
     io.write_bytes(out_csv, df.to_csv(index=False).encode())
-    tables = pivot_tables(df)
-    extra = {}
-    dist = distributional_table(df)
-    if dist is not None:
-        extra["classic vs distributional LDS"] = dist
-    extra.update(pruning_tables(pruning_paths or []))
-    loo = loo_table(metric_paths)
-    if loo is not None:
-        extra["leave-one-out: how many seeds resolve a LOO mean shift"] = loo
-    ceil = ceilings(df)
-    md = ["# tda-bench leaderboard", "",
-          "Cells: mean over queries [95% bootstrap CI]. Higher is better; rows by mean rank within experiments. `failed` rows ran but did not finish "
-          "(see `reason` in leaderboard.csv).", ""]
-    for metric, table in tables.items():
-        md += [f"## {metric}", ""] + ([METRIC_NOTES[metric], ""] if metric in METRIC_NOTES else [])
-        md += [table.to_markdown(), ""]
-        notes = [f"{e}: {v:.3f}" for (m, e), v in ceil.items() if m == metric]
-        if notes:
-            md += ["Noise ceiling (seed-split): " + ", ".join(notes), ""]
-    for title, table in extra.items():
-        md += [f"## {title}", "", _flat_columns(table).to_markdown(), ""]
-    io.write_bytes(out_md, "\n".join(md).encode())
+    page = sections(df, bundles, pruning_paths or [])
+    io.write_bytes(out_md, _markdown(page).encode())
     bar_plot(df, out_png)
-    io.write_bytes(out_html, _html_page(tables, ceil, [out_png, *(extra_images or [])], extra).encode())
+    io.write_bytes(out_html, _html_page(page, [out_png, *(extra_images or [])]).encode())
     return df
 
 
 def _flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
     if isinstance(table.columns, pd.MultiIndex):
-        table = table.copy()
         table.columns = [" / ".join(map(str, c)) for c in table.columns]
+    if isinstance(table.index, pd.MultiIndex):
+        table.index = [" / ".join(map(str, c)) for c in table.index]
     return table
 
 
-def _html_page(tables, ceil, images, extra=None) -> str:
+def _markdown(page) -> str:
+    md = ["# tda-bench leaderboard", ""]
+    for level, title, text, table in page:
+        md += ["#" * level + " " + title, ""]
+        if title == "How to read this board":
+            md += [f"- {line}" for line in LEGEND] + [""]
+        if text:
+            md += [text, ""]
+        if table is not None:
+            t = _flat_columns(table)
+            md += [t.to_markdown(index=not isinstance(t.index, pd.RangeIndex)), ""]
+    return "\n".join(md)
+
+
+def _html_page(page, images) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tda-bench leaderboard</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}</style>",
-             "</head><body><h1>tda-bench leaderboard</h1>"]
-    for metric, table in tables.items():
-        parts.append(f"<h2>{html.escape(metric)}</h2>")
-        if metric in METRIC_NOTES:
-            parts.append(f"<p>{html.escape(METRIC_NOTES[metric])}</p>")
-        parts.append(table.to_html(escape=True))
-        notes = [f"{html.escape(e)}: {v:.3f}" for (m, e), v in ceil.items() if m == metric]
-        if notes:
-            parts.append("<p>Noise ceiling: " + ", ".join(notes) + "</p>")
-    for title, table in (extra or {}).items():
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(table.to_html(escape=True))
+             "<style>body{font-family:sans-serif;margin:2em;max-width:110em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
+             "li{margin:.2em 0}</style></head><body><h1>tda-bench leaderboard</h1>"]
+    for level, title, text, table in page:
+        parts.append(f"<h{level}>{html.escape(title)}</h{level}>")
+        if title == "How to read this board":
+            parts.append("<ul>" + "".join(f"<li>{_md_bold(line)}</li>" for line in LEGEND) + "</ul>")
+        if text:
+            parts.append(f"<p>{html.escape(text)}</p>")
+        if table is not None:
+            t = _flat_columns(table)
+            parts.append(t.to_html(escape=True, index=not isinstance(t.index, pd.RangeIndex)))
     for img in images:
         if Path(img).exists():
             data = base64.b64encode(Path(img).read_bytes()).decode()
             parts.append(f"<p><img alt='{html.escape(Path(img).name)}' src='data:image/png;base64,{data}'></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _md_bold(line: str) -> str:
+    """The legend's **bold** as <b> (everything else escaped)."""
+    pieces = html.escape(line).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(pieces))

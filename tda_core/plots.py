@@ -73,7 +73,7 @@ def pruning_curve(rows: list[dict], experiment: str, path) -> None:
 
 def loo_scatter(results: list[dict], experiment: str, path) -> None:
     """Predicted vs actual leave-one-out mean shift per method (error bars: 1 SE over seeds)."""
-    ok = [r for r in results if r.get("status") == "ok"]
+    ok = [r for r in results if r.get("status") == "ok" and "predicted" in r]
     fig, axes = panel_grid(len(ok), 3.4, 3.2)
     for ax, r in zip(axes, ok):
         pred, actual, se = (np.asarray(r[k]).ravel() for k in ("predicted", "actual", "actual_se"))
@@ -82,7 +82,9 @@ def loo_scatter(results: list[dict], experiment: str, path) -> None:
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set_ylim(-1.05 * lim, 1.05 * lim)
-        ax.set_title(f"{r['method']}: r={r['value']:.2f} (ceiling {r['ceiling']:.2f})", fontsize=8)
+        title = r["method"] + (f" = {r['aliases']}" if r.get("aliases") else "")
+        ax.set_title(f"{title}: r={r['value']:.2f} (split-half {r.get('split_half_reliability', float('nan')):.2f})",
+                     fontsize=7)
         ax.set_xlabel("predicted mean shift", fontsize=8)
         ax.set_ylabel("actual mean shift (+- 1 SE)", fontsize=8)
     fig.suptitle(f"{experiment}: leave-one-out ({ok[0]['n_seeds'] if ok else '?'} seeds)", fontsize=9)

@@ -86,6 +86,16 @@ def _show(ax, img, caption=None, color="black"):
         ax.set_xlabel(caption, fontsize=6, color=color, labelpad=1)
 
 
+def score_header(which: str, shown: np.ndarray) -> str:
+    """A column header that follows the sign convention (score > 0: training on the image raises the
+    query's loss) for the scores actually shown: the highest scores of a method may all be negative."""
+    if np.all(shown > 0):
+        return f"{which} scores (> 0: raise the loss)"
+    if np.all(shown < 0):
+        return f"{which} scores (all < 0: lower the loss)"
+    return f"{which} scores (> 0 raise, < 0 lower the loss)"
+
+
 def influence_figure(query_img, train_x, scores: dict[str, np.ndarray], top_k: int, title: str = ""):
     """Rows: methods. Columns: the query, the top-k positive, the top-k negative training images."""
     methods = list(scores) or ["(no method scores)"]
@@ -107,9 +117,8 @@ def influence_figure(query_img, train_x, scores: dict[str, np.ndarray], top_k: i
             _show(axes[r, 1 + j], train_x[i], f"#{i} {tau[i]:+.2g}", "tab:red")
         for j, i in enumerate(neg):
             _show(axes[r, 1 + k + j], train_x[i], f"#{i} {tau[i]:+.2g}", "tab:blue")
-        if r == 0:
-            axes[r, 1].set_title(f"{k} highest scores (raise the loss)", fontsize=8, loc="left", color="tab:red")
-            axes[r, 1 + k].set_title(f"{k} lowest scores (lower the loss)", fontsize=8, loc="left", color="tab:blue")
+        axes[r, 1].set_title(score_header(f"{k} highest", tau[pos]), fontsize=7, loc="left", color="tab:red")
+        axes[r, 1 + k].set_title(score_header(f"{k} lowest", tau[neg]), fontsize=7, loc="left", color="tab:blue")
     fig.suptitle(title, fontsize=8)
     return fig
 

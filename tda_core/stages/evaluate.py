@@ -4,25 +4,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import io
 from ..api import Experiment
 from ..errors import ArtifactError
+from ..methods.registry import get_method
 from ..metrics.registry import get_metric, metric_target
+from ..metrics.rows import board_rows, result_rows, row_inputs
+from ..metrics.stats import power
 from ..targets import score_stem
 from ..tracking import tracked_run
 from .common import load_method_scores
 
 
-def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path) -> dict:
-    """One metric for one method (no side effects); a failed attribution gives a failed result."""
+def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path,
+            with_inputs: bool = False):
+    """One metric for one method (no side effects); a failed attribution gives a failed result.
+
+    With `with_inputs`, also the canonical score arrays of each row (tda_core.metrics.rows.row_inputs),
+    which the experiment-level evaluation uses to fold rows that read identical scores.
+    """
     result, sidecars, scores = load_method_scores(exp, method, metric, score_jsons)
-    if scores is None:
-        return result
-    groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
-    groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
-    result.update(status="ok", **get_metric(metric)(scores, groundtruth))
-    return result
+    inputs = None
+    if scores is not None:
+        groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
+        groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
+        result.update(status="ok", **get_metric(metric)(scores, groundtruth))
+        notes = [s["note"] for s in sidecars if s.get("note")]
+        if notes:
+            result["note"] = notes[0]
+        if with_inputs:
+            inputs = row_inputs(metric, scores, pooled=get_method(method).ensemble, n_models=exp.cfg["seeds"])
+    return (result, inputs) if with_inputs else result
 
 
 def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path, out,
@@ -51,29 +65,67 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
         if method not in by_method:
             raise ArtifactError(f"{p}: score file of method '{method}', which is not in --method {' '.join(methods)}")
         by_method[method].append(p)
-    results = []
-    for method in methods:
+    per_metric: dict[str, list] = {m: [] for m in metrics}
+    for method in tqdm(methods, desc=f"{exp.name} evaluate", leave=False, disable=None):
         for metric in metrics:
             target = metric_target(metric)
             prefix = score_stem(target, "")  # seed{r} / {target}_seed{r}
             mine = [p for p in by_method[method] if Path(p).name.startswith(prefix)]
             if not mine:
                 raise ArtifactError(f"{exp.name}: no {target} score files of '{method}' were given for {metric}")
-            results.append(compute(exp, metric, method, mine, groundtruth_path))
+            per_metric[metric] += result_rows(*compute(exp, metric, method, mine, groundtruth_path, with_inputs=True))
+    rows, pairwise = board_rows(per_metric)
+    bundle = {"config_hash": exp.hash, "experiment": exp.name, **experiment_facts(exp),
+              "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
+    if "lds" in metrics and groundtruth_path:
+        bundle["power"] = lds_power(exp, rows, groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
                      {"experiment": exp.name, "methods": methods, "metrics": metrics}) as run:
-        run.summary_update({f"{r['method']}/{r['metric']}/{k}": v for r in results for k, v in r.items()
-                            if isinstance(v, (int, float, str))})
-        run.log_table("evaluation", results_table(results))
-    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results})
-    return results
+        run.summary_update({f"{r['method']}/{r['metric']}/{r['variant']}/{k}": v for r in rows for k, v in r.items()
+                            if isinstance(v, (int, float, str)) and not isinstance(v, bool)})
+        run.log_table("evaluation", results_table(rows))
+    io.write_json(out, bundle)
+    return rows
+
+
+def experiment_facts(exp: Experiment) -> dict:
+    """What the leaderboard needs to know about the experiment (its claims table picks experiments by these)."""
+    cfg = exp.cfg
+    return {"kind": cfg.get("kind", "classification"), "scenario": cfg.get("scenario", "converged"),
+            "label_noise": cfg["dataset"].get("label_noise", 0.0), "seeds": cfg["seeds"],
+            "n_subsets": cfg["groundtruth"]["n_subsets"], "seeds_per_subset": cfg["groundtruth"]["seeds_per_subset"],
+            "groundtruth_steps": cfg["groundtruth"].get("steps", "same_epochs")}
+
+
+NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",
+              "ceiling_ci_high", "split_half_reliability", "noise_note")
+
+
+def noise_figures(rows: list[dict]) -> dict:
+    """Per metric, the ground truth's own noise figures (the same for every method: taken from the first ok row)."""
+    out = {}
+    for r in rows:
+        if r.get("status") == "ok" and r["metric"] not in out:
+            out[r["metric"]] = {k: r[k] for k in NOISE_KEYS if r.get(k) is not None}
+    return out
+
+
+def lds_power(exp: Experiment, rows: list[dict], groundtruth_path) -> dict:
+    """Subsets x seeds per subset this experiment would need (tda_core.metrics.stats.power), from
+    its own ground truth and its best LDS row."""
+    best = [r for r in rows if r["metric"] == "lds" and r.get("rank") == 1]
+    if not best:
+        return {}
+    gt = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0]
+    return power(gt["subset"], best[0], n_queries=int(gt["subset"].shape[2]))
 
 
 def results_table(results: list[dict]):
     """The scalar fields of every result, one row each (for the W&B table)."""
     import pandas as pd
 
-    cols = ["method", "metric", "status", "value", "ci_low", "ci_high", "ceiling", "wall_time_s", "peak_memory_mb"]
+    cols = ["method", "metric", "variant", "models", "status", "value", "ci_low", "ci_high", "rank", "rank_ci_low",
+            "rank_ci_high", "tied_with_best", "ceiling", "wall_time_s", "peak_memory_mb"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in results], columns=cols)
 
 

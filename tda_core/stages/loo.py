@@ -13,7 +13,9 @@ import numpy as np
 from .. import io
 from ..api import Experiment
 from ..errors import ArtifactError, ConfigError
+from ..methods.registry import get_method
 from ..metrics.loo import evaluate_loo
+from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..tracking import tracked_run
 from ..training import Run, train_models
 from .common import CostMeter, load_method_scores, measure
@@ -65,16 +67,20 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_pat
     from ..plots import loo_scatter
 
     loo_gt, _ = io.load_npz(loo_path, expect_hash=exp.hash)
-    results = [_loo_result(exp, m, [p for p in score_jsons if Path(p).parent.name == m], loo_gt) for m in methods]
-    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results})
+    rows = [row for m in methods
+            for row in result_rows(*_loo_result(exp, m, [p for p in score_jsons if Path(p).parent.name == m], loo_gt))]
+    results, pairwise = board_rows({"loo_shift": rows})
+    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results, "pairwise": pairwise})
     loo_scatter(results, exp.name, out_png)
     return results
 
 
-def _loo_result(exp: Experiment, method: str, score_jsons: list, loo_gt: dict) -> dict:
+def _loo_result(exp: Experiment, method: str, score_jsons: list, loo_gt: dict):
     if not score_jsons:
         raise ArtifactError(f"{exp.name}: no score files of '{method}' were given to the leave-one-out study")
     result, _, scores = load_method_scores(exp, method, "loo_shift", score_jsons)
+    inputs = None
     if scores is not None:
         result.update(status="ok", **evaluate_loo(scores, loo_gt))
-    return result
+        inputs = row_inputs("loo_shift", scores, pooled=get_method(method).ensemble, n_models=exp.cfg["seeds"])
+    return result, inputs

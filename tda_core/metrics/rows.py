@@ -1,0 +1,136 @@
+"""Board rows of one experiment: each (method, metric, variant) as one row, labelled, de-duplicated, ranked.
+
+A metric result (value, CI, bootstrap `replicates`, optional `variants`) becomes one row per variant,
+labelled with what a reader needs to compare rows fairly:
+
+    variant  per-seed       each full-data seed's model scores itself (LDS: mean over seeds of the
+                            single-model LDS; dLDS: the R seeds' predictions form the distribution)
+             seed-averaged  the scores averaged over the R seeds' models (an ensemble by averaging)
+             ensemble       one estimator built from all R models at once (TRAK, if_ensemble, ...)
+             fixed-seed     seed 0's scores stand in for every seed (the classical single-model practice)
+             single         the only model (R = 1)
+    models   how many trained models the scores used (1 or R)
+
+Rows whose metric reads identical score arrays (e.g. dtda_if's seed average and if_ensemble on LDS,
+dtda_if and if_ekfac on every dLDS metric) are one row listing the others as `aliases`. The remaining
+rows of a metric are compared with the paired bootstrap (tda_core.metrics.compare): rank, 95% rank
+interval, and `tied_with_best` (not significantly different from the best row, Holm-corrected).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .compare import compare_methods
+
+MAIN = ""  # the key of a result's own value (variants are keyed by name)
+ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
+            "p_vs_best", "p_vs_best_holm")
+
+
+def score_structure(scores: list[np.ndarray]) -> str:
+    """per_seed (R files [Q, N]), samples (one [R, Q, N]), or one [Q, N] file: pooled (by a pooled
+    method) / single (one seed's model) - the last two are told apart by the caller."""
+    if len(scores) == 1 and np.ndim(scores[0]) == 3:
+        return "samples"
+    return "per_seed" if len(scores) > 1 else "one"
+
+
+def _per_seed(scores: list[np.ndarray]) -> list[np.ndarray]:
+    if len(scores) == 1 and np.ndim(scores[0]) == 3:
+        return list(np.asarray(scores[0]))
+    return list(scores)
+
+
+def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: int) -> dict:
+    """{variant key: (variant label, models, canonical score arrays)} for the result and its variants.
+
+    The canonical arrays are what the metric reads for that row: two rows with equal arrays carry
+    the same number by construction and are folded into one.
+    """
+    structure = score_structure(scores)
+    seeds = _per_seed(scores)
+    mean = [np.mean(np.asarray(seeds, dtype=np.float64), axis=0)]
+    if structure == "one":
+        main = ("ensemble", n_models) if pooled else ("single", 1)
+        return {MAIN: (*main, [np.asarray(scores[0])])}
+    distributional = metric.startswith("dlds")
+    if metric == "lds" and structure == "per_seed":
+        main = ("per-seed", 1, seeds)
+    elif distributional:
+        main = ("per-seed", n_models, seeds)
+    else:  # lds of a samples file, mislabel AUC, LOO shifts: the seeds' scores averaged
+        main = ("seed-averaged", n_models, mean)
+    return {MAIN: main, "fixed-seed": ("fixed-seed", 1, seeds[:1]), "seed-averaged": ("seed-averaged", n_models, mean)}
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            return False
+        scale = max(float(np.abs(x).max(initial=0.0)), 1e-30)
+        if not np.allclose(x, y, rtol=1e-4, atol=1e-5 * scale):
+            return False
+    return True
+
+
+def result_rows(result: dict, inputs: dict | None) -> list[tuple[dict, list | None]]:
+    """One row per variant of a metric result, with its canonical arrays (None for failed results)."""
+    base = {k: v for k, v in result.items() if k != "variants"}
+    if result.get("status") != "ok" or inputs is None:
+        return [({**base, "variant": "", "models": None}, None)]
+    rows = []
+    label, models, arrays = inputs[MAIN]
+    rows.append(({**base, "variant": label, "models": models}, arrays))
+    for name, v in (result.get("variants") or {}).items():
+        label, models, arrays = inputs.get(name, (name, None, None))
+        rows.append(({**base, **v, "variant": label, "models": models}, arrays))
+    return rows
+
+
+def fold_aliases(rows: list[tuple[dict, list | None]]) -> list[dict]:
+    """Rows of one metric; a row whose arrays equal an earlier row's is folded into it as an alias."""
+    kept: list[tuple[dict, list | None]] = []
+    for row, arrays in rows:
+        twin = None
+        if arrays is not None and row.get("status") == "ok":
+            twin = next((k for k in kept if k[1] is not None and _same(k[1], arrays)), None)
+        if twin is None:
+            kept.append(({**row, "aliases": []}, arrays))
+        else:
+            twin[0]["aliases"].append(f"{row['method']} ({row['variant']})")
+    return [r for r, _ in kept]
+
+
+def row_key(row: dict) -> str:
+    return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Paired-bootstrap ranks of the ok rows with a finite value and replicates (in place); returns
+    the pairwise comparisons."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("value") is not None
+          and np.isfinite(r["value"]) and r.get("replicates")]
+    for r in rows:
+        r.update({k: None for k in ROW_KEYS[3:]})
+    if not ok:
+        return []
+    comparison = compare_methods({row_key(r): float(r["value"]) for r in ok},
+                                 {row_key(r): np.asarray(r["replicates"], dtype=float) for r in ok})
+    for r in ok:
+        r.update({k: v for k, v in comparison["methods"][row_key(r)].items() if k in ROW_KEYS})
+    return comparison["pairwise"]
+
+
+def board_rows(per_metric: dict[str, list[tuple[dict, list | None]]]) -> tuple[list[dict], dict]:
+    """All rows of one experiment (aliases folded, ranked within each metric) and the pairwise tests."""
+    rows, pairwise = [], {}
+    for metric, metric_rows in per_metric.items():
+        folded = fold_aliases(metric_rows)
+        pairwise[metric] = rank_rows(folded)
+        for r in folded:
+            r["aliases"] = ", ".join(r.get("aliases") or [])
+        rows += folded
+    return rows, pairwise

@@ -1,0 +1,88 @@
+"""Board rows: variants and model counts, identical scores folded into one row, paired ranks, the
+leaderboard's columns, legend and claims section (on a planted datamodel, not on the code's own output)."""
+
+import numpy as np
+import pandas as pd
+
+from tda_core import io
+from tda_core.leaderboard import write_all
+from tda_core.metrics.registry import get_metric
+from tda_core.metrics.rows import board_rows, result_rows, row_inputs
+
+
+def _benchmark(seed=0, n=60, m=40, q=15, seeds=2):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(q, n))  # the planted datamodel: f_j(q) = sum_{i in S_j} w[q, i] + seed noise
+    masks = rng.random((m, n)) < 0.5
+    signal = masks.astype(float) @ w.T
+    subset = signal[:, None, :] + rng.normal(scale=2.0, size=(m, seeds, q))
+    full = w.sum(axis=1)[None, :] + rng.normal(scale=2.0, size=(seeds, q))
+    per_seed = [w + rng.normal(scale=1.5, size=w.shape) for _ in range(seeds)]
+    return {"masks": masks, "subset": subset, "full": full}, per_seed, rng
+
+
+def _rows(metric, methods, gt):
+    rows = []
+    for name, (scores, pooled) in methods.items():
+        result = {"experiment": "e", "method": name, "metric": metric, "status": "ok",
+                  **get_metric(metric)(scores, gt)}
+        rows += result_rows(result, row_inputs(metric, scores, pooled=pooled, n_models=2))
+    return rows
+
+
+def test_identical_scores_are_one_row_and_variants_are_labelled():
+    gt, per_seed, rng = _benchmark()
+    methods = {
+        "single": (per_seed, False),                      # per-seed files
+        "pool": ([np.mean(per_seed, axis=0)], True),      # an ensemble file = the per-seed average
+        "samples": ([np.stack(per_seed)], False),          # a d-TDA [R, Q, N] file of the same scores
+        "noise": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], False),
+    }
+    rows, pairwise = board_rows({m: _rows(m, methods, gt) for m in ("lds", "dlds_mean")})
+    lds = {(r["method"], r["variant"]): r for r in rows if r["metric"] == "lds"}
+    # LDS: per-seed (1 model), its seed average (2 models) = the pooled file = the samples' mean
+    assert lds[("single", "per-seed")]["models"] == 1
+    averaged = lds[("single", "seed-averaged")]
+    assert averaged["models"] == 2
+    assert set(averaged["aliases"].split(", ")) == {"pool (ensemble)", "samples (seed-averaged)"}
+    assert ("pool", "ensemble") not in lds and ("samples", "seed-averaged") not in lds
+    # dLDS: the per-seed files and the samples file are the same predicted distribution
+    dl = {(r["method"], r["variant"]): r for r in rows if r["metric"] == "dlds_mean"}
+    assert "samples (per-seed)" in dl[("single", "per-seed")]["aliases"]
+    assert "samples (fixed-seed)" in dl[("single", "fixed-seed")]["aliases"]
+    # no two rows of one metric carry the same value and replicates
+    for metric in ("lds", "dlds_mean"):
+        seen = [(r["value"], tuple(r["replicates"][:20])) for r in rows if r["metric"] == metric]
+        assert len(seen) == len(set(seen))
+    # ranks: the planted signal beats pure noise, significantly
+    assert lds[("noise", "per-seed")]["tied_with_best"] is False
+    assert lds[("noise", "per-seed")]["rank"] > lds[("single", "seed-averaged")]["rank"]
+    assert lds[("single", "seed-averaged")]["rank_ci_low"] <= lds[("single", "seed-averaged")]["rank"]
+    assert pairwise["lds"]
+
+
+def test_leaderboard_columns_legend_and_claims(tmp_path):
+    gt, per_seed, rng = _benchmark(seed=1)
+    methods = {"if_ekfac": (per_seed, False), "source": ([s + rng.normal(scale=0.5, size=s.shape) for s in per_seed],
+                                                        False),
+               "random": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], False)}
+    rows, pairwise = board_rows({"lds": _rows("lds", methods, gt)})
+    for r in rows:
+        r.update(experiment="e-nc", wall_time_s=1.0, peak_memory_mb=10.0)
+    noise = {"lds": {k: rows[0][k] for k in ("reliability", "ceiling") if rows[0].get(k) is not None}}
+    path = tmp_path / "metrics.json"
+    io.write_json(path, {"experiment": "e-nc", "scenario": "non_converged", "n_subsets": 40, "seeds_per_subset": 2,
+                         "noise": noise, "results": rows, "pairwise": pairwise})
+    out = tmp_path / "lb"
+    df = write_all([path], out / "l.csv", out / "l.md", out / "l.png", out / "l.html")
+    csv = pd.read_csv(out / "l.csv")
+    for col in ("rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "models", "aliases", "variant"):
+        assert col in csv.columns
+    assert not df.duplicated(["experiment", "metric", "method", "variant"]).any()
+    md = (out / "l.md").read_text()
+    assert md.index("## How to read this board") < md.index("## lds")
+    assert "Holm" in md and "ceiling" in md
+    claims = md.split("## Claims of the papers")[1].split("\n## ")[0]
+    assert "SOURCE beats IF on non-converged training" in claims
+    assert any(v in claims for v in ("holds", "reversed", "not significant"))
+    assert "Ensembles beat single models (IF)" in claims
