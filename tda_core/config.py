@@ -11,7 +11,8 @@ import yaml
 
 from .errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
