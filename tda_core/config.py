@@ -118,6 +118,11 @@ def shared_experiment_config(exp: dict) -> dict:
     return {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
 
 
+def n_shards(groundtruth_cfg: dict) -> int:
+    """How many train_shard jobs the ground truth of `groundtruth_cfg` takes (shard_size subsets each)."""
+    return -(-groundtruth_cfg["n_subsets"] // groundtruth_cfg["shard_size"])
+
+
 def experiments_to_run(config: dict) -> list[str]:
     return list(config.get("run_experiments") or config["experiments"])
 
