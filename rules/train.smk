@@ -1,5 +1,6 @@
 # Stage 2: full-data models (R seeds, checkpoints) and the subset models of the ground truth
 # (M subsets x seeds_per_subset, trained shard by shard; only their query measurements are kept).
+# W&B tracking is no param here (nor in any rule): jobs read {R}/.tracking.json, see the Snakefile.
 from tda_core.config import n_shards  # torch-free: building the DAG imports no torch
 
 
