@@ -2,6 +2,11 @@
 #   snakemake --cores 2                                   default benchmark (embedded digits, CPU)
 #   snakemake --cores 2 --configfile workflow/config/tiny.yaml
 #   snakemake --workflow-profile workflow/profiles/slurm  the same DAG on a SLURM cluster
+#
+# Rule params hold only settings that change numbers: Snakemake reruns a job whose params changed.
+# Tracking (W&B) goes to the undeclared side file {results_dir}/.tracking.json instead, which the
+# `tda` CLI reads (tda_core/tracking.py), so switching tracking.mode reruns nothing. Building the DAG
+# imports no torch (registry rows, not method classes; tests/test_workflow.py checks both).
 import json
 import os
 import re
@@ -13,7 +18,8 @@ from snakemake.utils import min_version
 from tda_core.config import (experiments_to_run, method_options, resolve_experiment,
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
-from tda_core.methods.registry import get_method
+from tda_core.tracking import write_settings as write_tracking_settings
+from tda_core.methods.registry import method_entry
 
 min_version("8.0")
 
@@ -31,7 +37,12 @@ except TdaError as e:
 
 R = config["results_dir"]
 EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
-TRACKING = json.dumps(config["tracking"])
+
+
+onstart:
+    # Before any job starts (on the submitting host under SLURM; a file under results_dir reaches the
+    # nodes). Not on dry runs, nor with --no-hooks: jobs then use the file an earlier run left.
+    write_tracking_settings(R, config["tracking"])
 
 
 wildcard_constraints:

@@ -16,7 +16,6 @@ rule attribute:
         targets=lambda w: " ".join(score_targets(w.exp, w.method)),
         options=lambda w: json.dumps(method_options(EXPERIMENTS[w.exp], w.method)),
         self_examples=lambda w: (EXPERIMENTS[w.exp].get("mislabel") or {}).get("max_examples", 2000),
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/attribute_{{method}}.log",
     conda:
@@ -28,4 +27,4 @@ rule attribute:
     shell:
         "tda --log {log} --threads {threads} attribute --exp-config {input.config} --method {wildcards.method}"
         " --seed {params.seeds} --target {params.targets} --self-examples {params.self_examples}"
-        " --options {params.options:q} --tracking {params.tracking:q}"
+        " --options {params.options:q}"

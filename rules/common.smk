@@ -1,5 +1,6 @@
 # Helper functions of the rules (attribute, evaluate, loo, prune, diffusion, report), kept
-# apart from the rules as `snakemake --lint` asks.
+# apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
+# rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
 from tda_core.metrics.registry import metric_target
 from tda_core.pruning import percent_tag
 from tda_core.targets import score_stem
@@ -11,7 +12,7 @@ def full_seeds(exp):
 
 def score_seeds(exp, method):
     """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
-    return ["all"] if get_method(method).ensemble else list(full_seeds(exp))
+    return ["all"] if method_entry(method).ensemble else list(full_seeds(exp))
 
 
 def score_dir(exp, method):
@@ -43,9 +44,8 @@ def pruning_cfg(exp):
 
 def pruning_variants(exp, method):
     """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
-    cls = get_method(method)
     variants = pruning_cfg(exp)["variants"]
-    if cls.ensemble and not getattr(cls, "per_seed_samples", False):
+    if method_entry(method).seeds == "pooled":
         return [v for v in variants if v != "fixed"]
     return variants
 

@@ -14,7 +14,6 @@ rule diffusion_pictures:
     params:
         score_files=lambda w: all_score_jsons(w.exp),
         pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}),
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/diffusion_pictures.log",
     conda:
@@ -25,4 +24,4 @@ rule diffusion_pictures:
         runtime=20,
     shell:
         "tda --log {log} --threads {threads} diffusion-pictures --exp-config {input.config} --scores {params.score_files}"
-        " --pictures {params.pictures:q} --tracking {params.tracking:q} --out-dir {output}"
+        " --pictures {params.pictures:q} --out-dir {output}"

@@ -15,7 +15,6 @@ rule evaluate:
         score_files=lambda w: evaluation_score_jsons(w.exp),
         metrics=lambda w: " ".join(EXPERIMENTS[w.exp]["metrics"]),
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/evaluate.log",
     conda:
@@ -26,4 +25,4 @@ rule evaluate:
     shell:
         "tda --log {log} evaluate --exp-config {input.config} --metric {params.metrics}"
         " --method {params.methods} --scores {params.score_files} --groundtruth {input.groundtruth}"
-        " --tracking {params.tracking:q} --out {output}"
+        " --out {output}"

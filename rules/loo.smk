@@ -10,7 +10,6 @@ rule loo_train:
         f"{R}/{{exp}}/loo/measurements.npz",
     params:
         options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"]),
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/loo_train.log",
     conda:
@@ -21,7 +20,7 @@ rule loo_train:
         runtime=120,
     shell:
         "tda --log {log} --threads {threads} loo-train --exp-config {input.config} --options {params.options:q}"
-        " --tracking {params.tracking:q} --out {output}"
+        " --out {output}"
 
 
 rule loo_evaluate:

@@ -15,7 +15,6 @@ rule prune_retrain:
         p=r"[0-9]+(\.[0-9]+)?",
     params:
         score_files=pruning_val_scores,
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/prune_{{method}}_{{variant}}_p{{p}}_seed{{seed}}.log",
     conda:
@@ -27,7 +26,7 @@ rule prune_retrain:
     shell:
         "tda --log {log} --threads {threads} prune --exp-config {input.config} --method {wildcards.method}"
         " --variant {wildcards.variant} --p {wildcards.p} --seed {wildcards.seed} --scores {params.score_files}"
-        " --tracking {params.tracking:q} --out {output}"
+        " --out {output}"
 
 
 rule prune_random:
@@ -37,8 +36,6 @@ rule prune_random:
         f"{R}/{{exp}}/pruning/_random/p{{p}}/seed{{seed}}.json",
     wildcard_constraints:
         p=r"[0-9]+(\.[0-9]+)?",
-    params:
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/prune_random_p{{p}}_seed{{seed}}.log",
     conda:
@@ -49,7 +46,7 @@ rule prune_random:
         runtime=60,
     shell:
         "tda --log {log} --threads {threads} prune-baseline --kind random --exp-config {input.config}"
-        " --p {wildcards.p} --seed {wildcards.seed} --tracking {params.tracking:q} --out {output}"
+        " --p {wildcards.p} --seed {wildcards.seed} --out {output}"
 
 
 rule prune_full:
@@ -58,8 +55,6 @@ rule prune_full:
         model=f"{R}/{{exp}}/models/seed{{seed}}.pt",
     output:
         f"{R}/{{exp}}/pruning/_full/seed{{seed}}.json",
-    params:
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/prune_full_seed{{seed}}.log",
     conda:
@@ -70,7 +65,7 @@ rule prune_full:
         runtime=10,
     shell:
         "tda --log {log} --threads {threads} prune-baseline --kind full --exp-config {input.config}"
-        " --seed {wildcards.seed} --model {input.model} --tracking {params.tracking:q} --out {output}"
+        " --seed {wildcards.seed} --model {input.model} --out {output}"
 
 
 rule prune_summary:

@@ -12,7 +12,6 @@ rule leaderboard:
         png=report(f"{R}/leaderboard.png", category="Leaderboard", labels={"figure": "LDS by method"}),
         html=report(f"{R}/leaderboard.html", category="Leaderboard", labels={"table": "html"}),
     params:
-        tracking=TRACKING,
         out_dir=lambda w, output: os.path.dirname(output.csv) or ".",
     log:
         f"{R}/logs/leaderboard.log",
@@ -21,4 +20,4 @@ rule leaderboard:
     localrule: True
     shell:
         "tda --log {log} leaderboard --metrics {input.metrics} --pruning {input.pruning} --images {input.images}"
-        " --out-dir {params.out_dir} --tracking {params.tracking:q} > /dev/null"
+        " --out-dir {params.out_dir} > /dev/null"

@@ -1,6 +1,7 @@
 # Stage 2: full-data models (R seeds, checkpoints) and the subset models of the ground truth
 # (M subsets x seeds_per_subset, trained shard by shard; only their query measurements are kept).
-from tda_core.stages.train import n_shards
+# W&B tracking is no param here (nor in any rule): jobs read {R}/.tracking.json, see the Snakefile.
+from tda_core.config import n_shards  # torch-free: building the DAG imports no torch
 
 
 rule train_full:
@@ -8,8 +9,6 @@ rule train_full:
         config=f"{R}/{{exp}}/config.json",
     output:
         f"{R}/{{exp}}/models/seed{{seed}}.pt",
-    params:
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/train_seed{{seed}}.log",
     conda:
@@ -20,7 +19,7 @@ rule train_full:
         runtime=60,
     shell:
         "tda --log {log} --threads {threads} train --exp-config {input.config} --seed {wildcards.seed}"
-        " --tracking {params.tracking:q} --out {output}"
+        " --out {output}"
 
 
 rule train_shard:
@@ -29,8 +28,6 @@ rule train_shard:
         masks=f"{R}/{{exp}}/groundtruth/masks.npy",
     output:
         f"{R}/{{exp}}/groundtruth/shard{{shard}}.npz",
-    params:
-        tracking=TRACKING,
     log:
         f"{R}/logs/{{exp}}/shard{{shard}}.log",
     conda:
@@ -41,7 +38,7 @@ rule train_shard:
         runtime=120,
     shell:
         "tda --log {log} --threads {threads} train-shard --exp-config {input.config} --shard {wildcards.shard}"
-        " --masks {input.masks} --tracking {params.tracking:q} --out {output}"
+        " --masks {input.masks} --out {output}"
 
 
 rule gather_groundtruth:

@@ -44,6 +44,19 @@ def _json_arg(text: str | None, what: str) -> dict:
     return value
 
 
+def _tracking(args, exp=None, results_dir=None) -> dict:
+    """W&B settings: --tracking if given; else the experiment's own `tracking` block (--config and
+    --experiment); else what the workflow wrote to {results_dir}/.tracking.json (see tracking.py:
+    tracking is no rule param, so changing it reruns nothing); else {} (mode auto)."""
+    if args.tracking:
+        return _json_arg(args.tracking, "--tracking")
+    if exp is not None and "tracking" in exp.cfg:
+        return dict(exp.cfg["tracking"])
+    from .tracking import read_settings
+
+    return read_settings(exp.cfg["results_dir"] if results_dir is None else results_dir)
+
+
 def cmd_prepare(args):
     from .api import Experiment, load_experiment
     from .config import shared_experiment_config
@@ -61,14 +74,16 @@ def cmd_prepare(args):
 def cmd_train(args):
     from .stages.train import train_full
 
-    meta = train_full(_experiment(args), args.seed, args.out, _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    meta = train_full(exp, args.seed, args.out, _tracking(args, exp))
     log.info("trained seed %s: final loss %.4f, %.1fs", args.seed, meta["final_train_loss"], meta["wall_time_s"])
 
 
 def cmd_train_shard(args):
     from .stages.train import train_shard
 
-    train_shard(_experiment(args), args.shard, args.masks, args.out, _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    train_shard(exp, args.shard, args.masks, args.out, _tracking(args, exp))
 
 
 def cmd_gather(args):
@@ -80,7 +95,8 @@ def cmd_gather(args):
 def cmd_attribute(args):
     from .stages.attribute import attribute, attribute_method
 
-    exp, options, tracking = _experiment(args), _json_arg(args.options, "--options"), _json_arg(args.tracking, "--tracking")
+    exp, options = _experiment(args), _json_arg(args.options, "--options")
+    tracking = _tracking(args, exp)
     if args.out is None:
         attribute_method(exp, args.method, args.seed, args.target, options, tracking, max_self=args.self_examples)
         return
@@ -95,8 +111,9 @@ def cmd_attribute(args):
 def cmd_evaluate(args):
     from .stages.evaluate import evaluate_experiment
 
-    results = evaluate_experiment(_experiment(args), args.metric, args.method, args.scores, args.groundtruth,
-                                  args.out, _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    results = evaluate_experiment(exp, args.metric, args.method, args.scores, args.groundtruth, args.out,
+                                  _tracking(args, exp))
     for res in results:
         if res["status"] == "ok" and res.get("value") is not None:
             log.info("%s %s: %.3f [%.3f, %.3f]", res["method"], res["metric"], res["value"], res["ci_low"],
@@ -105,14 +122,15 @@ def cmd_evaluate(args):
 def cmd_prune(args):
     from .stages.prune import prune_retrain
 
-    prune_retrain(_experiment(args), args.method, args.variant, args.p, args.seed, args.scores, args.out,
-                  _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    prune_retrain(exp, args.method, args.variant, args.p, args.seed, args.scores, args.out, _tracking(args, exp))
 
 
 def cmd_prune_baseline(args):
     from .stages.prune import prune_full, prune_random
 
-    exp, tracking = _experiment(args), _json_arg(args.tracking, "--tracking")
+    exp = _experiment(args)
+    tracking = _tracking(args, exp)
     if args.kind == "random":
         if args.p is None:
             raise ConfigError("prune-baseline random needs --p")
@@ -132,7 +150,8 @@ def cmd_prune_summary(args):
 def cmd_loo_train(args):
     from .stages.loo import loo_train
 
-    loo_train(_experiment(args), _json_arg(args.options, "--options"), args.out, _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    loo_train(exp, _json_arg(args.options, "--options"), args.out, _tracking(args, exp))
 
 
 def cmd_loo_evaluate(args):
@@ -146,8 +165,9 @@ def cmd_loo_evaluate(args):
 def cmd_diffusion_pictures(args):
     from .stages.diffusion_pictures import diffusion_pictures
 
-    paths = diffusion_pictures(_experiment(args), args.scores, _json_arg(args.pictures, "--pictures"), args.out_dir,
-                               _json_arg(args.tracking, "--tracking"))
+    exp = _experiment(args)
+    paths = diffusion_pictures(exp, args.scores, _json_arg(args.pictures, "--pictures"), args.out_dir,
+                               _tracking(args, exp))
     log.info("wrote %d pictures to %s", len(paths), args.out_dir)
 
 
@@ -166,7 +186,7 @@ def cmd_leaderboard(args):
                    for f in (sorted(Path(img).glob("*.png")) if Path(img).is_dir() else [img])]
     df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
                    out / "leaderboard.html", args.images, args.pruning)
-    tracking = _json_arg(args.tracking, "--tracking")
+    tracking = _tracking(args, results_dir=out)  # the leaderboard's folder is the results_dir
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
         for _, title, _, table in sections(df, load_bundles(args.metrics), args.pruning):
@@ -190,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--exp-config", help="results/{exp}/config.json written by `tda prepare`")
         sp.add_argument("--config", help="a workflow config YAML (with --experiment)")
         sp.add_argument("--experiment")
-        sp.add_argument("--tracking", help="W&B settings as JSON, e.g. '{\"mode\": \"offline\"}'")
+        sp.add_argument("--tracking", help="W&B settings as JSON, e.g. '{\"mode\": \"offline\"}' (default: the "
+                        "experiment's tracking block, else {results_dir}/.tracking.json as the workflow wrote it)")
         sp.set_defaults(fn=fn)
         return sp
 
@@ -275,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
     sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
     sp.add_argument("--out-dir", required=True)
-    sp.add_argument("--tracking")
+    sp.add_argument("--tracking", help="W&B settings as JSON (default: {out-dir}/.tracking.json)")
     sp.set_defaults(fn=cmd_leaderboard)
     return p
 

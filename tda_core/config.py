@@ -11,7 +11,8 @@ import yaml
 
 from .errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
@@ -115,6 +116,11 @@ def config_hash(exp: dict) -> str:
 def shared_experiment_config(exp: dict) -> dict:
     """The part of a resolved experiment written to results/{exp}/config.json."""
     return {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
+
+
+def n_shards(groundtruth_cfg: dict) -> int:
+    """How many train_shard jobs the ground truth of `groundtruth_cfg` takes (shard_size subsets each)."""
+    return -(-groundtruth_cfg["n_subsets"] // groundtruth_cfg["shard_size"])
 
 
 def experiments_to_run(config: dict) -> list[str]:

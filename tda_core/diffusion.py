@@ -22,7 +22,7 @@ from .models.unet import pack_timestep
 
 Call = "Callable[[torch.Tensor], torch.Tensor]"
 
-# Mirrors the `diffusion` block of workflow/schemas/config.schema.yaml (used when the block is absent).
+# Mirrors the `diffusion` block of tda_core/schemas/config.schema.yaml (used when the block is absent).
 DEFAULTS = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "measure_draws": 16, "draw_seed": 0}
 # Mirrors the schema's `pictures` block (job-local: changing it retrains nothing).
 PICTURE_DEFAULTS = {"n_queries": 4, "top_k": 6, "n_samples": 12, "sample_seed": 0}

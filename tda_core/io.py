@@ -38,6 +38,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; give the artifact the mode a plain open() would (0666 & ~umask),
+        # so colleagues on a shared cluster can read results/ as the umask allows.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)  # make the rename itself durable (a power cut keeps old or new)
     except OSError as e:
@@ -45,6 +48,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask has no getter)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -2,13 +2,22 @@
 
 mode: auto (online when WANDB_API_KEY is set, else offline), online, offline, none. Offline runs
 land under {results_dir}/wandb/ and can be uploaded later with `wandb sync`.
+
+Tracking changes no number, so the workflow keeps it out of the rules' params (a params change
+makes Snakemake rerun a job): the Snakefile writes the config's `tracking` block to the undeclared
+side file {results_dir}/.tracking.json (write_settings), and `tda` reads it (read_settings) when no
+--tracking is given. A file under results_dir reaches jobs anywhere, SLURM nodes included.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import ArtifactError
 
 
 class _NoRun:
@@ -42,6 +51,52 @@ class _WandbRun:
         import wandb
 
         self.run.log({key: wandb.Image(str(path))})
+
+
+SETTINGS_FILE = ".tracking.json"
+
+
+def settings_path(results_dir: str | os.PathLike) -> Path:
+    return Path(results_dir) / SETTINGS_FILE
+
+
+def write_settings(results_dir: str | os.PathLike, tracking: dict) -> bool:
+    """Write `tracking` to {results_dir}/.tracking.json unless it already holds it; True if written.
+    Atomic (temporary file + rename) and torch-free: the Snakefile calls it while parsing."""
+    path = settings_path(results_dir)
+    text = json.dumps(tracking, sort_keys=True, indent=2) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
+
+
+def read_settings(results_dir: str | os.PathLike) -> dict:
+    """The tracking settings the workflow wrote for `results_dir`; {} (mode auto) if there are none."""
+    path = settings_path(results_dir)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"cannot read the tracking settings {path}: {e}") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{path} must hold a JSON object (the config's tracking block)")
+    return value
 
 
 def resolve_mode(mode: str) -> str:

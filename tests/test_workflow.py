@@ -14,9 +14,10 @@ import wandb_log
 pytestmark = pytest.mark.slow
 
 
-def snakemake(repo: Path, workdir: Path, *args, check=True):
+def snakemake(repo: Path, workdir: Path, *args, check=True, configfile=None):
+    configfile = configfile or repo / "workflow" / "config" / "tiny.yaml"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(repo / "workflow" / "config" / "tiny.yaml"), "--cores", "2", *args]
+           "--configfile", str(configfile), "--cores", "2", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stderr[-4000:]}")
@@ -83,6 +84,62 @@ def test_rerun_is_a_no_op_and_a_fresh_run_is_bit_identical(repo, tiny_run, tmp_p
                                                                           b["ceiling"])
     assert (np.load(tiny_run / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]
             == np.load(tmp_path / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]).all()
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The job table of `snakemake -n` (rule -> count); {} when nothing is to be done."""
+    jobs, table = {}, False
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+        elif table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_changing_tracking_reruns_nothing(repo, tiny_run, tmp_path):
+    """tracking is no rule param (params changes rerun jobs): it reaches jobs through results/.tracking.json."""
+    assert json.loads((tiny_run / "results" / ".tracking.json").read_text())["mode"] == "offline"
+    tiny = (repo / "workflow/config/tiny.yaml").read_text()
+    for name, text in {"none": tiny.replace("mode: offline", "mode: none"),
+                       "online": tiny.replace("{mode: offline, project: tda-bench-tiny}",
+                                              "{mode: online, project: elsewhere, entity: someone}")}.items():
+        assert text != tiny
+        cfg = tmp_path / f"tracking-{name}.yaml"
+        cfg.write_text(text)
+        r = snakemake(repo, tiny_run, "-n", configfile=cfg)
+        out = r.stdout + r.stderr
+        jobs = planned_jobs(out)
+        assert not {"prepare", "train_full", "train_shard", "attribute", "evaluate"} & set(jobs), out[-3000:]
+        assert "Nothing to be done" in out, jobs
+    # a dry run does not touch the settings the jobs read
+    assert json.loads((tiny_run / "results" / ".tracking.json").read_text())["mode"] == "offline"
+
+
+def test_planned_jobs_parses_the_dry_run_table():
+    out = "Job stats:\njob           count\n----------  -------\ntrain_full        2\nall               1\ntotal             3\n"
+    assert planned_jobs(out) == {"train_full": 2, "all": 1}
+    assert planned_jobs("Nothing to be done (all requested files are present and up to date).") == {}
+
+
+@pytest.mark.parametrize("config", ["tiny.yaml", "config.yaml"])
+def test_building_the_dag_imports_no_torch(repo, tmp_path, config):
+    """Parsing the Snakefile and planning every job reads registry rows only: no torch import."""
+    probe = tmp_path / "imported.txt"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(probe)!r}, 'w').write(' '.join(m for m in ('torch', 'tda_core.methods.base',"
+            " 'tda_core.stages.train') if m in sys.modules)))\n"
+            "from snakemake.cli import main\n"
+            f"sys.argv = ['snakemake', '-s', {str(repo / 'Snakefile')!r}, '--directory', {str(tmp_path)!r},"
+            f" '--configfile', {str(repo / 'workflow/config' / config)!r}, '--cores', '1', '-n', '--quiet', 'rules']\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert planned_jobs(r.stdout + r.stderr).get("train_full", 0) > 0
+    assert probe.read_text() == "", f"building the DAG imported {probe.read_text()}"
 
 
 def test_bad_config_fails_the_workflow_in_one_line(repo, tmp_path):

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from ..gradients import per_example_grads
+from .registry import registry_flag
 
 
 def take_options(method: str, options: dict, defaults: dict) -> dict:
@@ -35,8 +36,9 @@ class Method:
     (or [R, n_query, n_train] with `per_seed_samples`)."""
 
     name: str = ""
-    ensemble: bool = False  # True: one score file built from all R full-data seeds ("seedall")
-    per_seed_samples: bool = False  # True: score() returns [R, Q, N], seed r's scores in [r] (see above)
+    # Declared once, by the method's row in methods/registry.py (seeds: per_seed | pooled | per_seed_samples):
+    ensemble = registry_flag()  # True: one score file built from all R full-data seeds ("seedall")
+    per_seed_samples = registry_flag()  # True: score() returns [R, Q, N], seed r's scores in [r] (see above)
     max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
 
     def __init__(self, **options):

@@ -5,4 +5,4 @@ from .influence import KroneckerIF
 class IfEnsemble(KroneckerIF):
     name = "if_ensemble"
     kind = "ekfac"
-    ensemble = True  # ctx.seeds = all full-data seeds; KroneckerIF.score averages over them
+    # registry row seeds="pooled": ctx.seeds = all full-data seeds; KroneckerIF.score averages over them

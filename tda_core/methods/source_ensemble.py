@@ -4,4 +4,4 @@ from .source import Source
 
 class SourceEnsemble(Source):
     name = "source_ensemble"
-    ensemble = True  # ctx.seeds = all full-data seeds; Source.score averages over them
+    # registry row seeds="pooled": ctx.seeds = all full-data seeds; Source.score averages over them

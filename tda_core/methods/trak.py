@@ -55,8 +55,7 @@ def ridge_inverse(phi: torch.Tensor, damping_rel: float = 0.0, rcond: float = 1e
 
 
 class Trak(Method):
-    name = "trak"
-    ensemble = True
+    name = "trak"  # registry row seeds="pooled": one score file from all full-data seeds
 
     def score(self, ctx) -> np.ndarray:
         o = self.options

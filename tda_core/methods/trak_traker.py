@@ -75,8 +75,7 @@ def traker_scores(models_params: list[tuple[torch.nn.Module, dict]], train_x, tr
 class TrakTraker(Method):
     """Options: proj_dim (256), proj_seed (0), batch_size (256)."""
 
-    name = "trak_traker"
-    ensemble = True
+    name = "trak_traker"  # registry row seeds="pooled"
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -53,5 +53,3 @@ def evaluate_mislabel_auc(scores_by_seed: list[np.ndarray], groundtruth: dict) -
         result["variants"] = {"fixed-seed": {"value": f_val, "ci_low": f_lo, "ci_high": f_hi}}
     return result
 
-
-evaluate_mislabel_auc.target = "train_self"

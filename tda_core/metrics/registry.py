@@ -14,6 +14,14 @@ _METRICS: dict[str, str] = {
 }
 
 
+# Metrics that read scores other than the query target (tda_core.targets). Declared here, not on the
+# metric function, so that metric_target imports no metric module (and no torch) while Snakemake
+# builds the DAG.
+_TARGETS: dict[str, str] = {
+    "mislabel_auc": "train_self",
+}
+
+
 def known_metrics() -> list[str]:
     return sorted(_METRICS)
 
@@ -26,6 +34,8 @@ def get_metric(name: str):
 
 
 def metric_target(name: str) -> str:
-    """Which scores a metric reads: "query" (scores/{method}/seed{r}) or a target of tda_core.targets,
-    declared by the metric function as its `target` attribute (e.g. mislabel_auc: "train_self")."""
-    return getattr(get_metric(name), "target", "query")
+    """Which scores a metric reads: "query" (scores/{method}/seed{r}) or a target of tda_core.targets
+    (declared in _TARGETS above, e.g. mislabel_auc: "train_self"). Imports nothing."""
+    if name not in _METRICS:
+        raise ConfigError(f"unknown metric '{name}'; known: {', '.join(known_metrics())}")
+    return _TARGETS.get(name, "query")

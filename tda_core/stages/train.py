@@ -43,10 +43,6 @@ def shard_subsets(exp: Experiment, shard: int) -> range:
     return range(start, min(start + gt["shard_size"], gt["n_subsets"]))
 
 
-def n_shards(groundtruth_cfg: dict) -> int:
-    return -(-groundtruth_cfg["n_subsets"] // groundtruth_cfg["shard_size"])
-
-
 def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
     """Train every (subset, seed) of the shard, keep [n, R, Q] query measurements (no weights)."""
     gt = exp.cfg["groundtruth"]
