@@ -19,7 +19,7 @@ from . import io
 from .claims import claims_table
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
-           "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_holm", "reliability", "ceiling",
+           "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
            "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
 METRIC_ORDER = ["lds", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift"]
 LOW_SIGNAL_CEILING = 0.5
@@ -78,7 +78,7 @@ def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFra
     rows = [{c: r.get(c) for c in COLUMNS} for b in bundles for r in b["results"]]
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("value", "ci_low", "ci_high", "ceiling", "reliability", "split_half_reliability", "wall_time_s",
-              "peak_memory_mb", "p_vs_best_holm"):
+              "peak_memory_mb", "p_vs_best_adjusted"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     for c in ("variant", "aliases", "note", "reason"):
         df[c] = df[c].fillna("")
@@ -348,8 +348,8 @@ def _noise_line(noise: dict) -> str:
         parts.append(f"ceiling {noise['ceiling']:.3f}{flag}")
     if noise.get("split_half_reliability") is not None:
         parts.append(f"split-half reliability {noise['split_half_reliability']:.3f}")
-    if noise.get("noise_note"):
-        parts.append(noise["noise_note"])
+    if noise.get("target_note"):
+        parts.append(noise["target_note"])
     return "Ground truth: " + ", ".join(parts) + "." if parts else ""
 
 

@@ -24,7 +24,7 @@ from .compare import compare_methods
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
-            "p_vs_best", "p_vs_best_holm")
+            "p_vs_best", "p_vs_best_adjusted")
 
 
 def score_structure(scores: list[np.ndarray]) -> str:

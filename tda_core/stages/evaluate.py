@@ -12,7 +12,9 @@ from ..errors import ArtifactError
 from ..methods.registry import get_method
 from ..metrics.registry import get_metric, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
-from ..metrics.stats import power
+from ..metrics.compare import power
+from ..metrics.lds import group_predictions
+from ..metrics.stats import variance_components
 from ..targets import score_stem
 from ..tracking import tracked_run
 from .common import load_method_scores
@@ -78,7 +80,7 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     bundle = {"config_hash": exp.hash, "experiment": exp.name, **experiment_facts(exp),
               "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
     if "lds" in metrics and groundtruth_path:
-        bundle["power"] = lds_power(exp, rows, groundtruth_path)
+        bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
                      {"experiment": exp.name, "methods": methods, "metrics": metrics}) as run:
         run.summary_update({f"{r['method']}/{r['metric']}/{r['variant']}/{k}": v for r in rows for k, v in r.items()
@@ -98,7 +100,7 @@ def experiment_facts(exp: Experiment) -> dict:
 
 
 NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",
-              "ceiling_ci_high", "split_half_reliability", "noise_note")
+              "ceiling_ci_high", "target_seeds", "split_half_reliability", "target_note")
 
 
 def noise_figures(rows: list[dict]) -> dict:
@@ -110,14 +112,25 @@ def noise_figures(rows: list[dict]) -> dict:
     return out
 
 
-def lds_power(exp: Experiment, rows: list[dict], groundtruth_path) -> dict:
-    """Subsets x seeds per subset this experiment would need (tda_core.metrics.stats.power), from
-    its own ground truth and its best LDS row."""
-    best = [r for r in rows if r["metric"] == "lds" and r.get("rank") == 1]
-    if not best:
+def lds_power(exp: Experiment, rows: list[dict], lds_rows: list, noise: dict, groundtruth_path,
+              halfwidth: float = 0.03, ceiling: float = 0.7) -> dict:
+    """Subsets x seeds per subset this experiment would need for a CI half-width of `halfwidth` and a
+    ceiling of `ceiling` (tda_core.metrics.compare.power), from its own ground truth and its best LDS row."""
+    best = next((r for r in rows if r["metric"] == "lds" and r.get("rank") == 1), None)
+    arrays = next((a for r, a in lds_rows if best is not None and a is not None
+                   and (r["method"], r["variant"]) == (best["method"], best["variant"])), None)
+    if arrays is None:
         return {}
     gt = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0]
-    return power(gt["subset"], best[0], n_queries=int(gt["subset"].shape[2]))
+    preds = np.stack([group_predictions(a, gt["masks"]) for a in arrays])  # [S, M, Q]
+    components = variance_components(preds, gt["subset"].mean(axis=1), n_boot=300)
+    plan = power(gt["subset"], components, halfwidth, ceiling, reliability_result=noise or None)
+    need = (f"{plan['subsets_needed'] if plan['subsets_needed'] is not None else '?'} subsets x "
+            f"{plan['seeds_per_subset_needed'] if plan['seeds_per_subset_needed'] is not None else '?'} seeds "
+            f"(now {exp.cfg['groundtruth']['n_subsets']} x {exp.cfg['groundtruth']['seeds_per_subset']}, "
+            f"half-width {plan['halfwidth_now']:.3f} for {best['method']} ({best['variant']}))")
+    return {**plan, "target_halfwidth": halfwidth, "target_ceiling": ceiling,
+            "note": need + (f"; {plan['note']}" if plan.get("note") else "")}
 
 
 def results_table(results: list[dict]):
