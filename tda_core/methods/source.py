@@ -65,7 +65,7 @@ def segment_plan(meta: dict, n_segments: int) -> list[dict]:
     counts = [1] * len(stages)
     for _ in range(n_segments - len(stages)):
         open_ = [s for s in range(len(stages)) if counts[s] < len(stages[s])]
-        counts[max(open_, key=lambda s: (len(stages[s]) / counts[s], -s))] += 1
+        counts[max(open_, key=lambda s: (sum(intervals[j]["steps"] for j in stages[s]) / counts[s], -s))] += 1
     out = []
     for members, count in zip(stages, counts):
         for group in np.array_split(np.asarray(members), count):
