@@ -46,7 +46,8 @@ def segment_plan(meta: dict, n_segments: int) -> list[dict]:
     exp.load_checkpoints, 0 = initialisation), the summed learning rate eta K and the training pool
     id (meta["pools"]; None = all examples) of each. A segment never straddles a stage switch: the
     L segments are split across the stages, at least one each, the rest going one at a time to the
-    stage with the most checkpoint intervals per segment (the earlier stage on ties)."""
+    stage with the most training steps per segment (the earlier stage on ties) that still has more
+    checkpoint intervals than segments."""
     intervals = meta["segments"]
     if n_segments < 1:
         raise TdaError(f"n_segments must be >= 1, got {n_segments}")
