@@ -5,7 +5,8 @@ model.named_parameters(); every parameter is covered by exactly one block):
 
     from tda_core.curvature import fit_curvature, Curvature, filters, load_or_fit
     curv = fit_curvature(model, params, task, x_train, kind="ekfac", seed=0, n_samples=1,
-                         chunk_size=256, grad_scale=None, fisher="sampled")
+                         chunk_size=256, grad_scale=None, fisher="sampled", index=None)
+        # index: int indices into x_train: fit on those examples only (a training stage's pool)
         # params: one dict name -> tensor, or a list of dicts whose statistics are averaged
         #   (SOURCE segments: A, S averaged, one eigendecomposition, lam re-fitted at each and averaged)
         # curvature of the MEAN training loss: true Fisher (= GGN for cross-entropy) with targets
@@ -23,7 +24,7 @@ model.named_parameters(); every parameter is covered by exactly one block):
     curv.save(path, config_hash) / Curvature.load(path, expect_hash)   (atomic, via tda_core.io)
     load_or_fit(exp, key, lambda: fit_curvature(...))       cache under results/{exp}/curvature/
     Method-level helpers (tda_core.methods.influence): seed_curvature(ctx, seed, kind, ckpt_indices,
-    opts) fits/caches per seed; if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
+    opts, pool=None) fits/caches per seed (pool: the training examples it is fitted on, in the key); if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
     tda_core.methods.source: segment_plan(meta, L), source_scores(ctx, seed, opts, fast) -> [Q, N].
     curv.dense()                                            [P, P] matrix (tests, small models)
 

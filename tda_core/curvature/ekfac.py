@@ -74,6 +74,7 @@ def fit_curvature(
     chunk_size: int = 256,
     grad_scale: torch.Tensor | None = None,
     fisher: str = "sampled",
+    index=None,
 ) -> Curvature:
     """K-FAC or EK-FAC curvature of the mean training loss (true Fisher = GGN for cross-entropy).
 
@@ -82,11 +83,15 @@ def fit_curvature(
     fisher:      "sampled" (default) or "expected" (classification: exact expectation over classes).
     grad_scale:  flat [P] vector s; EK-FAC then fits diag(s) F diag(s) in K-FAC's basis of F
                  (used for Adam's preconditioner, see tda_core/methods/source.py).
+    index:       int indices into x: the curvature of the mean loss over x[index] only (one
+                 training stage's pool, SOURCE on multi-stage runs); None = all of x.
     """
     if kind not in ("kfac", "ekfac"):
         raise TdaError(f"unknown curvature kind '{kind}' (kfac or ekfac)")
     if grad_scale is not None and kind != "ekfac":
         raise TdaError("grad_scale needs kind='ekfac' (K-FAC eigenvalues cannot absorb it)")
+    if index is not None:
+        x = x[torch.as_tensor(index, device=x.device)]
     if isinstance(params_list, dict):
         params_list = [params_list]
     params_list = [{k: v.detach().to(x.device) for k, v in p.items()} for p in params_list]

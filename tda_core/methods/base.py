@@ -31,6 +31,16 @@ def take_options(method: str, options: dict, defaults: dict) -> dict:
     return {**defaults, **options}
 
 
+def interval_pool(meta: dict, interval: dict, n_train: int) -> np.ndarray | None:
+    """The training pool (int indices into the training set) of one checkpoint interval of
+    meta["segments"], or None when it is every example (single-stage runs; model files written
+    before pools were recorded)."""
+    if interval.get("pool") is None or "pools" not in meta:
+        return None
+    pool = np.asarray(meta["pools"][interval["pool"]], dtype=np.int64)
+    return None if len(pool) == n_train else pool
+
+
 class Method:
     """Base class. Subclasses set `name` and implement `score(ctx) -> [n_query, n_train]`
     (or [R, n_query, n_train] with `per_seed_samples`)."""
@@ -40,6 +50,10 @@ class Method:
     ensemble = registry_flag()  # True: one score file built from all R full-data seeds ("seedall")
     per_seed_samples = registry_flag()  # True: score() returns [R, Q, N], seed r's scores in [r] (see above)
     max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
+    # True: the method follows the training stages (scenario multi_stage: each checkpoint interval's
+    # own training pool, meta["pools"]); False: it uses all N training examples at the final model,
+    # and the attribute stage notes that in the score sidecar of a multi-stage experiment.
+    stage_aware: bool = False
 
     def __init__(self, **options):
         if "max_params" in options:

@@ -6,3 +6,4 @@ from .source import Source
 class DtdaSource(PerSeedSamples):
     name = "dtda_source"
     base = Source
+    stage_aware = Source.stage_aware

@@ -7,4 +7,5 @@ from .unrolled import Unrolled
 class DtdaUnrolled(PerSeedSamples):
     name = "dtda_unrolled"
     base = Unrolled
+    stage_aware = Unrolled.stage_aware
     max_params = Unrolled.max_params

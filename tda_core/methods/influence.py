@@ -9,6 +9,8 @@ predicted change of f(z_q) from including z_i with weight 1/N in the mean loss.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -20,13 +22,15 @@ IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}
 
 
 def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dict, average_weights: bool = False,
-                   grad_scale: torch.Tensor | None = None, tag: str = "") -> Curvature:
+                   grad_scale: torch.Tensor | None = None, tag: str = "", pool: np.ndarray | None = None) -> Curvature:
     """(E)K-FAC at the seed's checkpoints `ckpt_indices` (statistics averaged, or weights averaged
-    when `average_weights`), cached under results/{exp}/curvature/."""
+    when `average_weights`) of the mean loss over the training examples `pool` (indices; None = all),
+    cached under results/{exp}/curvature/."""
     ckpts = ctx.checkpoints(seed)
     idx = [i % len(ckpts) for i in ckpt_indices]
     fisher = f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}" if opts["fisher"] == "sampled" else "_expected"
-    key = f"{kind}_seed{seed}_ckpt{'-'.join(map(str, idx))}{'_wavg' if average_weights else ''}{fisher}{tag}"
+    pool_key = "" if pool is None else "_pool" + hashlib.sha1(np.asarray(pool, np.int64).tobytes()).hexdigest()[:12]
+    key = f"{kind}_seed{seed}_ckpt{'-'.join(map(str, idx))}{'_wavg' if average_weights else ''}{fisher}{pool_key}{tag}"
 
     def fit():
         plist = [ctx.params(seed, i) for i in idx]
@@ -34,7 +38,7 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
             plist = [{k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}]
         return fit_curvature(ctx.model(seed), plist, ctx.exp.task, ctx.exp.splits.train_x.to(ctx.device), kind=kind,
                              seed=1000 * int(opts["fisher_seed"]) + seed, n_samples=opts["n_fisher_samples"],
-                             chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"])
+                             chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"], index=pool)
 
     # a grad_scale must be named by `tag` to be cached (the key has to identify everything fitted)
     return load_or_fit(ctx.exp, key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))

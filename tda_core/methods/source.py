@@ -9,6 +9,11 @@ g_i^l = mean over the segment's checkpoints of the per-example gradients. With u
     score += -(1/N) u_l . F_r(H_l) g_i^l,   F_r(s) = (1 - exp(-c_l s)) / s  (-> c_l at s = 0)
     u_{l-1} = F_S(H_l) u_l,                  F_S(s) = exp(-c_l s)
 evaluated right to left (l = L..1). With L = 1 this is an EK-FAC IF with damping 1/c.
+
+Multi-stage training (meta["pools"]: each checkpoint interval trained on one pool of examples):
+segments never straddle a stage switch (at least one per stage), and segment l, trained on the
+pool P_l of N_l examples, uses 1/N_l for i in P_l and 0 for the others (an example seen only in
+the pretraining stage gets no fine-tuning response), with H_l fitted on the examples of P_l.
 `source_fast` averages the weights within a segment instead of the statistics (one fit per
 segment instead of one per checkpoint).
 
@@ -30,7 +35,7 @@ from ..curvature import filters
 from ..errors import TdaError
 from ..gradients import flatten
 from ..training import build_optimizer
-from .base import Method, take_options
+from .base import Method, interval_pool, take_options
 from .influence import CURVATURE_DEFAULTS, seed_curvature
 
 SOURCE_DEFAULTS = {"n_segments": 3, **CURVATURE_DEFAULTS}
@@ -38,18 +43,37 @@ SOURCE_DEFAULTS = {"n_segments": 3, **CURVATURE_DEFAULTS}
 
 def segment_plan(meta: dict, n_segments: int) -> list[dict]:
     """Group the trainer's checkpoint intervals into L segments: checkpoint indices (into
-    exp.load_checkpoints, 0 = initialisation) and the summed learning rate eta K of each."""
+    exp.load_checkpoints, 0 = initialisation), the summed learning rate eta K and the training pool
+    id (meta["pools"]; None = all examples) of each. A segment never straddles a stage switch: the
+    L segments are split across the stages, at least one each, the rest going one at a time to the
+    stage with the most training steps per segment (the earlier stage on ties) that still has more
+    checkpoint intervals than segments."""
     intervals = meta["segments"]
     if n_segments < 1:
         raise TdaError(f"n_segments must be >= 1, got {n_segments}")
     if n_segments > len(intervals):
         raise TdaError(f"n_segments={n_segments} > the {len(intervals)} checkpoint intervals saved "
                        f"(raise train.n_checkpoints)")
+    stages: list[list[int]] = []  # runs of consecutive intervals with one pool
+    for j, iv in enumerate(intervals):
+        if stages and intervals[stages[-1][0]].get("pool") == iv.get("pool"):
+            stages[-1].append(j)
+        else:
+            stages.append([j])
+    if n_segments < len(stages):
+        raise TdaError(f"n_segments={n_segments} < the {len(stages)} training stages: SOURCE needs at least one "
+                       f"segment per stage")
+    counts = [1] * len(stages)
+    for _ in range(n_segments - len(stages)):
+        open_ = [s for s in range(len(stages)) if counts[s] < len(stages[s])]
+        counts[max(open_, key=lambda s: (sum(intervals[j]["steps"] for j in stages[s]) / counts[s], -s))] += 1
     out = []
-    for group in np.array_split(np.arange(len(intervals)), n_segments):
-        steps = sum(intervals[j]["steps"] for j in group)
-        lr_sum = sum(intervals[j]["mean_lr"] * intervals[j]["steps"] for j in group)
-        out.append({"ckpts": [int(j) + 1 for j in group], "steps": int(steps), "lr_sum": float(lr_sum)})
+    for members, count in zip(stages, counts):
+        for group in np.array_split(np.asarray(members), count):
+            steps = sum(intervals[j]["steps"] for j in group)
+            lr_sum = sum(intervals[j]["mean_lr"] * intervals[j]["steps"] for j in group)
+            out.append({"ckpts": [int(j) + 1 for j in group], "steps": int(steps), "lr_sum": float(lr_sum),
+                        "pool": intervals[int(group[0])].get("pool")})
     return out
 
 
@@ -67,47 +91,59 @@ def adam_preconditioner(ckpts: list[dict], indices: list[int], optimizer) -> tor
 
 
 def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tensor:
-    """[Q, N] SOURCE scores of one seed's training run."""
+    """[Q, N] SOURCE scores of one seed's training run. Segment l trained on the pool P_l (N_l
+    examples): its response term weighs the examples of P_l by 1/N_l and the others by 0, and its
+    curvature H_l is the (EK-FAC) curvature of the mean loss over P_l (multi-stage runs)."""
     exp = ctx.exp
     tcfg = exp.cfg["train"]
     opt = build_optimizer(tcfg)
     adam = tcfg["optimizer"] == "adam"
     wd = float(tcfg["weight_decay"])
     ckpts = ctx.checkpoints(seed)
-    segments = segment_plan(exp.load_model_meta(seed), int(opts["n_segments"]))
+    meta = exp.load_model_meta(seed)
+    segments = segment_plan(meta, int(opts["n_segments"]))
     n = exp.splits.n_train
     u = ctx.query_grads(seed, ctx.params(seed, -1)).double()  # v_q at theta_T
     total = torch.zeros(u.shape[0], n, dtype=torch.float64, device=u.device)
     for seg in reversed(segments):
         c = seg["lr_sum"] * opt.effective_lr_scale
         idx = seg["ckpts"]
+        pool = interval_pool(meta, seg, n)  # None: all N examples
         if adam:
             P = adam_preconditioner(ckpts, idx, opt).to(u.device)
             half = P.sqrt()
             curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, grad_scale=half,
-                                  tag="_adam").shifted(wd * P)
+                                  tag="_adam", pool=pool).shifted(wd * P)
         else:
             half = None
-            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast).shifted(wd)
-        G = _segment_train_grads(ctx, seed, idx, fast)
+            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, pool=pool).shifted(wd)
+        G = _segment_train_grads(ctx, seed, idx, fast, pool)
         uu = u * half if adam else u
         r = curv.precondition(uu, filters.source_response(c))
-        total -= ((r * half) if adam else r) @ G.T / n
+        if pool is None:
+            total -= ((r * half) if adam else r) @ G.T / n
+        else:  # r_l = 0 outside the segment's pool, 1/N_l inside
+            cols = torch.as_tensor(pool, device=total.device)
+            total[:, cols] -= ((r * half) if adam else r) @ G.T / len(pool)
         u_next = curv.precondition(uu, filters.propagator(c))
         u = u_next / half if adam else u_next
     return total
 
 
-def _segment_train_grads(ctx, seed, idx, fast) -> torch.Tensor:
+def _segment_train_grads(ctx, seed, idx, fast, pool=None) -> torch.Tensor:
+    """[N, P] (or [N_l, P] for the examples of `pool`) train gradients averaged over the segment."""
+    s = ctx.exp.splits
+    xy = {} if pool is None else {"x": s.train_x[torch.as_tensor(pool)], "y": s.train_y[torch.as_tensor(pool)]}
     plist = [ctx.params(seed, i) for i in idx]
     if fast:
         avg = {k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}
-        return ctx.train_grads(seed, avg).double()
-    return sum(ctx.train_grads(seed, p).double() for p in plist) / len(plist)
+        return ctx.train_grads(seed, avg, **xy).double()
+    return sum(ctx.train_grads(seed, p, **xy).double() for p in plist) / len(plist)
 
 
 class Source(Method):
     name = "source"
+    stage_aware = True
     fast = False
 
     def __init__(self, **options):

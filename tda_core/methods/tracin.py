@@ -1,27 +1,45 @@
-"""TracIn (Pruthi et al. 2020): tau[q, i] = -sum_c eta_c v_q(theta_c) . g_i(theta_c).
+"""TracIn (Pruthi et al. 2020): tau[q, i] = -sum_c eta_c v_q(theta_c) . g_i(theta_c) / N_c.
 
 eta_c is the summed learning rate of the interval ending at checkpoint c (times the momentum
-scale 1/(1-beta)), divided by the number of examples the run visits per step, so each checkpoint
-counts as much as the training it stands for.
+scale 1/(1-beta)), divided by the number of examples N_c the interval trained on, so each
+checkpoint counts as much as the training it stands for. Multi-stage runs: N_c is the size of the
+interval's training pool (meta["pools"]), and examples outside that pool get 0 from it.
 """
 import numpy as np
+import torch
 
 from ..training import build_optimizer
-from .base import Method
+from .base import Method, interval_pool
 
 
 class TracIn(Method):
     name = "tracin"
+    stage_aware = True
 
     def score(self, ctx) -> np.ndarray:
         seed = ctx.seed
         meta = ctx.exp.load_model_meta(seed)
         scale = build_optimizer(ctx.exp.cfg["train"]).effective_lr_scale
         ckpts = ctx.checkpoints(seed)
-        total = None
+        s = ctx.exp.splits
+        n = s.n_train
+        sums: dict = {}  # pool id -> (pool indices or None = all, sum over its intervals)
         for c, seg in enumerate(meta["segments"], start=1):
+            pool = interval_pool(meta, seg, n)
             eta = seg["mean_lr"] * seg["steps"] * scale
             params = {k: v.to(ctx.device) for k, v in ckpts[c]["params"].items()}
-            part = -(ctx.query_grads(seed, params) @ ctx.train_grads(seed, params).T) * eta
-            total = part if total is None else total + part
-        return (total / ctx.exp.splits.n_train).cpu().numpy().astype(np.float32)
+            xy = {} if pool is None else {"x": s.train_x[torch.as_tensor(pool)], "y": s.train_y[torch.as_tensor(pool)]}
+            part = -(ctx.query_grads(seed, params) @ ctx.train_grads(seed, params, **xy).T) * eta
+            key = None if pool is None else seg["pool"]
+            prev = sums.get(key, (pool, None))[1]
+            sums[key] = (pool, part if prev is None else prev + part)
+        total = None
+        for pool, part in sums.values():
+            if pool is None:
+                scaled = part / n
+                total = scaled if total is None else total + scaled
+            else:
+                if total is None:
+                    total = part.new_zeros(part.shape[0], n)
+                total[:, torch.as_tensor(pool, device=total.device)] += part / len(pool)
+        return total.cpu().numpy().astype(np.float32)

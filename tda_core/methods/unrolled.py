@@ -139,6 +139,7 @@ class Unrolled(Method):
     is ~1.7x faster), query_chunk (queries per backward sweep; default all at once)."""
 
     name = "unrolled"
+    stage_aware = True  # replays the recorded batches of every stage
     max_params = 20_000  # reverse mode through every step: only for small models
 
     def score(self, ctx) -> np.ndarray:

@@ -6,6 +6,12 @@ is larger than most small attributions.
 
 A method that cannot run (refused for model size, out of memory) still writes its sidecar with
 status "failed" and the reason, so the leaderboard shows a failed row instead of a missing one.
+
+Sidecar keys: config_hash, method, options, seeds, n_params, device, status ("ok" | "failed"),
+target, [query_index], [reason] (failed), cost (time/memory, CostMeter), and [note]: a caveat to
+show beside the method's row. On a multi-stage experiment (scenario multi_stage) a method that is
+not stage-aware (Method.stage_aware False: IF variants, grad_dot, grad_cos, trak, random, ...)
+gets note = STAGE_NOTE: it ignores which examples each training stage saw.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from .common import CostMeter
 
 log = logging.getLogger("tda")
 
+STAGE_NOTE = "not stage-aware: uses all N training examples at the final model"
+
 
 def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_json, tracking: dict,
               target: str = "query", max_self: int | None = DEFAULT_SELF_EXAMPLES) -> dict:
@@ -37,6 +45,8 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
             "n_params": n_params, "device": str(exp.device), "status": "ok", "target": target}
     if exp.query_index is not None:
         meta["query_index"] = exp.query_index.tolist()
+    if exp.cfg.get("scenario") == "multi_stage" and not method.stage_aware:
+        meta["note"] = STAGE_NOTE
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "attribute",
                      f"{exp.name}/{method_name}/{score_stem(target, seed)}",
                      {**exp.cfg, "method": method_name, "target": target, **options}) as run:

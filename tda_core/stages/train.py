@@ -28,7 +28,9 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
         "total_steps": plan.total_steps,
         "checkpoint_steps": plan.checkpoint_steps,
         "lrs": plan.lrs.tolist(),
-        "segments": plan.segments(),
+        "segments": plan.segments(),  # per checkpoint interval: start, end, steps, mean_lr, pool
+        "stage_starts": plan.stage_starts,  # first step of each training stage
+        "pools": [p.tolist() for p in plan.pools],  # per stage: indices into the full training set
         "train": exp.cfg["train"],
         **summary,
         **cost.as_dict(),

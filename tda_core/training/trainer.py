@@ -34,21 +34,27 @@ class TrainResult:
 
 
 def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.ndarray]]:
-    """The run's plan and its batches (index arrays into the full training set)."""
+    """The run's plan (with its stages and their pools) and its batches (index arrays into the full
+    training set)."""
     tcfg = exp["train"]
     pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
-    plan = make_plan(tcfg, len(pool))
+    total = make_plan(tcfg, len(pool)).total_steps
     rng = np.random.default_rng([run.seed, 1])
     if exp.get("scenario") == "multi_stage":
         # Pretrain on the first half of the training set, fine-tune on the second half.
         first = pool[pool < n_train // 2]
         second = pool[pool >= n_train // 2]
-        k = int(round(tcfg["pretrain_fraction"] * plan.total_steps))
+        k = int(round(tcfg["pretrain_fraction"] * total))
+        stages = [(s, p, n) for s, p, n in ((0, first, k), (k, second, total - k)) if n > 0]  # (start, pool, steps)
+        plan = make_plan(tcfg, len(pool), [s for s, _, _ in stages])
+        plan.pools = [p for _, p, _ in stages]
         batches = batch_schedule(k, first, tcfg["batch_size"], rng) + batch_schedule(
-            plan.total_steps - k, second, tcfg["batch_size"], rng
+            total - k, second, tcfg["batch_size"], rng
         )
     else:
-        batches = batch_schedule(plan.total_steps, pool, tcfg["batch_size"], rng)
+        plan = make_plan(tcfg, len(pool))
+        plan.pools = [pool]
+        batches = batch_schedule(total, pool, tcfg["batch_size"], rng)
     return plan, batches
 
 
