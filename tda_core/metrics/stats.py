@@ -202,6 +202,12 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
             "replicates": reps}
 
 
+def estimate(boot: dict) -> dict:
+    """The JSON part of a bootstrap result: value, CI and the replicates as a list of floats."""
+    return {"value": boot["value"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
+            "replicates": [float(x) for x in boot["replicates"]]}
+
+
 def lds_bootstrap(preds: np.ndarray, target: np.ndarray, n_boot: int = 1000, seed: int = 0,
                   level: float = LEVEL) -> dict:
     """LDS with its joint (queries x subsets x scoring seeds) bootstrap: preds [S, M, Q], target [M, Q].
@@ -315,3 +321,11 @@ def reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: fl
     return {**out, "ceiling": ceiling_from_reliability(r1, n_seeds),
             "ceiling_ci_low": ceiling_from_reliability(lo, n_seeds),
             "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds)}
+
+
+def target_fields(rel: dict) -> dict:
+    """`reliability`'s result for a metric result dict: its note becomes `target_note`."""
+    rel = dict(rel)
+    if "note" in rel:
+        rel["target_note"] = rel.pop("note")
+    return rel
