@@ -82,7 +82,7 @@ def loo_scatter(results: list[dict], experiment: str, path) -> None:
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set_ylim(-1.05 * lim, 1.05 * lim)
-        ax.set_title(f"{r['method']}: r={r['value']:.2f} (ceiling {r['ceiling']:.2f})", fontsize=8)
+        ax.set_title(f"{r['method']}: r={r['value']:.2f} (split-half {r['split_half_reliability']:.2f})", fontsize=8)
         ax.set_xlabel("predicted mean shift", fontsize=8)
         ax.set_ylabel("actual mean shift (+- 1 SE)", fontsize=8)
     fig.suptitle(f"{experiment}: leave-one-out ({ok[0]['n_seeds'] if ok else '?'} seeds)", fontsize=9)
