@@ -138,4 +138,5 @@ def test_loo_study_on_synthetic_shifts():
     assert shuffled["ci_low"] < 0 < shuffled["ci_high"]
     noisy = {**gt, "loo": np.stack([full - tau[:, k] + rng.normal(scale=8.0, size=full.shape) for k in points])}
     res = evaluate_loo([tau], noisy)
-    assert res["split_half_reliability"] < 0.5 and res["resolved_fraction"] < 0.5 and res["seeds_needed_median"] > n_seeds
+    assert res["split_half_reliability"] < 0.5
+    assert res["resolved_fraction"] < 0.5 and res["seeds_needed_median"] > n_seeds

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from tda_core.metrics.compare import compare_methods, holm, paired_p, power
 from tda_core.metrics.lds import evaluate_lds, group_predictions
@@ -58,7 +58,8 @@ def test_draws_are_shared_between_single_and_per_seed_methods():
     masks, w, signal = _linear_world(rng, 40, 30)
     gt = {"masks": masks, "subset": _seeds(rng, signal, 0.5, 2)}
     one, two = evaluate_lds([w], gt, n_boot=200), evaluate_lds([w, w], gt, n_boot=200)
-    assert one["replicates"] == two["replicates"] and two["variants"]["seed-averaged"]["replicates"] == one["replicates"]
+    assert one["replicates"] == two["replicates"]
+    assert two["variants"]["seed-averaged"]["replicates"] == one["replicates"]
     json.dumps(two)  # JSON-serialisable
     assert len(two["replicates"]) == 200 and two["ceiling"] > 0 and two["target_seeds"] == 2
 
@@ -92,7 +93,8 @@ def test_ceiling_is_the_lds_of_the_true_datamodel(r1, n_seeds):
         truth_lds.append(np.nanmean(spearman_columns(signal, subset.mean(axis=1))))
         ceilings.append(reliability(subset, n_boot=200)["ceiling"])
     err = np.mean(ceilings) - np.mean(truth_lds)
-    print(f"r1={r1} R'={n_seeds}: truth LDS {np.mean(truth_lds):.3f}, ceiling {np.mean(ceilings):.3f}, error {err:+.3f}")
+    print(f"r1={r1} R'={n_seeds}: truth LDS {np.mean(truth_lds):.3f}, ceiling {np.mean(ceilings):.3f}, "
+          f"error {err:+.3f}")
     assert abs(err) < 0.03
 
 
@@ -128,7 +130,8 @@ def test_joint_bootstrap_ci_covers_the_true_lds():
         covered.append(res["ci_low"] <= true_value <= res["ci_high"])
         widths.append(res["ci_high"] - res["ci_low"])
     coverage = np.mean(covered)
-    print(f"true LDS {true_value:.3f}; 95% CI coverage {coverage:.3f} over 200 benchmarks, mean width {np.mean(widths):.3f}")
+    print(f"true LDS {true_value:.3f}; 95% CI coverage {coverage:.3f} over 200 benchmarks, "
+          f"mean width {np.mean(widths):.3f}")
     assert 0.92 <= coverage <= 0.98
 
 
@@ -140,8 +143,9 @@ def test_identical_scores_are_tied_exactly():
     scores = w + rng.normal(size=w.shape)
     a, b = evaluate_lds([scores], gt, n_boot=300), evaluate_lds([scores.copy()], gt, n_boot=300)
     worse = evaluate_lds([rng.normal(size=w.shape)], gt, n_boot=300)
-    cmp = compare_methods({"a": a["value"], "b": b["value"], "r": worse["value"], "gone": float("nan")},
-                          {"a": a["replicates"], "b": b["replicates"], "r": worse["replicates"], "gone": a["replicates"]})
+    res = {"a": a, "b": b, "r": worse}
+    cmp = compare_methods({**{k: v["value"] for k, v in res.items()}, "gone": float("nan")},
+                          {**{k: v["replicates"] for k, v in res.items()}, "gone": a["replicates"]})
     pair = next(p for p in cmp["pairwise"] if {p["a"], p["b"]} == {"a", "b"})
     assert pair["diff"] == 0 and pair["ci_low"] == 0 == pair["ci_high"] and pair["p"] == 1 and pair["p_holm"] == 1
     assert cmp["methods"]["a"]["tied_with_best"] and cmp["methods"]["b"]["tied_with_best"]

@@ -137,7 +137,8 @@ def evaluate_dlds(delta: str, scores_by_seed: list[np.ndarray], groundtruth: dic
     scores = scores_per_seed(scores_by_seed)
     pred, actual = delta_pair(delta, scores, groundtruth)
     boot = spearman_bootstrap(pred, actual, n_boot=n_boot, seed=seed)
-    result = {**estimate(boot), **target_fields(target_noise(delta, groundtruth, n_boot=n_boot, seed=seed)), "delta": delta, "n_score_seeds": len(scores),
+    noise = target_fields(target_noise(delta, groundtruth, n_boot=n_boot, seed=seed))
+    result = {**estimate(boot), **noise, "delta": delta, "n_score_seeds": len(scores),
               "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(actual.shape[0])}
     if not np.isfinite(boot["per_query"]).any():
         result["note"] = ("fixed-seed scores predict no change in variance" if delta == "variance" and len(scores) == 1
