@@ -195,12 +195,18 @@ def test_power_plans_seeds_and_subsets():
     pred = group_predictions(w, masks)
     comp = variance_components(pred, subset.mean(axis=1), n_boot=300)
     assert comp["var_joint"] > 0 and comp["var_queries"] > 0 and comp["var_subsets"] > 0
+    # the corrected joint variance counts the query-specific subset noise once, not in both parts
+    assert comp["var_joint"] < comp["var_queries"] + comp["var_subsets"]
     rel = reliability(subset, n_boot=300)
     plan = power(subset, comp, target_halfwidth=0.01, target_ceiling=0.9, reliability_result=rel)
     n = seeds_for_ceiling(rel["reliability"], 0.9)
     assert plan["seeds_per_subset_needed"] == int(np.ceil(n)) and plan["seeds_per_subset_needed"] > 2
     if plan["subsets_needed"] is not None:
         assert plan["subsets_needed"] > 60
+        n = plan["subsets_needed"]
+        z = 1.959964
+        assert z * np.sqrt(comp["var_between_queries"] + comp["var_subsets"] * 60 / n) <= 0.01
+        assert z * np.sqrt(comp["var_between_queries"] + comp["var_subsets"] * 60 / (n - 1)) > 0.01
     else:
         assert "more queries" in plan["note"]
     easy = power(subset, comp, target_halfwidth=0.5, target_ceiling=0.5, reliability_result=rel)

@@ -98,11 +98,12 @@ def power(subset: np.ndarray, components: dict, target_halfwidth: float = 0.03, 
     """How many seeds per subset and subsets the benchmark needs (planning; rough, documented).
 
     subset: [M, R', Q] subset measurements; components: stats.variance_components of the best method
-    (bootstrap variance of its LDS resampling only queries, var_queries, and only subsets, var_subsets).
+    (var_between_queries: the query part, fixed for a given query set; var_subsets: the bootstrap
+    variance resampling only subsets, which shrinks as 1 / M).
     - seeds per subset: the R'' for which the R''-seed mean target has noise ceiling `target_ceiling`,
       from the single-seed reliability r1 by the inverse Spearman-Brown (stats.seeds_for_ceiling).
-    - subsets: the CI half-width is taken as z * sqrt(var_queries + var_subsets * M / M''), the subset
-      part scaling with 1 / M''. If the query part alone exceeds the target half-width no number of
+    - subsets: the CI half-width is taken as z * sqrt(var_between_queries + var_subsets * M / M''),
+      the subset part scaling with 1 / M''. If the query part alone exceeds the target half-width no number of
       subsets reaches it: more queries are needed (subsets_needed None, said in the note).
     """
     rel = reliability_result if reliability_result is not None else reliability(subset)
@@ -117,7 +118,7 @@ def power(subset: np.ndarray, components: dict, target_halfwidth: float = 0.03, 
         seeds = int(max(1, math.ceil(n - 1e-9))) if np.isfinite(n) else None
     z = float(norm.ppf((1 + level) / 2))
     budget = (target_halfwidth / z) ** 2
-    vq, vs = float(components["var_queries"]), float(components["var_subsets"])
+    vq, vs = float(components["var_between_queries"]), float(components["var_subsets"])
     subsets = None
     if vq >= budget:
         notes.append(f"the query part alone gives a CI half-width of {z * math.sqrt(vq):.3f} > {target_halfwidth}: "
@@ -125,4 +126,4 @@ def power(subset: np.ndarray, components: dict, target_halfwidth: float = 0.03, 
     else:
         subsets = int(max(1, math.ceil(n_sub * vs / (budget - vq)))) if vs > 0 else 1
     return {"seeds_per_subset_needed": seeds, "subsets_needed": subsets,
-            "halfwidth_now": z * math.sqrt(vq + vs), "note": "; ".join(notes) or None}
+            "halfwidth_now": z * math.sqrt(components.get("var_joint", vq + vs)), "note": "; ".join(notes) or None}

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactError
-from .stats import estimate, reliability, target_fields, spearman_bootstrap, spearman_columns
+from .stats import estimate, reliability, spearman_bootstrap, spearman_columns, target_fields
 
 DELTAS = ("mean", "variance", "w2")
 

@@ -179,13 +179,16 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
     seeds) with the shared draws of `bootstrap_draws`: it recomputes the Spearman on the resampled
     subsets (duplicated subsets are ties, average ranks), averages over the resampled scoring seeds,
     then takes the draw-count-weighted mean over queries. The resampled target is ranked once per
-    replicate. CI: percentiles of the replicates.
+    replicate. When queries and subsets (or seeds) are both resampled, the replicates are shrunk by
+    the crossed-design correction of `_remove_double_count` (the raw ones are kept as
+    raw_replicates). CI: percentiles of the replicates.
 
     The subset models' seeds are nested within subsets, so resampling subsets already carries their
     seed noise (resampling them as well would double count it); scoring seeds are crossed with
     subsets and queries, so they are resampled.
 
-    Returns value, ci_low, ci_high, per_query [Q], per_seed [S], replicates [B] (numpy arrays).
+    Returns value, ci_low, ci_high, per_query [Q], per_seed [S], replicates [B], raw_replicates [B],
+    per_query_replicates [B, Q] (query weights not applied), crossed_scale (numpy arrays / floats).
     """
     pred = np.asarray(pred, dtype=np.float64)
     pred = pred[None] if pred.ndim == 2 else pred
@@ -226,7 +229,7 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
     lo, hi = _percentile_ci(reps, level)
     return {"value": value, "ci_low": lo, "ci_high": hi, "per_query": per_query,
             "per_seed": np.array([np.nanmean(p) if np.isfinite(p).any() else np.nan for p in per_seed_q]),
-            "replicates": reps, "raw_replicates": raw, "crossed_scale": scale}
+            "replicates": reps, "raw_replicates": raw, "per_query_replicates": per_q_all, "crossed_scale": scale}
 
 
 def estimate(boot: dict) -> dict:
@@ -246,12 +249,25 @@ def lds_bootstrap(preds: np.ndarray, target: np.ndarray, n_boot: int = 1000, see
 
 
 def variance_components(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Bootstrap variance of the estimate resampling only queries, only subsets, and all units jointly."""
-    out = {}
-    for name, units in (("var_queries", ("queries",)), ("var_subsets", ("subsets",)), ("var_joint", _UNITS)):
-        out[name] = float(np.nanvar(spearman_bootstrap(pred, actual, n_boot, seed, resample=units)["replicates"]))
-    out["n_subsets"], out["n_queries"] = int(np.shape(actual)[0]), int(np.shape(actual)[1])
-    return out
+    """Parts of the estimate's bootstrap variance, for planning (tda_core.metrics.compare.power).
+
+    var_queries: resampling queries only; var_subsets: resampling subsets only (the part that shrinks
+    as 1/M); var_query_specific: the mean over queries of the per-query subset-bootstrap variance / Q
+    (in both of the former); var_between_queries = var_queries - var_query_specific (the part no
+    number of subsets removes); var_joint: the corrected joint bootstrap (about the sum of the last
+    and var_subsets).
+    """
+    q_only = spearman_bootstrap(pred, actual, n_boot, seed, resample=("queries",))
+    s_only = spearman_bootstrap(pred, actual, n_boot, seed, resample=("subsets",))
+    joint = spearman_bootstrap(pred, actual, n_boot, seed)
+    per_q = s_only["per_query_replicates"]
+    ok = np.isfinite(per_q).all(axis=0)
+    specific = float(np.mean(np.var(per_q[:, ok], axis=0)) / max(int(ok.sum()), 1))
+    v_q = float(np.nanvar(q_only["replicates"]))
+    return {"var_queries": v_q, "var_subsets": float(np.nanvar(s_only["replicates"])),
+            "var_query_specific": specific, "var_between_queries": max(v_q - specific, 0.0),
+            "var_joint": float(np.nanvar(joint["replicates"])),
+            "n_subsets": int(np.shape(actual)[0]), "n_queries": int(np.shape(actual)[1])}
 
 
 # -- reliability and noise ceiling -------------------------------------------------------------------
@@ -311,12 +327,14 @@ def reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: fl
     predictor of the true (infinite-seed) mean reaches against the R'-seed mean target.
 
     Small-signal bias and the choice made here: the square root turns estimation noise around r1 = 0
-    into a clearly positive ceiling (Q = 100, M = 50: SD(r1) ~ 0.014, mean clipped ceiling ~ 0.07 on
+    into a clearly positive ceiling (Q = 100, M = 50: SD(r1) ~ 0.014, mean clipped ceiling ~ 0.075 on
     pure noise). The ceiling is therefore reported as 0, with the note "no reliable signal", when the
     95% bootstrap CI of r1 includes 0 (ci_low <= 0, a one-sided 2.5% test of r1 > 0); its CI is then
-    [0, ceiling(ci_high)]. On pure noise the mean reported ceiling is then ~0.01; a real r1 a few
-    standard errors above 0 is not affected (for r1 within ~2 SE of 0 the ceiling is biased down,
-    which the note flags). With R' < 2 nothing can be estimated: nan with a note.
+    [0, ceiling(ci_high)]. On pure noise the mean reported ceiling is then ~0 (at most 2.5% of
+    benchmarks report a positive one; 0.000 in tests/test_statistics.py); a real r1 a few standard
+    errors above 0 is not affected (r1 = 0.05 with M = Q = 100: ceiling error +0.005). For r1 within
+    ~2 SE of 0 the ceiling is biased down, which the note flags. With R' < 2 nothing can be
+    estimated: nan with a note.
     """
     subset = np.asarray(subset, dtype=np.float64)
     n_sub, n_seeds, n_q = subset.shape
