@@ -6,6 +6,11 @@ AUC and LOO), so replicate b of method A and replicate b of method B are compute
 resampled queries and subsets: the difference A - B per replicate is a paired bootstrap of the
 difference. `compare_methods` turns those into ranks with bootstrap intervals, paired p-values
 against the best method and between all pairs, Holm-corrected.
+
+Caveat: LDS/dLDS replicates carry each method's own crossed-design shrink factor
+(stats._remove_double_count; typically ~0.5-0.7 and similar between methods on one ground truth), so
+a difference's replicates are the paired joint-bootstrap differences shrunk by about that factor,
+not by a factor estimated for the difference itself. Identical methods still differ by exactly 0.
 """
 from __future__ import annotations
 
