@@ -159,7 +159,8 @@ def cmd_loo_evaluate(args):
 
     for res in loo_evaluate(_experiment(args), args.method, args.scores, args.loo, args.out, args.plot):
         if res["status"] == "ok":
-            log.info("%s LOO mean shift: r=%.3f (ceiling %.3f)", res["method"], res["value"], res["ceiling"])
+            log.info("%s LOO mean shift: r=%.3f (split-half reliability %.3f)", res["method"], res["value"],
+                     res["split_half_reliability"])
 
 
 def cmd_diffusion_pictures(args):

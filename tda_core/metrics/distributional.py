@@ -14,15 +14,22 @@ Delta compares the full-data distribution X with the retrained one Y:
     w2         W2(X, Y)             (Wasserstein-2 of the two empirical sample sets)
 
 LDS_Delta(q) = Spearman over j of (predicted Delta, actual Delta); reported as the mean over queries
-with a bootstrap 95% CI, the seed-split noise ceiling, and (for per-seed methods) the fixed-seed
-variant, where seed 0's scores stand in for every seed's model (the classical practice).
+with a 95% CI from the joint query x subset bootstrap (tda_core.metrics.stats.spearman_bootstrap; the
+predicted Delta combines all scoring seeds, so there is no scoring-seed axis to resample) and its
+replicates, paired across methods, and (for per-seed methods) the fixed-seed variant, where seed 0's
+scores stand in for every seed's model (the classical practice), bootstrapped with the same draws.
+Target noise: for Delta = mean the target is the seed mean, as for the LDS, so the single-seed
+reliability and noise ceiling of stats.reliability are reported; for variance and W2 the
+Spearman-Brown step-up does not apply, and the split-half reliability (the Spearman over subsets of
+the actual Delta measured on two disjoint halves of the subset seeds, mean over queries) is reported
+as `split_half_reliability` instead, with no `ceiling`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ArtifactError
-from .stats import bootstrap_ci, per_query_spearman
+from .stats import estimate, reliability, spearman_bootstrap, spearman_columns, target_fields
 
 DELTAS = ("mean", "variance", "w2")
 
@@ -97,36 +104,48 @@ def predicted_influence(delta: str, scores: list[np.ndarray], masks: np.ndarray,
     return influence(delta, full, predicted_samples(scores, masks, full))
 
 
-def lds_delta_per_query(delta: str, scores: list[np.ndarray], groundtruth: dict) -> np.ndarray:
+def delta_pair(delta: str, scores: list[np.ndarray], groundtruth: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted Delta, actual Delta), both [M, Q]."""
     masks, full, subset = groundtruth["masks"], groundtruth["full"], groundtruth["subset"]
-    pred = predicted_influence(delta, scores, masks, full)
-    actual = influence(delta, full, subset)
-    return per_query_spearman(pred, actual)
+    return predicted_influence(delta, scores, masks, full), influence(delta, full, subset)
 
 
-def dlds_ceiling(delta: str, groundtruth: dict) -> float:
-    """Spearman between the actual Delta measured on two disjoint halves of the subset seeds."""
+def lds_delta_per_query(delta: str, scores: list[np.ndarray], groundtruth: dict) -> np.ndarray:
+    return spearman_columns(*delta_pair(delta, scores, groundtruth))
+
+
+def split_half_reliability(delta: str, groundtruth: dict) -> float:
+    """Spearman over subsets between the actual Delta measured on two disjoint halves of the subset
+    seeds (seeds[::2], seeds[1::2]), mean over queries: the reliability of a half-size target."""
     subset, full = groundtruth["subset"], groundtruth["full"]
     halves = subset[:, ::2], subset[:, 1::2]
     if halves[1].shape[1] == 0 or (delta == "variance" and halves[1].shape[1] < 2):
         return float("nan")
-    per_q = per_query_spearman(*(influence(delta, full, h) for h in halves))
+    per_q = spearman_columns(*(influence(delta, full, h) for h in halves))
     return float(np.nanmean(per_q)) if np.isfinite(per_q).any() else float("nan")
 
 
-def evaluate_dlds(delta: str, scores_by_seed: list[np.ndarray], groundtruth: dict) -> dict:
+def target_noise(delta: str, groundtruth: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Reliability and ceiling (Delta = mean, the seed-mean target) or the split-half reliability."""
+    if delta == "mean":
+        return reliability(groundtruth["subset"], n_boot=n_boot, seed=seed)
+    return {"split_half_reliability": split_half_reliability(delta, groundtruth)}
+
+
+def evaluate_dlds(delta: str, scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
+                  seed: int = 0) -> dict:
     scores = scores_per_seed(scores_by_seed)
-    per_query = lds_delta_per_query(delta, scores, groundtruth)
-    value, lo, hi = bootstrap_ci(per_query)
-    result = {"value": value, "ci_low": lo, "ci_high": hi, "ceiling": dlds_ceiling(delta, groundtruth),
-              "delta": delta, "n_score_seeds": len(scores), "n_queries": int(np.isfinite(per_query).sum())}
-    if not np.isfinite(per_query).any():
+    pred, actual = delta_pair(delta, scores, groundtruth)
+    boot = spearman_bootstrap(pred, actual, n_boot=n_boot, seed=seed)
+    noise = target_fields(target_noise(delta, groundtruth, n_boot=n_boot, seed=seed))
+    result = {**estimate(boot), **noise, "delta": delta, "n_score_seeds": len(scores),
+              "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(actual.shape[0])}
+    if not np.isfinite(boot["per_query"]).any():
         result["note"] = ("fixed-seed scores predict no change in variance" if delta == "variance" and len(scores) == 1
                           else "predicted or actual Delta is constant over subsets")
     if len(scores) > 1:  # the classical practice: one seed's scores for every seed's model
-        fixed = lds_delta_per_query(delta, scores[:1], groundtruth)
-        f_val, f_lo, f_hi = bootstrap_ci(fixed)
-        result["variants"] = {"fixed-seed": {"value": f_val, "ci_low": f_lo, "ci_high": f_hi}}
+        fixed_pred = predicted_influence(delta, scores[:1], groundtruth["masks"], groundtruth["full"])
+        result["variants"] = {"fixed-seed": estimate(spearman_bootstrap(fixed_pred, actual, n_boot=n_boot, seed=seed))}
     return result
 
 

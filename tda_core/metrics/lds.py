@@ -1,15 +1,18 @@
 """Linear datamodeling score (DESIGN.md section 3).
 
 LDS(q) = Spearman over subsets j of (sum_{i in S_j} tau[q, i], mean over seeds of f(z_q; A(S_j, seed))).
-Reported: mean over queries, 95% bootstrap CI over queries, and the seed-split noise ceiling.
-For a per-seed method (one score file per full-data seed), the per-query LDS is averaged over seeds.
+Reported: mean over queries (and over scoring seeds for a per-seed method), a 95% CI from the joint
+query x subset x scoring-seed bootstrap with its replicates (paired across methods: the draws depend
+only on the ground truth's shapes and `seed`), and the target's reliability and noise ceiling
+(tda_core.metrics.stats). A per-seed method (one score file per full-data seed) also gets the variant
+"seed-averaged": the LDS of the mean of its seeds' scores (what an ensemble method's file scores).
 A per-seed-samples file [R, Q, N] (d-TDA estimators) is scored by the mean over its seed axis.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .stats import bootstrap_ci, noise_ceiling, per_query_spearman
+from .stats import estimate, lds_bootstrap, reliability, spearman_columns, target_fields
 
 
 def group_predictions(scores: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -18,20 +21,20 @@ def group_predictions(scores: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def lds_per_query(scores: np.ndarray, masks: np.ndarray, subset_measurements: np.ndarray) -> np.ndarray:
-    return per_query_spearman(group_predictions(scores, masks), subset_measurements.mean(axis=1))
+    return spearman_columns(group_predictions(scores, masks), subset_measurements.mean(axis=1))
 
 
-def evaluate_lds(scores_by_seed: list[np.ndarray], groundtruth: dict) -> dict:
+def evaluate_lds(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     masks, measured = groundtruth["masks"], groundtruth["subset"]
     scores_by_seed = [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores_by_seed]
-    per_seed = np.stack([lds_per_query(s, masks, measured) for s in scores_by_seed])
-    per_query = np.nanmean(per_seed, axis=0) if np.isfinite(per_seed).any() else per_seed[0]
-    value, lo, hi = bootstrap_ci(per_query)
-    return {
-        "value": value,
-        "ci_low": lo,
-        "ci_high": hi,
-        "ceiling": noise_ceiling(measured),
-        "per_seed": [float(np.nanmean(p)) for p in per_seed],
-        "n_queries": int(np.isfinite(per_query).sum()),
-    }
+    preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
+    target = measured.mean(axis=1)
+    boot = lds_bootstrap(preds, target, n_boot=n_boot, seed=seed)
+    result = {**estimate(boot), **target_fields(reliability(measured, n_boot=n_boot, seed=seed)),
+              "per_seed": [float(p) for p in boot["per_seed"]],
+              "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(masks.shape[0]),
+              "n_score_seeds": len(scores_by_seed)}
+    if len(scores_by_seed) > 1:  # linear in the scores: the mean of the predictions is the prediction of the mean
+        result["variants"] = {"seed-averaged": estimate(lds_bootstrap(preds.mean(axis=0, keepdims=True), target,
+                                                                      n_boot=n_boot, seed=seed))}
+    return result

@@ -10,9 +10,11 @@ ground-truth dict.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ..errors import ConfigError
 from .distributional import scores_per_seed
+from .stats import estimate
 
 
 def self_influence(scores: np.ndarray, self_index: np.ndarray) -> np.ndarray:
@@ -20,36 +22,48 @@ def self_influence(scores: np.ndarray, self_index: np.ndarray) -> np.ndarray:
     return -scores[np.arange(len(self_index)), self_index]
 
 
-def roc_auc_with_ci(labels: np.ndarray, ranking: np.ndarray, n_boot: int = 500, seed: int = 0):
-    """ROC AUC and its percentile bootstrap 95% CI (examples resampled within each class)."""
-    from sklearn.metrics import roc_auc_score
+def auc_bootstrap(labels: np.ndarray, ranking: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """ROC AUC with its percentile bootstrap 95% CI and replicates (examples resampled within each class).
 
-    value = float(roc_auc_score(labels, ranking))
-    rng = np.random.default_rng(seed)
+    The draws come from fixed generators (np.random.default_rng([seed, 1]) for the corrupted,
+    [seed, 2] for the clean examples) and depend only on the labels, so every method's replicates
+    are computed on the same resampled examples: paired across methods. AUC = Mann-Whitney U / (n+ n-)
+    with average ranks (ties count one half), as sklearn's roc_auc_score.
+    """
+    labels, ranking = np.asarray(labels, dtype=bool), np.asarray(ranking, dtype=np.float64)
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    boots = []
-    for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boots.append(roc_auc_score(labels[idx], ranking[idx]))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return value, float(lo), float(hi)
+
+    def auc(p_idx: np.ndarray, n_idx: np.ndarray) -> np.ndarray:
+        ranks = rankdata(np.concatenate([ranking[p_idx], ranking[n_idx]], axis=-1), axis=-1)
+        n_p, n_n = p_idx.shape[-1], n_idx.shape[-1]
+        return (ranks[..., :n_p].sum(axis=-1) - n_p * (n_p + 1) / 2) / (n_p * n_n)
+
+    p_draw = pos[np.random.default_rng([seed, 1]).integers(0, len(pos), size=(n_boot, len(pos)))]
+    n_draw = neg[np.random.default_rng([seed, 2]).integers(0, len(neg), size=(n_boot, len(neg)))]
+    reps = auc(p_draw, n_draw)
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    return {"value": float(auc(pos, neg)), "ci_low": float(lo), "ci_high": float(hi), "replicates": reps}
 
 
-def evaluate_mislabel_auc(scores_by_seed: list[np.ndarray], groundtruth: dict) -> dict:
+def evaluate_mislabel_auc(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
+                          seed: int = 0) -> dict:
     index = np.asarray(groundtruth["self_index"])
     labels = np.asarray(groundtruth["corrupted"], dtype=bool)[index]
     if labels.all() or not labels.any():
         raise ConfigError("mislabel_auc needs both corrupted and clean training examples: "
                           "set dataset.label_noise in (0, 1) for this experiment")
     per_seed = np.stack([self_influence(s, index) for s in scores_per_seed(scores_by_seed)])
-    value, lo, hi = roc_auc_with_ci(labels, per_seed.mean(axis=0))  # d-TDA: averaged over seeds
-    result = {"value": value, "ci_low": lo, "ci_high": hi, "chance": 0.5,
-              "n_examples": int(len(index)), "n_corrupted": int(labels.sum())}
+    boot = auc_bootstrap(labels, per_seed.mean(axis=0), n_boot=n_boot, seed=seed)  # d-TDA: averaged over seeds
+    result = {**estimate(boot), "chance": 0.5, "n_examples": int(len(index)), "n_corrupted": int(labels.sum())}
     if len(per_seed) > 1:
-        from sklearn.metrics import roc_auc_score
-
-        result["per_seed"] = [float(roc_auc_score(labels, s)) for s in per_seed]
-        f_val, f_lo, f_hi = roc_auc_with_ci(labels, per_seed[0])
-        result["variants"] = {"fixed-seed": {"value": f_val, "ci_low": f_lo, "ci_high": f_hi}}
+        result["per_seed"] = [_auc(labels, s) for s in per_seed]
+        result["variants"] = {"fixed-seed": estimate(auc_bootstrap(labels, per_seed[0], n_boot=n_boot, seed=seed))}
     return result
+
+
+def _auc(labels: np.ndarray, ranking: np.ndarray) -> float:
+    ranks = rankdata(ranking)
+    n_p = int(labels.sum())
+    return float((ranks[labels].sum() - n_p * (n_p + 1) / 2) / (n_p * (len(labels) - n_p)))
+
 

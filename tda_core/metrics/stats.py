@@ -1,38 +1,379 @@
-"""Statistics shared by the metrics: per-query Spearman over subsets, bootstrap CIs, noise ceiling."""
+"""Statistics of one metric estimate: Spearman over subsets, the joint bootstrap, the target's reliability.
+
+Sampling design of an LDS-type estimate (LDS, dLDS): queries q (crossed with everything), random
+subsets S_j (crossed with queries), the subset models' seeds (nested within subsets: each subset has
+its own R' retrainings) and, for per-seed methods, the scoring seeds s (one score array per full-data
+seed, crossed with subsets and queries). The estimate is
+
+    value = mean_q mean_s Spearman_j(pred[s, j, q], target[j, q]),
+
+and its uncertainty comes from every sampled unit that is crossed with the others: queries, subsets
+and scoring seeds are resampled jointly (`spearman_bootstrap`). The subset seeds are not resampled:
+they are nested within subsets, so resampling subsets already carries their noise; resampling them
+again would count it twice.
+
+Draws are a pure function of (shapes, seed), from independent generator streams per unit
+(`bootstrap_draws`), so two methods evaluated on the same ground truth with the same seed see the
+same resampled queries and subsets: their replicates are paired, and differences between methods
+can be bootstrapped replicate by replicate (tda_core.metrics.compare).
+
+The noise ceiling (`reliability`) is the single-seed reliability of the target, stepped up to the
+R'-seed mean by Spearman-Brown and square-rooted (attenuation): about the LDS that a perfect
+predictor of the true mean reaches.
+"""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
+
+LEVEL = 0.95
+_BLOCK = 2_000_000  # elements ranked at once (memory bound of the vectorised bootstrap)
+_UNITS = ("queries", "subsets", "seeds")
 
 
-def per_query_spearman(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Spearman over subsets j, separately for each query: pred, target [M, Q] -> [Q] (nan if constant)."""
-    out = np.full(pred.shape[1], np.nan)
-    for q in range(pred.shape[1]):
-        a, b = pred[:, q], target[:, q]
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            out[q] = spearmanr(a, b).statistic
-    return out
+# -- Spearman over subsets ---------------------------------------------------------------------------
+def _corr(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+    """Pearson correlation along `axis` (nan where either side is constant)."""
+    a = a - a.mean(axis=axis, keepdims=True)
+    b = b - b.mean(axis=axis, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (a * b).sum(axis=axis) / den
+    return np.where(den > 0, out, np.nan)
 
 
-def bootstrap_ci(per_query: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
-    """Mean over queries and its percentile bootstrap CI (queries resampled with replacement)."""
-    vals = per_query[np.isfinite(per_query)]
-    if len(vals) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = vals[rng.integers(0, len(vals), size=(n_boot, len(vals)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(vals.mean()), float(lo), float(hi)
+def spearman_columns(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Spearman over subsets j (axis -2) for each query column: [..., M, Q] x [..., M, Q] -> [..., Q].
 
-
-def noise_ceiling(subset_measurements: np.ndarray) -> float:
-    """Mean over queries of the Spearman between the seed-means of two disjoint halves of the seeds.
-
-    subset_measurements: [M, R, Q]. Needs R >= 2; with R seeds the halves are seeds[::2], seeds[1::2].
+    Ties get average ranks; a constant column (or one with a nan) gives nan.
     """
-    if subset_measurements.shape[1] < 2:
-        return float("nan")
-    a = subset_measurements[:, ::2].mean(axis=1)
-    b = subset_measurements[:, 1::2].mean(axis=1)
-    return float(np.nanmean(per_query_spearman(a, b)))
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    return _corr(rankdata(pred, axis=-2), rankdata(target, axis=-2), axis=-2)
+
+
+per_query_spearman = spearman_columns  # the historical name
+
+
+# -- shared bootstrap draws --------------------------------------------------------------------------
+def _draw(seed: int, stream: int, n: int, n_boot: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros((n_boot, 0), dtype=np.int64)
+    return np.random.default_rng([seed, stream]).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_draws(n_queries: int, n_subsets: int, n_boot: int = 1000, seed: int = 0, n_seeds: int = 1) -> dict:
+    """Resampling indices, a pure function of the arguments: queries [B, Q], subsets [B, M], seeds [B, S].
+
+    Each unit has its own generator stream (np.random.default_rng([seed, 1 | 2 | 3])), so the query
+    and subset draws do not depend on the number of scoring seeds: a per-seed method (S > 1) and a
+    single-array method (S = 1) evaluated with the same seed share them. "seeds" is None when S = 1.
+    """
+    return {"queries": _draw(seed, 1, n_queries, n_boot),
+            "subsets": _draw(seed, 2, n_subsets, n_boot),
+            "seeds": _draw(seed, 3, n_seeds, n_boot) if n_seeds > 1 else None}
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """[B, n]: how often each unit was drawn in each replicate."""
+    b = idx.shape[0]
+    return np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def _weighted_nanmean(x: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    ok = np.isfinite(x)
+    num = np.where(ok, x, 0.0) * w
+    den = (ok * w).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num.sum(axis=axis) / den, np.nan)
+
+
+def _percentile_ci(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    if not np.isfinite(replicates).any():
+        return float("nan"), float("nan")
+    lo, hi = np.nanquantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+# -- ranks of a resampled sample without sorting it -------------------------------------------------
+# A bootstrap sample of subsets is the original subsets j repeated c[b, j] times. Its average ranks
+# follow from the original sort order and the counts (cumulative counts below a tie group, plus half
+# the group), and its Spearman is the count-weighted Pearson of those ranks over the original j. So a
+# column is sorted once, and every replicate costs gathers and a cumulative sum instead of a sort.
+def _rank_plan(x: np.ndarray) -> dict:
+    """Sort order and tie groups of each column of x [M, C], as flat indices into [M * C] (column fastest)."""
+    m, n_col = x.shape
+    order = np.argsort(x, axis=0, kind="stable")
+    xs = np.take_along_axis(x, order, axis=0)
+    pos = np.arange(m)[:, None]
+    differs = xs[1:] != xs[:-1]
+    start = np.maximum.accumulate(np.where(np.vstack([np.ones((1, n_col), bool), differs]), pos, 0), axis=0)
+    end_flag = np.vstack([differs, np.ones((1, n_col), bool)])
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(end_flag, pos, m - 1), axis=0), axis=0), axis=0)
+    inverse = np.argsort(order, axis=0)  # sorted position of original row j
+    col = np.arange(n_col)[None]
+    flat = lambda rows: (rows * n_col + col).ravel()  # noqa: E731
+    start_o, end_o = np.take_along_axis(start, inverse, 0), np.take_along_axis(end, inverse, 0)
+    return {"shape": (m, n_col), "order": flat(order), "ties": bool(differs.size and not differs.all()),
+            "end": flat(end_o), "below": flat(np.maximum(start_o - 1, 0)), "has_below": (start_o > 0).ravel(),
+            "nan": np.isnan(x).any(axis=0)}
+
+
+def _resampled_ranks(plan: dict, counts: np.ndarray) -> np.ndarray:
+    """[b, M, C]: average rank of original subset j in each replicate sample (counts [b, M])."""
+    (m, n_col), b = plan["shape"], counts.shape[0]
+    counts = counts.astype(np.float32)  # counts and ranks are exact in float32 far beyond any M used here
+    sorted_counts = np.take(counts, plan["order"] // n_col, axis=1).reshape(b, m, n_col)
+    cum = np.cumsum(sorted_counts, axis=1).reshape(b, m * n_col)  # cumulative counts in sorted order
+    upto = np.take(cum, plan["end"], axis=1)
+    if plan["ties"]:
+        below = np.take(cum, plan["below"], axis=1) * plan["has_below"]
+    else:
+        below = upto - np.repeat(counts, n_col, axis=1)
+    return (below + (upto - below + 1) / 2).reshape(b, m, n_col)
+
+
+def _wcorr(a: np.ndarray, b: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    """Weighted Pearson along `axis` (w broadcast against a and b; nan where a side has no spread)."""
+    total = w.sum(axis=axis, keepdims=True)
+    a = a - (w * a).sum(axis=axis, keepdims=True) / total
+    b = b - (w * b).sum(axis=axis, keepdims=True) / total
+    va, vb = (w * a * a).sum(axis=axis), (w * b * b).sum(axis=axis)
+    scale = np.maximum(va, vb) * 1e-12
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (w * a * b).sum(axis=axis) / np.sqrt(va * vb)
+    return np.where((va > scale) & (vb > scale), out, np.nan)
+
+
+# -- the joint bootstrap -----------------------------------------------------------------------------
+def _remove_double_count(value: float, per_query: np.ndarray, per_q_b: np.ndarray, reps: np.ndarray) -> tuple:
+    """Shrink joint-bootstrap replicates to the variance of a crossed design (queries x subsets).
+
+    With T_q = theta_q + e_q (e_q: query q's error from the sampled subsets and scoring seeds), the
+    estimate's variance is Var(theta)/Q + Var(mean_q e_q). Resampling queries gives
+    v_q = (Var(theta) + Var(e))/Q, resampling subsets gives v_s = Var(mean_q e_q); the joint bootstrap
+    adds both and so counts the query-specific part Var(e)/Q twice (McCullagh 2000, "Resampling and
+    exchangeable arrays"; conservative: observed ~99.5% coverage for a nominal 95%). The target
+    variance v_q + v_s - Var(e)/Q uses v_q = the variance of the per-query values / Q, v_s and
+    Var(e) = the mean over queries of the replicate variance of T_q, both from the replicates' per-query
+    values (resampled subsets, query weights left out). The replicates are shrunk about their mean by
+    sqrt(target / joint variance) (never widened) and centred on the point estimate.
+    """
+    ok = np.isfinite(per_query) & np.isfinite(per_q_b).all(axis=0)
+    n_q, v_joint = int(ok.sum()), float(np.nanvar(reps))
+    if n_q < 2 or not np.isfinite(v_joint) or v_joint <= 0:
+        return reps, 1.0
+    v_q = float(np.var(per_query[ok])) / n_q
+    v_s = float(np.var(per_q_b[:, ok].mean(axis=1)))
+    v_e = float(np.mean(np.var(per_q_b[:, ok], axis=0)))
+    scale = float(np.sqrt(np.clip((v_q + v_s - v_e / n_q) / v_joint, 0.0, 1.0)))
+    return value + scale * (reps - np.nanmean(reps)), scale
+
+
+def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                       level: float = LEVEL, resample: tuple[str, ...] = _UNITS) -> dict:
+    """Mean over queries (and scoring seeds) of Spearman_j(pred, actual), with a joint bootstrap CI.
+
+    pred: [M, Q] or [S, M, Q] (S scoring seeds, each scored against the same target); actual: [M, Q].
+    value = mean_q mean_s Spearman_j(pred[s, :, q], actual[:, q]) (nan columns left out).
+    Each replicate resamples the units named in `resample` (default all: queries, subsets, scoring
+    seeds) with the shared draws of `bootstrap_draws`: it recomputes the Spearman on the resampled
+    subsets (duplicated subsets are ties, average ranks), averages over the resampled scoring seeds,
+    then takes the draw-count-weighted mean over queries. The resampled target is ranked once per
+    replicate. When queries and subsets (or seeds) are both resampled, the replicates are shrunk by
+    the crossed-design correction of `_remove_double_count` (the raw ones are kept as
+    raw_replicates). CI: percentiles of the replicates.
+
+    The subset models' seeds are nested within subsets, so resampling subsets already carries their
+    seed noise (resampling them as well would double count it); scoring seeds are crossed with
+    subsets and queries, so they are resampled.
+
+    Returns value, ci_low, ci_high, per_query [Q], per_seed [S], replicates [B], raw_replicates [B],
+    per_query_replicates [B, Q] (query weights not applied), crossed_scale (numpy arrays / floats).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    pred = pred[None] if pred.ndim == 2 else pred
+    actual = np.asarray(actual, dtype=np.float64)
+    n_seeds, n_sub, n_q = pred.shape
+    if actual.shape != (n_sub, n_q):
+        raise ValueError(f"pred {pred.shape} and actual {actual.shape} disagree on [subsets, queries]")
+    unknown = set(resample) - set(_UNITS)
+    if unknown:
+        raise ValueError(f"unknown resampling units {sorted(unknown)}; known: {', '.join(_UNITS)}")
+
+    per_seed_q = spearman_columns(pred, actual[None])  # [S, Q]
+    per_query = _weighted_nanmean(per_seed_q, np.ones_like(per_seed_q), axis=0)
+    value = float(np.nanmean(per_query)) if np.isfinite(per_query).any() else float("nan")
+
+    draws = bootstrap_draws(n_q, n_sub, n_boot, seed, n_seeds)
+    w_q = _counts(draws["queries"], n_q) if "queries" in resample else np.ones((n_boot, n_q))
+    sub = draws["subsets"] if "subsets" in resample else np.broadcast_to(np.arange(n_sub), (n_boot, n_sub))
+    w_m = _counts(sub, n_sub)
+    w_s = (_counts(draws["seeds"], n_seeds) if draws["seeds"] is not None and "seeds" in resample
+           else np.ones((n_boot, n_seeds)))
+    plan_actual = _rank_plan(actual)
+    plan_pred = _rank_plan(np.moveaxis(pred, 0, 1).reshape(n_sub, n_seeds * n_q))  # columns (s, q)
+    bad = plan_pred["nan"].reshape(n_seeds, n_q) | plan_actual["nan"][None]
+    reps, per_q_all = np.empty(n_boot), np.empty((n_boot, n_q))
+    chunk = max(1, _BLOCK // ((n_seeds + 1) * n_sub * max(n_q, 1)))
+    for start in range(0, n_boot, chunk):
+        c = slice(start, start + chunk)
+        rank_actual = _resampled_ranks(plan_actual, w_m[c])  # [b, M, Q], once per replicate
+        rank_pred = _resampled_ranks(plan_pred, w_m[c]).reshape(-1, n_sub, n_seeds, n_q)  # [b, M, S, Q]
+        rho = _wcorr(rank_pred, rank_actual[:, :, None], w_m[c][:, :, None, None], axis=1)  # [b, S, Q]
+        rho = np.where(bad[None], np.nan, rho)
+        per_q_all[c] = _weighted_nanmean(rho, w_s[c][:, :, None], axis=1)  # [b, Q]
+        reps[c] = _weighted_nanmean(per_q_all[c], w_q[c], axis=1)
+    raw, scale = reps, 1.0
+    if "queries" in resample and len(set(resample) - {"queries"}) > 0 and np.isfinite(value):
+        reps, scale = _remove_double_count(value, per_query, per_q_all, raw)
+    lo, hi = _percentile_ci(reps, level)
+    return {"value": value, "ci_low": lo, "ci_high": hi, "per_query": per_query,
+            "per_seed": np.array([np.nanmean(p) if np.isfinite(p).any() else np.nan for p in per_seed_q]),
+            "replicates": reps, "raw_replicates": raw, "per_query_replicates": per_q_all, "crossed_scale": scale}
+
+
+def estimate(boot: dict) -> dict:
+    """The JSON part of a bootstrap result: value, CI and the replicates as a list of floats."""
+    return {"value": boot["value"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
+            "replicates": [float(x) for x in boot["replicates"]]}
+
+
+def lds_bootstrap(preds: np.ndarray, target: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                  level: float = LEVEL) -> dict:
+    """LDS with its joint (queries x subsets x scoring seeds) bootstrap: preds [S, M, Q], target [M, Q].
+
+    See `spearman_bootstrap` (same computation); the subset seeds are nested in the subsets and are
+    therefore not resampled separately.
+    """
+    return spearman_bootstrap(preds, target, n_boot=n_boot, seed=seed, level=level)
+
+
+def variance_components(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Parts of the estimate's bootstrap variance, for planning (tda_core.metrics.compare.power).
+
+    var_queries: resampling queries only; var_subsets: resampling subsets only (the part that shrinks
+    as 1/M); var_query_specific: the mean over queries of the per-query subset-bootstrap variance / Q
+    (in both of the former); var_between_queries = var_queries - var_query_specific (the part no
+    number of subsets removes); var_joint: the corrected joint bootstrap (about the sum of the last
+    and var_subsets).
+    """
+    q_only = spearman_bootstrap(pred, actual, n_boot, seed, resample=("queries",))
+    s_only = spearman_bootstrap(pred, actual, n_boot, seed, resample=("subsets",))
+    joint = spearman_bootstrap(pred, actual, n_boot, seed)
+    per_q = s_only["per_query_replicates"]
+    ok = np.isfinite(per_q).all(axis=0)
+    specific = float(np.mean(np.var(per_q[:, ok], axis=0)) / max(int(ok.sum()), 1))
+    v_q = float(np.nanvar(q_only["replicates"]))
+    return {"var_queries": v_q, "var_subsets": float(np.nanvar(s_only["replicates"])),
+            "var_query_specific": specific, "var_between_queries": max(v_q - specific, 0.0),
+            "var_joint": float(np.nanvar(joint["replicates"])),
+            "n_subsets": int(np.shape(actual)[0]), "n_queries": int(np.shape(actual)[1])}
+
+
+# -- reliability and noise ceiling -------------------------------------------------------------------
+def ceiling_from_reliability(r1, n_target_seeds):
+    """sqrt(n r1 / (1 + (n - 1) r1)): Spearman-Brown step-up of the single-seed reliability r1 to the
+    n-seed mean target, then the attenuation square root (r1 clipped to [0, 1])."""
+    r = np.clip(np.asarray(r1, dtype=np.float64), 0.0, 1.0)
+    n = np.asarray(n_target_seeds, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.sqrt(np.where(r > 0, n * r / (1 + (n - 1) * r), 0.0))
+    return float(out) if out.ndim == 0 else out
+
+
+def reliability_from_ceiling(ceiling, n_target_seeds):
+    """Inverse of `ceiling_from_reliability` in r1: the single-seed reliability that gives `ceiling`."""
+    sb = np.asarray(ceiling, dtype=np.float64) ** 2
+    out = sb / (n_target_seeds - (n_target_seeds - 1) * sb)
+    return float(out) if out.ndim == 0 else out
+
+
+def seeds_for_ceiling(r1, ceiling):
+    """Inverse of `ceiling_from_reliability` in n (planning): seeds per subset for which the R'-seed mean
+    target reaches `ceiling`, n = c^2 (1 - r1) / (r1 (1 - c^2)) (not rounded; inf if r1 <= 0)."""
+    sb = float(ceiling) ** 2
+    r1 = float(r1)
+    if r1 <= 0:
+        return float("inf")
+    if sb >= 1:
+        return float("inf") if r1 < 1 else 1.0
+    return sb * (1 - r1) / (r1 * (1 - sb))
+
+
+def _pair_reliability(ranks: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean over seed pairs a < b of the w-weighted correlation over subsets: ranks [b, M, R, Q], w [b, M] -> [b, Q]."""
+    ww = w[:, :, None, None]
+    c = ranks - (ww * ranks).sum(axis=1, keepdims=True) / ww.sum(axis=1, keepdims=True)
+    c = c * np.sqrt(ww)
+    norm = np.sqrt((c * c).sum(axis=1))  # [b, R, Q]
+    gram = np.einsum("bmrq,bmsq->brsq", c, c)
+    ok = norm > 1e-9 * norm.max(initial=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = gram / (norm[:, :, None] * norm[:, None])
+    corr = np.where(ok[:, :, None] & ok[:, None], corr, np.nan)
+    i, j = np.triu_indices(ranks.shape[2], k=1)
+    pairs = corr[:, i, j]  # [b, P, Q]
+    return _weighted_nanmean(pairs, np.ones_like(pairs), axis=1)
+
+
+def reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = LEVEL) -> dict:
+    """Single-seed reliability of the subset measurements and the noise ceiling of the R'-seed mean target.
+
+    subset: [M, R', Q]. r1 = mean over seed pairs a < b and queries of Spearman_j(f_a[:, q], f_b[:, q]),
+    reported clipped at 0 (its CI is not clipped); CI from the joint query x subset bootstrap with the
+    shared draws of `bootstrap_draws` (the seeds of a subset go with it), with the crossed-design
+    correction of `_remove_double_count`.
+    ceiling = ceiling_from_reliability(r1, R') = sqrt(R' r1 / (1 + (R' - 1) r1)): about the LDS a perfect
+    predictor of the true (infinite-seed) mean reaches against the R'-seed mean target.
+
+    Small-signal bias and the choice made here: the square root turns estimation noise around r1 = 0
+    into a clearly positive ceiling (Q = 100, M = 50: SD(r1) ~ 0.014, mean clipped ceiling ~ 0.075 on
+    pure noise). The ceiling is therefore reported as 0, with the note "no reliable signal", when the
+    95% bootstrap CI of r1 includes 0 (ci_low <= 0, a one-sided 2.5% test of r1 > 0); its CI is then
+    [0, ceiling(ci_high)]. On pure noise the mean reported ceiling is then ~0 (at most 2.5% of
+    benchmarks report a positive one; 0.000 in tests/test_statistics.py); a real r1 a few standard
+    errors above 0 is not affected (r1 = 0.05 with M = Q = 100: ceiling error +0.005). For r1 within
+    ~2 SE of 0 the ceiling is biased down, which the note flags. With R' < 2 nothing can be
+    estimated: nan with a note.
+    """
+    subset = np.asarray(subset, dtype=np.float64)
+    n_sub, n_seeds, n_q = subset.shape
+    out = {"target_seeds": int(n_seeds)}
+    keys = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low", "ceiling_ci_high")
+    if n_seeds < 2:
+        return {**out, **dict.fromkeys(keys, float("nan")),
+                "note": "reliability needs at least 2 seeds per subset"}
+    per_q = _pair_reliability(rankdata(subset, axis=0)[None], np.ones((1, n_sub)))[0]
+    r1 = float(np.nanmean(per_q)) if np.isfinite(per_q).any() else float("nan")
+    draws = bootstrap_draws(n_q, n_sub, n_boot, seed)
+    w_q = _counts(draws["queries"], n_q)
+    w_m = _counts(draws["subsets"], n_sub)
+    plan = _rank_plan(subset.reshape(n_sub, n_seeds * n_q))
+    reps, per_q_all = np.empty(n_boot), np.empty((n_boot, n_q))
+    chunk = max(1, _BLOCK // (3 * subset.size))
+    for start in range(0, n_boot, chunk):
+        c = slice(start, start + chunk)
+        ranks = _resampled_ranks(plan, w_m[c]).reshape(-1, n_sub, n_seeds, n_q)
+        per_q_all[c] = _pair_reliability(ranks, w_m[c])  # [b, Q]
+        reps[c] = _weighted_nanmean(per_q_all[c], w_q[c], axis=1)
+    if np.isfinite(r1):
+        reps, _ = _remove_double_count(r1, per_q, per_q_all, reps)
+    lo, hi = _percentile_ci(reps, level)
+    out.update(reliability=max(r1, 0.0) if np.isfinite(r1) else r1, reliability_ci_low=lo, reliability_ci_high=hi)
+    if not np.isfinite(r1):
+        return {**out, **dict.fromkeys(keys[3:], float("nan")), "note": "subset measurements are constant"}
+    if not lo > 0:
+        return {**out, "ceiling": 0.0, "ceiling_ci_low": 0.0,
+                "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds) if np.isfinite(hi) else float("nan"),
+                "note": f"no reliable signal: the {level:.0%} CI of the single-seed reliability includes 0"}
+    return {**out, "ceiling": ceiling_from_reliability(r1, n_seeds),
+            "ceiling_ci_low": ceiling_from_reliability(lo, n_seeds),
+            "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds)}
+
+
+def target_fields(rel: dict) -> dict:
+    """`reliability`'s result for a metric result dict: its note becomes `target_note`."""
+    rel = dict(rel)
+    if "note" in rel:
+        rel["target_note"] = rel.pop("note")
+    return rel
