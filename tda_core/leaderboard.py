@@ -69,7 +69,11 @@ def load_bundles(metric_paths: list) -> list[dict]:
     out = []
     for p in metric_paths:
         blob = io.read_json(p)
-        out.append(blob if "results" in blob else {"experiment": blob.get("experiment"), "results": [blob]})
+        if "results" not in blob:  # one result of `tda_core.stages.evaluate.evaluate`: its variants as rows
+            head = {k: v for k, v in blob.items() if k != "variants"}
+            rows = [head] + [{**head, **v, "variant": name} for name, v in (blob.get("variants") or {}).items()]
+            blob = {"experiment": blob.get("experiment"), "results": rows}
+        out.append(blob)
     return out
 
 
@@ -249,11 +253,10 @@ def loo_table(bundles: list[dict]) -> pd.DataFrame | None:
     for b in bundles:
         for r in b["results"]:
             if r.get("metric") == "loo_shift" and r.get("status") == "ok" and r.get("experiment") not in rows:
-                rows[r["experiment"]] = {"points": len(r["points"]), "seeds": r["n_seeds"],
-                                         "resolved at 2 SE": round(r["resolved_fraction"], 3),
-                                         "seeds needed (median)": round(r["seeds_needed_median"], 1),
-                                         "split-half reliability (r)": round(r.get("split_half_reliability",
-                                                                                   float("nan")), 3)}
+                rows[r["experiment"]] = {"points": str(len(r["points"])), "seeds": str(r["n_seeds"]),
+                                         "resolved at 2 SE": _num(r["resolved_fraction"]),
+                                         "seeds needed (median)": _num(r["seeds_needed_median"], 1),
+                                         "split-half reliability (r)": _num(r.get("split_half_reliability"))}
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
@@ -384,7 +387,7 @@ def _markdown(page) -> str:
             md += [text, ""]
         if table is not None:
             t = _flat_columns(table)
-            md += [t.to_markdown(index=not isinstance(t.index, pd.RangeIndex)), ""]
+            md += [t.to_markdown(index=not isinstance(t.index, pd.RangeIndex), disable_numparse=True), ""]
     return "\n".join(md)
 
 

@@ -24,7 +24,7 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
                 value=float("nan"), ci_low=float("nan"), ci_high=float("nan")),
         _metric(tmp_path / "loo.json", experiment="e", method="tracin", metric="loo_shift", status="ok", value=0.2,
                 ci_low=-0.1, ci_high=0.4, points=[1, 2, 3, 4], n_seeds=64, resolved_fraction=0.045,
-                seeds_needed_median=400.48),
+                seeds_needed_median=400.48, split_half_reliability=0.5),
     ]
     rows = [
         {"experiment": "e", "method": "full data", "variant": "baseline", "p": 0.0, "status": "ok",
@@ -40,16 +40,20 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
     out = tmp_path / "lb"
     df = write_all(m, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", [tmp_path / "pruning.png"],
                    [tmp_path / "summary.json"])
-    assert set(df.method) == {"tracin", "tracin (fixed-seed)", "if_exact", "grad_dot"}
+    assert set(zip(df.method, df.variant)) == {("tracin", ""), ("tracin", "fixed-seed"), ("if_exact", ""),
+                                               ("grad_dot", "")}
     loo_rows = [" ".join(line.split()) for line in (out / "l.md").read_text().splitlines()]
-    assert "| e | 4 | 64 | 0.045 | 400.5 | 0.5 |" in loo_rows  # the LOO rule of thumb: seeds needed
+    assert "| e | 4 | 64 | 0.045 | 400.5 | 0.500 |" in loo_rows  # the LOO rule of thumb: seeds needed
     md = (out / "l.md").read_text()
-    assert "| tracin (fixed-seed) | 0.420 [0.300, 0.500]" in md
-    assert "| if_exact" in md and "failed" in md.split("## dlds_w2")[1].split("##")[0]
-    assert "n/a" in md.split("## dlds_variance")[1].split("##")[0]
+    w2 = md.split("## dlds_w2\n")[1].split("\n## ")[0]
+    assert [" ".join(line.split()) for line in w2.splitlines() if "fixed-seed" in line][0].startswith(
+        "| | tracin | fixed-seed | | 0.420 [0.300, 0.500]")
+    assert "| if_exact" in w2 and "failed" in w2
+    assert w2.index("| tracin") < w2.index("| if_exact")  # failed rows last
+    assert "n/a" in md.split("## dlds_variance\n")[1].split("\n## ")[0]
     acc = md.split("## pruning: test accuracy")[1].split("##")[0]
     assert "0.9100 ± 0.0050" in acc and "0.8800 ± 0.0100" in acc and "trak (dtda)" in acc and "failed" in acc
-    assert "## classic vs distributional LDS" in md
+    assert "## Classic vs distributional LDS" in md
     page = (out / "l.html").read_text()
     assert base64.b64encode((tmp_path / "pruning.png").read_bytes()).decode()[:200] in page
     assert "pruning: test loss" in page

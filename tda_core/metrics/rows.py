@@ -53,10 +53,11 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)
         return {MAIN: (*main, [np.asarray(scores[0])])}
-    distributional = metric.startswith("dlds")
     if metric == "lds" and structure == "per_seed":
         main = ("per-seed", 1, seeds)
-    elif distributional:
+    elif metric == "dlds_mean":  # the predicted mean shift is the shift of the seed-averaged scores
+        main = ("per-seed", n_models, mean)
+    elif metric.startswith("dlds"):
         main = ("per-seed", n_models, seeds)
     else:  # lds of a samples file, mislabel AUC, LOO shifts: the seeds' scores averaged
         main = ("seed-averaged", n_models, mean)
