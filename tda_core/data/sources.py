@@ -130,6 +130,10 @@ def _torchvision(name: str, data_dir: str, download: bool) -> tuple[Pool, Pool]:
     root = Path(data_dir)
     if not download and not root.is_dir():
         raise ConfigError(f"data_dir '{root}' does not exist (dataset {name}); set data_dir, or download: true")
+    if name in ("mnist", "fashionmnist"):
+        pools = _idx_pools(root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw")
+        if pools is not None:
+            return pools
     cls = {
         "mnist": torchvision.datasets.MNIST,
         "fashionmnist": torchvision.datasets.FashionMNIST,
@@ -141,6 +145,45 @@ def _torchvision(name: str, data_dir: str, download: bool) -> tuple[Pool, Pool]:
     except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
         raise ConfigError(f"dataset {name} not found under data_dir '{root}': {e}") from None
     return _to_pool(train), _to_pool(test)
+
+
+_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_pools(raw: Path) -> tuple[Pool, Pool] | None:
+    """(Fashion)MNIST from {raw}/{stem} or {stem}.gz, read directly: torchvision reads only the
+    uncompressed files and, given download=True, re-downloads whatever fails its md5 check. None if a
+    file is missing (then torchvision's loader, and its download, take over)."""
+    found = {}
+    for stem in (*_IDX["train"], *_IDX["test"]):
+        found[stem] = next((p for p in (raw / stem, raw / f"{stem}.gz") if p.is_file()), None)
+    if not all(found.values()):
+        return None
+    pools = []
+    for split in ("train", "test"):
+        images, labels = (_read_idx(found[stem]) for stem in _IDX[split])
+        if len(images) != len(labels):
+            raise ConfigError(f"{found[_IDX[split][0]]}: {len(images)} images but {len(labels)} labels")
+        x = images.astype(np.float32) / 255.0 * 2.0 - 1.0
+        pools.append((np.ascontiguousarray(x[:, None]), labels.astype(np.int64)))
+    return pools[0], pools[1]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ConfigError(f"{path}: not an idx file (bad magic number)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ConfigError(f"{path}: header says {list(dims)} but holds {data.size} values")
+    return data.reshape(dims)
 
 
 def _to_pool(ds) -> Pool:
