@@ -137,6 +137,8 @@ def resolve_experiment(config: dict, name: str) -> dict:
 
 def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
+    if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
+        payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "path"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
