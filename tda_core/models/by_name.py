@@ -24,7 +24,7 @@ def build_timm(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=n_out, in_chans=in_shape[0],
                                   **(cfg.get("kwargs") or {}))
-    except (TypeError, ValueError, RuntimeError, AssertionError) as e:
+    except Exception as e:  # noqa: BLE001 - a bad argument surfaces as any exception type
         raise ConfigError(f"timm model {arch} with kwargs {cfg.get('kwargs') or {}}: {_first_line(e)}") from None
     return _no_fused_attention(model)
 
@@ -37,7 +37,7 @@ def build_torchvision(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Mo
         raise ConfigError(f"model torchvision needs model.arch naming a torchvision model, got {arch!r}")
     try:
         return torchvision.models.get_model(arch, weights=None, num_classes=n_out, **(cfg.get("kwargs") or {}))
-    except (TypeError, ValueError, RuntimeError, AssertionError) as e:
+    except Exception as e:  # noqa: BLE001 - a bad argument surfaces as any exception type
         raise ConfigError(f"torchvision model {arch} with kwargs {cfg.get('kwargs') or {}}: {_first_line(e)}") from None
 
 
