@@ -246,3 +246,20 @@ def test_regression_if_ekfac_lds_beats_random_on_diabetes(tmp_path):
         lds[m] = float(np.mean([spearmanr(predicted[:, q], actual[:, q])[0] for q in range(tau.shape[0])]))
     print("regression LDS", lds)
     assert lds["if_ekfac"] >= 0.3 and abs(lds["random"]) < 0.2, lds
+
+
+def test_regression_expected_fisher_is_the_ggn_and_sampled_approaches_it(tmp_path):
+    """For a linear model f = W x + b the GGN of 0.5 (f - y)^2 is mean_n a_n a_n^T (a = [x, 1]),
+    computed here directly; the expected Fisher equals it, the sampled one is close."""
+    from tda_core.curvature import fit_curvature
+
+    exp = _exp(tmp_path, {"name": "sklearn", "loader": "load_diabetes", "n_train": 200, "n_val": 10, "n_query": 5,
+                          "standardize": True}, kind="regression", model={"name": "mlp", "hidden": []})
+    model, x = exp.build_model(0), exp.splits.train_x
+    params = dict(model.named_parameters())
+    a = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+    ggn = a.T @ a / len(x)
+    for fisher, n, tol in (("expected", 1, 1e-6), ("sampled", 400, 0.1)):
+        dense = fit_curvature(model, params, exp.task, x, kind="ekfac", fisher=fisher, n_samples=n).dense()
+        err = float((dense - ggn).norm() / ggn.norm())
+        assert err < tol, (fisher, err)
