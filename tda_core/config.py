@@ -126,11 +126,10 @@ def resolve_experiment(config: dict, name: str) -> dict:
     for key in ("results_dir", "data_dir", "download", "device", "precision", "threads", "tracking"):
         exp[key] = copy.deepcopy(config[key])
     exp["name"] = name
-    from .data.sources import data_fingerprint
+    if exp["dataset"]["name"] in ("npz", "image_folder", "hf_disk"):  # (importing tda_core.data imports torch)
+        from .data.sources import data_fingerprint
 
-    sha = data_fingerprint(exp["dataset"], exp["data_dir"])  # user data files: their content enters the hash
-    if sha is not None:
-        exp["data_sha256"] = sha
+        exp["data_sha256"] = data_fingerprint(exp["dataset"], exp["data_dir"])  # the content enters the hash
     exp["config_hash"] = config_hash(exp)
     return exp
 
