@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,16 @@ def validate_config(config: dict) -> dict:
     return config
 
 
+# Experiment and method names become folder and file names under results_dir.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_safe_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{what} name {name!r} is not safe as a file name: use letters, digits, '_', '.', '-' "
+                          "(not starting with '.', no '..')")
+
+
 def _describe(err) -> str:
     where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
     return f"config error at {where}: {err.message}"
@@ -51,6 +62,10 @@ def _check_names(config: dict) -> None:
     from .methods.registry import known_methods
     from .metrics.registry import known_metrics
 
+    for name, exp in config["experiments"].items():
+        check_safe_name(name, "experiment")
+        for m in [*exp["methods"], *exp.get("method_options", {}), *exp.get("pruning", {}).get("methods", [])]:
+            check_safe_name(m, f"experiment '{name}': method")
     run = config.get("run_experiments")
     for name in run or []:
         if name not in config["experiments"]:
@@ -73,6 +88,14 @@ def _check_names(config: dict) -> None:
 
 def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
     """The evaluation blocks (pruning, mislabel_auc) ask for things the experiment must have."""
+    if exp.get("kind") == "regression":
+        ds = exp["dataset"]
+        for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
+                         (ds.get("label_noise", 0) > 0, "dataset.label_noise"), (bool(ds.get("classes")), "dataset.classes"),
+                         (exp.get("measurement") not in ("loss", "prediction"), f"measurement {exp.get('measurement')}")):
+            if bad:
+                raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
+                                  "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
     if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
         raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
     if "pruning" in exp:
@@ -104,12 +127,18 @@ def resolve_experiment(config: dict, name: str) -> dict:
     for key in ("results_dir", "data_dir", "download", "device", "precision", "threads", "tracking"):
         exp[key] = copy.deepcopy(config[key])
     exp["name"] = name
+    if exp["dataset"]["name"] in ("npz", "image_folder", "hf_disk"):  # (importing tda_core.data imports torch)
+        from .data.sources import data_fingerprint
+
+        exp["data_sha256"] = data_fingerprint(exp["dataset"], exp["data_dir"])  # the content enters the hash
     exp["config_hash"] = config_hash(exp)
     return exp
 
 
 def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
+    if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
+        payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "path"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

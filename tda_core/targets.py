@@ -50,7 +50,7 @@ def target_view(exp, target: str, max_self: int | None = DEFAULT_SELF_EXAMPLES):
     if target == "query":
         return exp
     cfg = copy.deepcopy(exp.cfg)
-    if cfg.get("kind", "classification") == "classification":
+    if cfg.get("kind", "classification") != "diffusion":
         cfg["measurement"] = "loss"  # diffusion's measurement is already its (denoising) loss
     view = Experiment(cfg)
     s = exp.splits

@@ -50,6 +50,54 @@ class ClassificationTask:
         return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(x.device)
 
 
+class RegressionTask:
+    """Squared error with the Gaussian likelihood's scaling: loss = 0.5 ||f(x) - y||^2 (the negative
+    log-likelihood of y ~ N(f(x), I) up to a constant), so the GGN has the identity as output Hessian
+    and the true Fisher samples y ~ N(f, I). Outputs [B, k]; y [B] (k = 1) or [B, k]."""
+
+    def __init__(self, measurement: str = "loss"):
+        if measurement not in ("loss", "prediction"):
+            raise ConfigError(f"measurement '{measurement}' does not apply to regression (use loss or prediction)")
+        self.measurement = measurement
+
+    def sample_aux(self, n: int, generator: torch.Generator):
+        return None
+
+    def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
+        out = call(x)
+        return 0.5 * (out - y.reshape(out.shape).to(out.dtype)).pow(2).flatten(1).sum(-1)
+
+    def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
+        return self.loss(call, x, y)
+
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def measure(self, call: Call, x, y) -> torch.Tensor:
+        if self.measurement == "loss":
+            return self.loss(call, x, y)
+        return call(x).flatten(1).sum(-1)  # the prediction (summed over outputs if k > 1)
+
+    def sample_fisher_targets(self, call: Call, x, generator: torch.Generator) -> torch.Tensor:
+        """y ~ N(f(x), I): the model's predictive distribution (true-Fisher curvature)."""
+        out = call(x).detach()
+        noise = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
+        return out + noise
+
+    def expected_fisher_rows(self, call: Call, x, chunk_size: int = 256):
+        """(inputs, targets, weights) whose weighted losses give exactly the GGN J^T J: for k outputs,
+        2k rows per example with targets f -/+ sqrt(k) e_j and weight 1/(2k) (sum w s s^T = I)."""
+        with torch.no_grad():
+            out = torch.cat([call(x[s : s + chunk_size]) for s in range(0, len(x), chunk_size)])
+        flat = out.flatten(1)
+        k = flat.shape[1]
+        eye = torch.eye(k, dtype=flat.dtype, device=flat.device) * k**0.5
+        shifts = torch.cat([eye, -eye])  # [2k, k]
+        targets = (flat[None] + shifts[:, None]).reshape(2 * k * len(x), *out.shape[1:])
+        xs = x.repeat(2 * k, *([1] * (x.ndim - 1)))
+        return xs, targets, torch.full((len(xs),), 1.0 / (2 * k), dtype=torch.float64, device=x.device)
+
+
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Logit of the true class minus log-sum-exp of the others (= log p / (1 - p))."""
     true = logits.gather(-1, y[..., None]).squeeze(-1)
@@ -63,4 +111,6 @@ def build_task(exp: dict):
         from .diffusion import DiffusionTask
 
         return DiffusionTask(exp)
+    if exp.get("kind") == "regression":
+        return RegressionTask(exp.get("measurement", "loss"))
     return ClassificationTask(exp.get("measurement", "margin"))

@@ -37,9 +37,10 @@ def fisher_rows(task, model, params, x, fisher: str, n_samples: int, generator, 
     """(inputs, targets, weights) whose weighted per-row losses define the Fisher of the mean loss.
 
     sampled:  each example repeated n_samples times, targets drawn from the model, weight 1/n_samples
-    expected: classification only: each example once per class c, weight p_c (the exact
+    expected: classification: each example once per class c, weight p_c (the exact
               expectation over the model's predictive distribution, i.e. the GGN, without Monte-Carlo
-              noise; costs as much as n_samples = number of classes)
+              noise; costs as much as n_samples = number of classes); regression: 2k rows per
+              example (RegressionTask.expected_fisher_rows), the GGN with identity output Hessian
     """
     if fisher == "sampled":
         xs = x.repeat(n_samples, *([1] * (x.ndim - 1)))
@@ -47,9 +48,11 @@ def fisher_rows(task, model, params, x, fisher: str, n_samples: int, generator, 
         return xs, t, torch.full((len(xs),), 1.0 / n_samples, dtype=torch.float64, device=x.device)
     if fisher != "expected":
         raise TdaError(f"unknown fisher '{fisher}' (sampled or expected)")
-    if not isinstance(task, ClassificationTask):
-        raise TdaError("fisher='expected' needs a classification task; use fisher='sampled'")
     call = _caller(model, params, x.device)
+    if hasattr(task, "expected_fisher_rows"):  # regression: the GGN with identity output Hessian
+        return task.expected_fisher_rows(call, x, chunk_size)
+    if not isinstance(task, ClassificationTask):
+        raise TdaError("fisher='expected' needs a classification or regression task; use fisher='sampled'")
     with torch.no_grad():
         probs = torch.cat([torch.softmax(call(x[s : s + chunk_size]), -1) for s in range(0, len(x), chunk_size)])
     n_classes = probs.shape[1]

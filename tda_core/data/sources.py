@@ -1,10 +1,16 @@
-"""Raw image sources: the embedded scikit-learn digits, and torchvision datasets from data_dir.
+"""Raw data sources: the embedded scikit-learn digits, torchvision datasets under data_dir, and
+user data by config (npz arrays, scikit-learn's bundled loaders, an ImageFolder tree, a Hugging
+Face `datasets` folder written by save_to_disk). See docs/data.md.
 
-Every source returns (train_pool, heldout_pool), each a pair (images float32 [n, C, H, W] in
-[-1, 1], labels int64 [n]). Held-out pools feed validation, query and test splits.
+Every source returns (train_pool, heldout_pool or None), each a pair (x float32 [n, ...], y [n] or
+[n, k]): images as [n, C, H, W] in [-1, 1], tabular data as [n, d]; y as read (integer class
+labels or float regression targets; load_splits casts it by `kind`). Held-out pools feed
+validation, query and test splits; with None, all four splits are carved out of the train pool.
+Non-finite values are rejected with one line naming the file and the first bad row.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +19,92 @@ from ..errors import ConfigError
 
 Pool = tuple[np.ndarray, np.ndarray]
 
+TORCHVISION = ("mnist", "fashionmnist", "cifar10")
+FILE_SOURCES = ("npz", "image_folder", "hf_disk")  # datasets read from dataset.path
+# scikit-learn loaders whose data ships inside the package (no download)
+SKLEARN_LOADERS = ("load_iris", "load_wine", "load_breast_cancer", "load_diabetes", "load_digits", "load_linnerud")
 
-def load_source(name: str, data_dir: str, download: bool) -> tuple[Pool, Pool | None]:
+
+def load_source(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool | None]:
+    name = ds["name"]
     if name == "digits":
-        return _digits(), None
-    return _torchvision(name, data_dir, download)
+        pools = _digits(), None
+    elif name in TORCHVISION:
+        pools = _torchvision(name, data_dir, download)
+    elif name == "sklearn":
+        pools = _sklearn(ds.get("loader")), None
+    elif name == "npz":
+        pools = _npz(data_path(ds, data_dir))
+    elif name == "image_folder":
+        pools = _image_folder(data_path(ds, data_dir), ds), None
+    elif name == "hf_disk":
+        pools = _hf_disk(data_path(ds, data_dir), ds)
+    else:
+        raise ConfigError(f"unknown dataset '{name}'")
+    origin = source_origin(ds, data_dir)
+    check_finite(pools[0], origin, "train" if pools[1] is not None else None)
+    if pools[1] is not None:
+        check_finite(pools[1], origin, "held-out")
+    return pools
 
 
+def source_origin(ds: dict, data_dir: str) -> str:
+    """What to name in error messages: the file or folder, the loader, or the torchvision root."""
+    if ds["name"] in FILE_SOURCES:
+        return str(data_path(ds, data_dir))
+    if ds["name"] == "sklearn":
+        return f"sklearn.datasets.{ds.get('loader')}"
+    if ds["name"] in TORCHVISION:
+        return f"{ds['name']} under {data_dir}"
+    return ds["name"]
+
+
+def check_finite(pool: Pool, origin: str, part: str | None = None) -> None:
+    for what, a in (("x", pool[0]), ("y", pool[1])):
+        if np.issubdtype(a.dtype, np.floating):
+            bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+            if bad.any():
+                where = f" ({part} part)" if part else ""
+                raise ConfigError(f"{origin}{where}: non-finite value in {what} at row {int(np.argmax(bad))} "
+                                  f"({int(bad.sum())} bad rows)")
+
+
+# -- paths and content hashes ------------------------------------------------------------------
+def data_path(ds: dict, data_dir: str) -> Path:
+    """dataset.path, absolute or relative to data_dir."""
+    if not ds.get("path"):
+        raise ConfigError(f"dataset '{ds['name']}' needs dataset.path")
+    p = Path(ds["path"]).expanduser()
+    p = p if p.is_absolute() else Path(data_dir) / p
+    if not p.exists():
+        raise ConfigError(f"dataset {ds['name']}: {p} does not exist")
+    return p
+
+
+_HASHES: dict = {}
+
+
+def data_fingerprint(ds: dict, data_dir: str) -> str | None:
+    """sha256 of the dataset file (or of every file of the folder, with their relative paths), or
+    None for built-in datasets. Cached per path within a process (keyed by sizes and mtimes too)."""
+    if ds.get("name") not in FILE_SOURCES:
+        return None
+    p = data_path(ds, data_dir).resolve()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    key = (str(p), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        for f in files:
+            if p.is_dir():
+                h.update(str(f.relative_to(p)).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+# -- built-in sources --------------------------------------------------------------------------
 def _digits() -> Pool:
     """The digits CSV that ships inside scikit-learn (no download). Read directly, because
     importing sklearn.datasets (with scipy) costs seconds in every short workflow job."""
@@ -45,6 +130,10 @@ def _torchvision(name: str, data_dir: str, download: bool) -> tuple[Pool, Pool]:
     root = Path(data_dir)
     if not download and not root.is_dir():
         raise ConfigError(f"data_dir '{root}' does not exist (dataset {name}); set data_dir, or download: true")
+    if name in ("mnist", "fashionmnist"):
+        pools = _idx_pools(root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw")
+        if pools is not None:
+            return pools
     cls = {
         "mnist": torchvision.datasets.MNIST,
         "fashionmnist": torchvision.datasets.FashionMNIST,
@@ -58,6 +147,45 @@ def _torchvision(name: str, data_dir: str, download: bool) -> tuple[Pool, Pool]:
     return _to_pool(train), _to_pool(test)
 
 
+_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_pools(raw: Path) -> tuple[Pool, Pool] | None:
+    """(Fashion)MNIST from {raw}/{stem} or {stem}.gz, read directly: torchvision reads only the
+    uncompressed files and, given download=True, re-downloads whatever fails its md5 check. None if a
+    file is missing (then torchvision's loader, and its download, take over)."""
+    found = {}
+    for stem in (*_IDX["train"], *_IDX["test"]):
+        found[stem] = next((p for p in (raw / stem, raw / f"{stem}.gz") if p.is_file()), None)
+    if not all(found.values()):
+        return None
+    pools = []
+    for split in ("train", "test"):
+        images, labels = (_read_idx(found[stem]) for stem in _IDX[split])
+        if len(images) != len(labels):
+            raise ConfigError(f"{found[_IDX[split][0]]}: {len(images)} images but {len(labels)} labels")
+        x = images.astype(np.float32) / 255.0 * 2.0 - 1.0
+        pools.append((np.ascontiguousarray(x[:, None]), labels.astype(np.int64)))
+    return pools[0], pools[1]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ConfigError(f"{path}: not an idx file (bad magic number)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ConfigError(f"{path}: header says {list(dims)} but holds {data.size} values")
+    return data.reshape(dims)
+
+
 def _to_pool(ds) -> Pool:
     data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
     x = data.astype(np.float32) / 255.0 * 2.0 - 1.0
@@ -69,8 +197,9 @@ def _cifar_cls():
     import torchvision
 
     class Cifar10(torchvision.datasets.CIFAR10):
-        """CIFAR-10 in torchvision's on-disk format; checks that the batch files exist, not their md5
-        (the md5 check rejects re-packed or trimmed copies used on clusters and in tests)."""
+        """CIFAR-10 in torchvision's on-disk format; checks that the batch files exist, not their md5s
+        (torchvision's md5 checks of the batches and of batches.meta reject re-packed or trimmed
+        copies used on clusters and in tests). The pickles are read by torchvision's own code."""
 
         def _check_integrity(self) -> bool:
             base = Path(self.root) / self.base_folder
@@ -78,11 +207,123 @@ def _cifar_cls():
 
         def _load_meta(self) -> None:
             meta = Path(self.root) / self.base_folder / self.meta["filename"]
-            if meta.exists():
-                super()._load_meta()
+            if meta.exists():  # read without torchvision's md5 check of batches.meta
+                import pickle
+
+                with open(meta, "rb") as f:
+                    self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+                self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
             else:
                 self.classes = [str(i) for i in range(10)]
                 self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return Cifar10
+
+
+# -- sources by config -------------------------------------------------------------------------
+def _sklearn(loader: str | None) -> Pool:
+    if not loader:
+        raise ConfigError("dataset 'sklearn' needs dataset.loader (e.g. load_wine)")
+    if loader.startswith("fetch_"):
+        raise ConfigError(f"sklearn loader '{loader}' downloads data; use one of {', '.join(SKLEARN_LOADERS)} "
+                          "(or save the data as npz)")
+    if loader not in SKLEARN_LOADERS:
+        raise ConfigError(f"unknown sklearn loader '{loader}'; known: {', '.join(SKLEARN_LOADERS)}")
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, loader)()
+    return np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target)
+
+
+def _npz(path: Path) -> tuple[Pool, Pool | None]:
+    """Arrays x [n, ...] and y [n] (optionally x_test, y_test: a separate held-out pool)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise ConfigError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    for k in ("x", "y"):
+        if k not in arrays:
+            raise ConfigError(f"{path}: needs arrays 'x' and 'y' (has {', '.join(sorted(arrays)) or 'none'})")
+    pools = []
+    for xk, yk in (("x", "y"), ("x_test", "y_test")):
+        if xk not in arrays:
+            pools.append(None)
+            continue
+        x, y = arrays[xk], arrays[yk]
+        if len(x) != len(y):
+            raise ConfigError(f"{path}: '{xk}' has {len(x)} rows, '{yk}' {len(y)}")
+        pools.append((np.ascontiguousarray(x, dtype=np.float32), y))
+    return pools[0], pools[1]
+
+
+def _image_size(ds: dict):
+    size = ds.get("image_size")
+    if size is None:
+        return None
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _pil_to_array(img, ds: dict, size) -> np.ndarray:
+    img = img.convert("L" if ds.get("channels", 3) == 1 else "RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]))  # PIL sizes are (width, height)
+    a = np.asarray(img, dtype=np.float32) / 255.0 * 2.0 - 1.0
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _stack_images(arrays: list, origin) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ConfigError(f"{origin}: images have different sizes {sorted(shapes)[:3]}; set dataset.image_size")
+    return np.stack(arrays).astype(np.float32)
+
+
+def _image_folder(path: Path, ds: dict) -> Pool:
+    """torchvision.datasets.ImageFolder layout: path/<class>/<image>; classes in sorted order."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        folder = ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as e:
+        raise ConfigError(f"{path}: not an ImageFolder tree ({e})") from None
+    size = _image_size(ds)
+    x = _stack_images([_pil_to_array(folder.loader(p), ds, size) for p, _ in folder.samples], path)
+    return x, np.asarray(folder.targets, dtype=np.int64)
+
+
+def _hf_disk(path: Path, ds: dict) -> tuple[Pool, Pool | None]:
+    """A `datasets` Dataset or DatasetDict written by save_to_disk; a DatasetDict's 'train' split is
+    the train pool and its 'test' (or 'validation') split the held-out pool."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("dataset hf_disk needs the Hugging Face datasets package: pip install datasets") from None
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{path}: not a datasets folder written by save_to_disk ({type(e).__name__}: {e})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise ConfigError(f"{path}: DatasetDict without a 'train' split (has {', '.join(loaded)})")
+        held = next((loaded[k] for k in ("test", "validation") if k in loaded), None)
+        parts = [loaded["train"], held]
+    else:
+        parts = [loaded, None]
+    return tuple(_hf_pool(d, path, ds) if d is not None else None for d in parts)
+
+
+def _hf_pool(d, path: Path, ds: dict) -> Pool:
+    xc, yc = ds.get("input_column", "image"), ds.get("label_column", "label")
+    for c in (xc, yc):
+        if c not in d.column_names:
+            raise ConfigError(f"{path}: no column '{c}' (columns: {', '.join(d.column_names)}); "
+                              "set dataset.input_column / label_column")
+    xs = d[xc]
+    if xs and hasattr(xs[0], "convert"):  # PIL images (an Image feature)
+        x = _stack_images([_pil_to_array(im, ds, _image_size(ds)) for im in xs], path)
+    else:
+        x = np.asarray(xs, dtype=np.float32)
+    return np.ascontiguousarray(x), np.asarray(d[yc])
+
 

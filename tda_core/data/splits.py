@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .sources import load_source
+from .sources import data_fingerprint, load_source, source_origin
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     corrupted: np.ndarray  # bool [n_train]: labels replaced by label_noise
-    n_classes: int
+    n_classes: int  # model outputs: classes (classification), target dimension (regression)
 
     @property
     def n_train(self) -> int:
@@ -34,7 +34,14 @@ class Splits:
 
 def load_splits(exp: dict) -> Splits:
     ds = exp["dataset"]
-    train_pool, heldout_pool = load_source(ds["name"], exp.get("data_dir", "data"), exp.get("download", False))
+    data_dir = exp.get("data_dir", "data")
+    if exp.get("data_sha256") and data_fingerprint(ds, data_dir) != exp["data_sha256"]:
+        raise ConfigError(f"{source_origin(ds, data_dir)} changed since the experiment was resolved "
+                          "(its sha256 differs); rerun the workflow (prepare) on the new data")
+    regression = exp.get("kind", "classification") == "regression"
+    train_pool, heldout_pool = load_source(ds, data_dir, exp.get("download", False))
+    train_pool = _cast_labels(train_pool, regression, source_origin(ds, data_dir))
+    heldout_pool = _cast_labels(heldout_pool, regression, source_origin(ds, data_dir)) if heldout_pool else None
     if ds.get("classes"):
         train_pool = _keep_classes(train_pool, ds["classes"])
         heldout_pool = _keep_classes(heldout_pool, ds["classes"]) if heldout_pool else None
@@ -61,7 +68,12 @@ def load_splits(exp: dict) -> Splits:
         te = te[:n_test] if n_test else te
         parts = [(x[tr], y[tr])] + [(hx[i], hy[i]) for i in (va, qu, te)]
 
-    n_classes = int(max(p[1].max() for p in parts)) + 1
+    if ds.get("standardize"):
+        parts = _standardize(parts, regression)
+    if regression:
+        n_classes = 1 if parts[0][1].ndim == 1 else parts[0][1].shape[1]
+    else:
+        n_classes = int(max(p[1].max() for p in parts)) + 1
     train_y = parts[0][1].copy()
     corrupted = np.zeros(len(train_y), dtype=bool)
     if ds.get("label_noise", 0) > 0:
@@ -76,6 +88,32 @@ def load_splits(exp: dict) -> Splits:
         t(parts[0][0]), t(train_y), t(parts[1][0]), t(parts[1][1]), t(parts[2][0]), t(parts[2][1]),
         t(parts[3][0]), t(parts[3][1]), corrupted, n_classes,
     )
+
+
+def _cast_labels(pool, regression: bool, origin: str):
+    x, y = pool
+    if regression:
+        return x, np.asarray(y, dtype=np.float32)
+    if y.ndim != 1 or (np.issubdtype(y.dtype, np.floating) and (y != np.round(y)).any()):
+        raise ConfigError(f"{origin}: labels are not integer class labels (shape {tuple(y.shape)}, dtype {y.dtype}); "
+                          "use kind: regression for real-valued targets")
+    if len(y) and y.min() < 0:
+        raise ConfigError(f"{origin}: class labels must be >= 0 (found {int(y.min())})")
+    return x, y.astype(np.int64)
+
+
+def _standardize(parts, regression: bool):
+    """Every feature (and regression target) to mean 0, std 1 with the training split's statistics."""
+    x0, y0 = parts[0]
+    mx, sx = x0.mean(0), x0.std(0)
+    sx = np.where(sx > 0, sx, 1.0)
+    out = [((x - mx) / sx).astype(np.float32) for x, _ in parts]
+    ys = [y for _, y in parts]
+    if regression:
+        my, sy = y0.mean(0), y0.std(0)
+        sy = np.where(sy > 0, sy, 1.0)
+        ys = [((y - my) / sy).astype(np.float32) for y in ys]
+    return list(zip(out, ys))
 
 
 def _keep_classes(pool, classes):
