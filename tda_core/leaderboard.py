@@ -159,7 +159,8 @@ def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
             "scenario": b.get("scenario", ""),
             "subsets x seeds": f"{b.get('n_subsets', '?')} x {b.get('seeds_per_subset', '?')}",
             "reliability r1 [CI]": _ci_text(noise, "reliability"),
-            "LDS ceiling [CI]": _ci_text(noise, "ceiling"),
+            "LDS ceiling [CI]": (_ci_text(noise, "ceiling") if not noise.get("target_note")
+                                 else f"not resolved (r1 CI includes 0; at most {noise.get('ceiling_ci_high', float('nan')):.2f})"),
             "signal": "low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok",
             "for CI half-width 0.03 and ceiling 0.7": power.get("note", ""),
         }
