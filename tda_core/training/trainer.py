@@ -1,8 +1,10 @@
 """Training loop: functional steps, optionally vmapped over a stack of models (one shard of runs).
 
-A run is (seed, mask, weights): the seed fixes initialisation, batch order and the task's random
-draws; the mask selects the training subset; per-example loss weights w_i (default 1) are what
-the `unrolled` method and the re-weighting tests differentiate with respect to.
+A run is (seed, mask, weights, total_steps): the seed fixes initialisation, batch order and the
+task's random draws; the mask selects the training subset; per-example loss weights w_i (default 1)
+are what the `unrolled` method and the re-weighting tests differentiate with respect to;
+total_steps (default None = `train.epochs` over the run's subset) fixes the step count instead, e.g.
+to the full-data run's (`full_data_steps`) so that a model on fewer examples trains equally long.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Run:
     seed: int
     mask: np.ndarray | None = None  # bool [N]; None = the full training set
     weights: np.ndarray | None = None  # float [N] per-example loss weights; None = all ones
+    total_steps: int | None = None  # None = train.epochs over the subset; else exactly this many steps
 
 
 @dataclass
@@ -37,7 +40,7 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     """The run's plan and its batches (index arrays into the full training set)."""
     tcfg = exp["train"]
     pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
-    plan = make_plan(tcfg, len(pool))
+    plan = make_plan(tcfg, len(pool), run.total_steps)
     rng = np.random.default_rng([run.seed, 1])
     if exp.get("scenario") == "multi_stage":
         # Pretrain on the first half of the training set, fine-tune on the second half.
@@ -50,6 +53,11 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     else:
         batches = batch_schedule(plan.total_steps, pool, tcfg["batch_size"], rng)
     return plan, batches
+
+
+def full_data_steps(exp: dict, n_train: int) -> int:
+    """Steps of a full-data run (`train.epochs` over all n_train examples): the step-matched budget."""
+    return make_plan(exp["train"], n_train).total_steps
 
 
 FP16_LOSS_SCALE = 1024.0
