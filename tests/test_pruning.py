@@ -279,3 +279,37 @@ def test_groundtruth_steps_enters_the_config_hash():
     exp = resolve_experiment(cfg, "tiny")
     legacy = {**exp, "groundtruth": {k: v for k, v in exp["groundtruth"].items() if k != "steps"}}
     assert config_hash(legacy) == default
+
+
+@pytest.mark.slow
+def test_tiny_workflow_with_pruning_writes_the_summary(repo, tmp_path):
+    """snakemake on tiny.yaml plus a pruning block, up to the pruning summary (no mocks)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
+    cfg["tracking"] = {"mode": "none"}
+    # 6 jobs (prepare, train, attribute, full-data and dtda retrains, summary): inside a minute on one core
+    cfg["experiments"]["tiny-mlp"].update(methods=["grad_dot"], seeds=1)
+    cfg["experiments"]["tiny-mlp"]["pruning"] = {"methods": ["grad_dot"], "percents": [20], "variants": ["dtda"],
+                                                 "retrain_seeds": 2, "random_baseline": False}
+    (tmp_path / "prune.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "prune.yaml"), "--cores", "1", "results/tiny-mlp/pruning/summary.json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    pr = tmp_path / "results/tiny-mlp/pruning"
+    summary = io.read_json(pr / "summary.json")
+    assert summary["scoring_seeds"] == [0] and summary["retrain_seeds"] == [1, 2]
+    rows = {(r["method"], r["variant"]): r for r in summary["rows"]}
+    assert set(rows) == {("full data", "baseline"), ("grad_dot", "dtda")}
+    steps = {r["total_steps"] for r in rows.values()}
+    assert steps == {4 * 4}  # ceil(120 / 32) * 4 epochs: every pruned run as long as the full-data runs
+    for r in rows.values():
+        assert r["status"] == "ok" and r["n_seeds"] == 2 and r["retrain_seeds"] == [1, 2]
+        for key in ("test_accuracy", "test_loss"):
+            assert r[f"{key}_ci_low"] <= r[f"{key}_mean"] <= r[f"{key}_ci_high"]
+    assert (pr / "pruning.png").stat().st_size > 1000
+    assert not (tmp_path / "results/tiny-mlp/models/seed1.pt").exists()  # retrains are not scoring models
