@@ -245,6 +245,18 @@ def test_groundtruth_same_steps_trains_subsets_as_long_as_the_full_data_model(tm
     assert [step for _, step in seen] == [full_steps] * 4  # Adam's step counter: as long as the full-data run
     meta = io.load_npz(tmp_path / "shard0.npz")[1]
     assert meta["groundtruth_steps"] == "same_steps" and meta["subset_total_steps"] == [full_steps]
+    # the gathered ground truth records the protocol for the distributional metrics
+    monkeypatch.undo()
+    from tda_core.stages.groundtruth import gather
+
+    train_shard(exp, 1, tmp_path / "masks.npy", tmp_path / "shard1.npz", NONE)
+    for seed in range(2):
+        train_full(exp, seed, exp.model_path(seed), NONE)
+    gather(exp, tmp_path / "masks.npy", [tmp_path / "shard0.npz", tmp_path / "shard1.npz"],
+           [exp.model_path(0), exp.model_path(1)], tmp_path / "measurements.npz")
+    meta = io.load_npz(tmp_path / "measurements.npz")[1]
+    assert meta["groundtruth_steps"] == "same_steps"
+    assert meta["subset_total_steps"] == [full_steps] and meta["full_total_steps"] == full_steps
 
 
 def test_groundtruth_same_epochs_keeps_the_old_subset_models(tmp_path, monkeypatch):
