@@ -2,7 +2,7 @@
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
 from tda_core.metrics.registry import metric_target
-from tda_core.pruning import percent_tag
+from tda_core.pruning import percent_tag, retrain_seeds
 from tda_core.targets import score_stem
 
 
@@ -50,21 +50,30 @@ def pruning_variants(exp, method):
     return variants
 
 
+def pruning_retrain_seeds(exp):
+    """The fresh seeds every pruning job retrains with (pruning.retrain_seeds; disjoint from 0..R-1)."""
+    return retrain_seeds(EXPERIMENTS[exp]["seeds"], pruning_cfg(exp)["retrain_seeds"])
+
+
+def pruning_seed_args(w):
+    return " ".join(map(str, pruning_retrain_seeds(w.exp)))
+
+
 def pruning_runs(exp):
+    """One job file per (method, variant, p), per p for random removal, one for the full-data baseline;
+    each holds the runs of every retrain seed."""
     cfg, base = pruning_cfg(exp), f"{R}/{exp}/pruning"
-    runs = [f"{base}/_full/seed{s}.json" for s in full_seeds(exp)]
+    runs = [f"{base}/_full.json"]
     for p in map(percent_tag, cfg["percents"]):
-        for s in full_seeds(exp):
-            if cfg["random_baseline"]:
-                runs.append(f"{base}/_random/p{p}/seed{s}.json")
-            runs += [f"{base}/{m}/{v}/p{p}/seed{s}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
+        if cfg["random_baseline"]:
+            runs.append(f"{base}/_random/p{p}.json")
+        runs += [f"{base}/{m}/{v}/p{p}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
     return runs
 
 
 def pruning_val_scores(w):
-    """fixed: the seed's own validation scores (or the one ensemble file); dtda: every seed's."""
-    files = score_jsons(w.exp, w.method, "val")
-    return [files[int(w.seed)]] if w.variant == "fixed" and len(files) > 1 else files
+    """Every scoring seed's validation scores (fixed: retrain seed k uses seed k mod R's; dtda: their mean)."""
+    return score_jsons(w.exp, w.method, "val")
 
 
 def pruning_summaries():

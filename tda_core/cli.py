@@ -123,22 +123,28 @@ def cmd_prune(args):
     from .stages.prune import prune_retrain
 
     exp = _experiment(args)
-    prune_retrain(exp, args.method, args.variant, args.p, args.seed, args.scores, args.out, _tracking(args, exp))
+    prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores, args.out,
+                  _tracking(args, exp))
+
+
+def _retrain_seeds(args) -> list[int]:
+    """--retrain-seeds, checked against the scoring seeds 0..R-1 of the experiment (out of sample)."""
+    from .pruning import retrain_seeds
+
+    return retrain_seeds(_experiment(args).cfg["seeds"], args.retrain_seeds)
 
 
 def cmd_prune_baseline(args):
     from .stages.prune import prune_full, prune_random
 
     exp = _experiment(args)
-    tracking = _tracking(args, exp)
+    tracking, seeds = _tracking(args, exp), _retrain_seeds(args)
     if args.kind == "random":
         if args.p is None:
             raise ConfigError("prune-baseline random needs --p")
-        prune_random(exp, args.p, args.seed, args.out, tracking)
+        prune_random(exp, args.p, seeds, args.out, tracking)
     else:
-        if not args.model:
-            raise ConfigError("prune-baseline full needs --model")
-        prune_full(exp, args.seed, args.model, args.out, tracking)
+        prune_full(exp, seeds, args.out, tracking)
 
 
 def cmd_prune_summary(args):
@@ -254,22 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
 
-    sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain one seed")
+    sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain every retrain seed")
     sp.add_argument("--method", required=True)
     sp.add_argument("--variant", required=True, choices=VARIANTS)
     sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
-    sp.add_argument("--seed", type=int, required=True)
-    sp.add_argument("--scores", nargs="+", required=True, help="validation-target score sidecar JSON files")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds to retrain with (disjoint from the scoring seeds 0..R-1)")
+    sp.add_argument("--scores", nargs="+", required=True,
+                    help="validation-target score sidecar JSON files (every scoring seed's, or the ensemble's)")
     sp.add_argument("--out", required=True)
 
     sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
     sp.add_argument("--kind", required=True, choices=["random", "full"])
     sp.add_argument("--p", type=float)
-    sp.add_argument("--seed", type=int, required=True)
-    sp.add_argument("--model", help="full: the full-data model of this seed")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds to retrain with (full: the full-data baseline is retrained on them too)")
     sp.add_argument("--out", required=True)
 
-    sp = stage("prune-summary", cmd_prune_summary, "pruning: mean +- std table and the pruning curve")
+    sp = stage("prune-summary", cmd_prune_summary, "pruning: mean, std and 95%% CI table, the pruning curve")
     sp.add_argument("--runs", nargs="+", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--plot", required=True)

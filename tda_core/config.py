@@ -104,6 +104,11 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
         for m in exp["pruning"]["methods"]:
             if m not in methods:
                 raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
+        seeds = exp["pruning"].get("retrain_seeds", 5)
+        overlap = sorted(set(seeds) & set(range(exp["seeds"]))) if isinstance(seeds, list) else []
+        if overlap:
+            raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
+                              f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
 
 
 def load_config(path: str | Path) -> dict:
@@ -139,6 +144,10 @@ def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
         payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "path"}
+    gt = payload.get("groundtruth")
+    if isinstance(gt, dict) and gt.get("steps") == "same_epochs":
+        # The default reproduces the ground truth from before the key existed: keep those hashes.
+        payload["groundtruth"] = {k: v for k, v in gt.items() if k != "steps"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

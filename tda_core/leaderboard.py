@@ -230,7 +230,8 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
-    """Test accuracy and test loss (mean +- std over seeds): rows method (variant), columns experiment / p."""
+    """Test accuracy and test loss, "mean [ci_low, ci_high]" (95% t-interval over the retrain seeds; the mean
+    alone where it has none, e.g. one seed): rows method (variant), columns experiment / p."""
     rows = [r for p in summary_paths for r in io.read_json(p)["rows"]]
     if not rows:
         return {}
@@ -239,8 +240,10 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     df["column"] = [f"{e} p={p:g}%" for e, p in zip(df.experiment, df.p)]
     out = {}
     for key, title in (("test_accuracy", "pruning: test accuracy"), ("test_loss", "pruning: test loss")):
-        cells = [("failed" if st != "ok" else f"{m:.4f} ± {0.0 if not np.isfinite(sd) else sd:.4f}")
-                 for st, m, sd in zip(df.status, df[f"{key}_mean"], df[f"{key}_std"])]
+        lows = df[f"{key}_ci_low"] if f"{key}_ci_low" in df else [np.nan] * len(df)
+        highs = df[f"{key}_ci_high"] if f"{key}_ci_high" in df else [np.nan] * len(df)
+        cells = [("failed" if st != "ok" else f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if np.isfinite([lo, hi]).all()
+                  else f"{m:.4f}") for st, m, lo, hi in zip(df.status, df[f"{key}_mean"], lows, highs)]
         table = df.assign(cell=cells).pivot_table(index="row", columns="column", values="cell", aggfunc="first")
         table = table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
         out[title] = table.fillna("")

@@ -37,20 +37,27 @@ def save_figure(fig, path, dpi: int = 110):
     return path
 
 
+def _ci_err(r: dict, key: str = "test_accuracy") -> tuple[float, float]:
+    """(below, above) the mean: the 95% CI over retrain seeds, 0 where there is none."""
+    m, lo, hi = r[f"{key}_mean"], r.get(f"{key}_ci_low", np.nan), r.get(f"{key}_ci_high", np.nan)
+    return (float(np.nan_to_num(m - lo)), float(np.nan_to_num(hi - m)))
+
+
 def pruning_curve(rows: list[dict], experiment: str, path) -> None:
-    """Test accuracy (mean +- std over seeds) vs p: one line per method and variant, plus baselines."""
+    """Test accuracy (mean, 95% CI over retrain seeds) vs p: one line per method and variant, plus baselines."""
     fig, ax = pyplot().subplots(figsize=(5.5, 4))
     full = [r for r in rows if r["method"] == "full data" and r["status"] == "ok"]
     if full:
-        m, s = full[0]["test_accuracy_mean"], full[0]["test_accuracy_std"]
-        ax.axhline(m, color="k", lw=1, label="full data")
-        if np.isfinite(s):
-            ax.axhspan(m - s, m + s, color="k", alpha=0.08)
+        m, (below, above) = full[0]["test_accuracy_mean"], _ci_err(full[0])
+        ax.axhline(m, color="k", lw=1, label="full data (retrained)")
+        if below or above:
+            ax.axhspan(m - below, m + above, color="k", alpha=0.08)
     lines: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["method"] != "full data":
             lines.setdefault((r["method"], r["variant"]), []).append(r)
-    start = [{"p": 0.0, "test_accuracy_mean": full[0]["test_accuracy_mean"], "test_accuracy_std": np.nan}] if full else []
+    # every curve starts at the full-data baseline (p = 0); its CI is the shaded band
+    start = [{"p": 0.0, "test_accuracy_mean": full[0]["test_accuracy_mean"]}] if full else []
     spread = max((r["p"] for r in rows), default=1.0) * 0.006  # small x offsets keep error bars apart
     for k, ((method, variant), pts) in enumerate(sorted(lines.items())):
         pts = sorted((r for r in pts if r["status"] == "ok"), key=lambda r: r["p"])
@@ -58,15 +65,15 @@ def pruning_curve(rows: list[dict], experiment: str, path) -> None:
         if not pts:
             ax.plot([], [], label=f"{label}: failed", color="lightgrey")
             continue
-        pts = start + pts  # every curve starts at the full-data model (p = 0)
+        pts = start + pts
         style = {"color": "k", "ls": "--"} if method == "random removal" else {"ls": "-" if variant == "dtda" else ":"}
+        err = np.array([_ci_err(r) for r in pts]).T  # [2, n]: below, above
         ax.errorbar([r["p"] + (k - len(lines) / 2) * spread * (r["p"] > 0) for r in pts],
-                    [r["test_accuracy_mean"] for r in pts],
-                    yerr=[np.nan_to_num(r["test_accuracy_std"]) for r in pts], marker="o", capsize=3,
-                    label=label, **style)
+                    [r["test_accuracy_mean"] for r in pts], yerr=err, marker="o", capsize=3, label=label, **style)
+    n = max((r.get("n_seeds", 0) for r in rows), default=0)
     ax.set_xlabel("training examples removed (%)")
-    ax.set_ylabel("test accuracy (mean +- std over seeds)")
-    ax.set_title(f"{experiment}: pruning by attribution", fontsize=9)
+    ax.set_ylabel(f"test accuracy (mean, 95% CI over {n} retrain seeds)")
+    ax.set_title(f"{experiment}: pruning by attribution (fresh seeds, step-matched)", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path)
 

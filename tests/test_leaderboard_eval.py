@@ -30,9 +30,13 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
         {"experiment": "e", "method": "full data", "variant": "baseline", "p": 0.0, "status": "ok",
          "test_accuracy_mean": 0.90, "test_accuracy_std": 0.01, "test_loss_mean": 0.3, "test_loss_std": 0.02},
         {"experiment": "e", "method": "random removal", "variant": "baseline", "p": 10.0, "status": "ok",
-         "test_accuracy_mean": 0.88, "test_accuracy_std": 0.01, "test_loss_mean": 0.35, "test_loss_std": 0.02},
+         "test_accuracy_mean": 0.88, "test_accuracy_std": 0.01, "test_loss_mean": 0.35, "test_loss_std": 0.02,
+         "test_accuracy_ci_low": 0.8676, "test_accuracy_ci_high": 0.8924, "test_loss_ci_low": 0.3252,
+         "test_loss_ci_high": 0.3748},
         {"experiment": "e", "method": "if_ekfac", "variant": "dtda", "p": 10.0, "status": "ok",
-         "test_accuracy_mean": 0.91, "test_accuracy_std": 0.005, "test_loss_mean": 0.28, "test_loss_std": 0.01},
+         "test_accuracy_mean": 0.91, "test_accuracy_std": 0.005, "test_loss_mean": 0.28, "test_loss_std": 0.01,
+         "test_accuracy_ci_low": 0.9038, "test_accuracy_ci_high": 0.9162, "test_loss_ci_low": 0.2676,
+         "test_loss_ci_high": 0.2924},
         {"experiment": "e", "method": "trak", "variant": "dtda", "p": 10.0, "status": "failed", "reason": "oom"},
     ]
     io.write_json(tmp_path / "summary.json", {"experiment": "e", "rows": rows})
@@ -52,7 +56,10 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
     assert w2.index("| tracin") < w2.index("| if_exact")  # failed rows last
     assert "n/a" in md.split("## dlds_variance\n")[1].split("\n## ")[0]
     acc = md.split("## pruning: test accuracy")[1].split("##")[0]
-    assert "0.9100 ± 0.0050" in acc and "0.8800 ± 0.0100" in acc and "trak (dtda)" in acc and "failed" in acc
+    assert "0.9100 [0.9038, 0.9162]" in acc and "0.8800 [0.8676, 0.8924]" in acc
+    assert "trak (dtda)" in acc and "failed" in acc
+    assert "| full data | 0.9 |" in " ".join(acc.split())  # no interval (older summary): the mean alone
+    assert "0.2800 [0.2676, 0.2924]" in md.split("## pruning: test loss")[1].split("##")[0]
     assert "## Classic vs distributional LDS" in md
     page = (out / "l.html").read_text()
     assert base64.b64encode((tmp_path / "pruning.png").read_bytes()).decode()[:200] in page

@@ -29,9 +29,11 @@ def test_paper_config_validates_and_dry_runs_without_data(repo, tmp_path):
     assert 10 in exps["cifar10-vit"]["pruning"]["percents"]  # 5000 of 50000, as in d-TDA
     counts = _dry_run(repo, tmp_path, "workflow/config/paper.yaml")
     assert not (tmp_path / "no-data-here").exists()
-    # cifar10-vit: (if_ekfac: fixed + dtda, trak (an ensemble): dtda only) x 4 p x 10 seeds
-    assert counts["prune_retrain"] == 3 * 4 * 10
-    assert counts["prune_random"] == 4 * 10 and counts["loo_train"] == 1
+    # cifar10-vit: (if_ekfac: fixed + dtda, trak (an ensemble): dtda only) x 4 p, one job each for all
+    # 10 retrain seeds (10..19, disjoint from the scoring seeds 0..9)
+    assert exps["cifar10-vit"]["pruning"]["retrain_seeds"] == 10
+    assert counts["prune_retrain"] == 3 * 4 and counts["prune_full"] == 1
+    assert counts["prune_random"] == 4 and counts["loo_train"] == 1
     # 4 MLP experiments x 10 shards, cifar10-vit and cifar10-ddpm 50 shards each (2 subsets x 5 seeds)
     assert counts["train_shard"] == 4 * 10 + 50 + 50 and counts["leaderboard"] == 1
     assert counts["diffusion_pictures"] == 1
@@ -47,13 +49,15 @@ def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
     def score_files(exp, method):  # per-seed methods: one file per seed; ensembles: one "seedall"
         return 1 if get_method(method).ensemble else exps[exp]["seeds"]
 
-    # pruning: (fixed + dtda for per-seed methods, dtda for ensembles) x p x seeds, baselines per p x seed
+    # pruning: (fixed + dtda for per-seed methods, dtda for ensembles) x p, baselines per p and one full-data
+    # job per experiment; each job retrains every retrain seed
     prune = [(e, m) for e, x in exps.items() if "pruning" in x for m in x["pruning"]["methods"]]
-    n_retrain = sum(len(exps[e]["pruning"]["percents"]) * exps[e]["seeds"]
+    n_retrain = sum(len(exps[e]["pruning"]["percents"])
                     * (1 if get_method(m).ensemble and not get_method(m).per_seed_samples else 2) for e, m in prune)
     assert n_retrain > 0 and counts["prune_retrain"] == n_retrain
-    assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) * x["seeds"]
-                                         for x in exps.values() if "pruning" in x)
+    assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) for x in exps.values() if "pruning" in x)
+    assert counts["prune_full"] == sum("pruning" in x for x in exps.values())
+    assert exps["digits-mlp"]["pruning"]["retrain_seeds"] == 5
     # one attribute job per (experiment, method) computes every seed and target (val, train_self)
     assert counts["attribute"] == sum(len(x["methods"]) for x in exps.values())
     assert "attribute_target" not in counts
@@ -64,6 +68,7 @@ def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
 @pytest.mark.parametrize("bad, match", [
     ({"pruning": {"methods": ["nope"]}}, "pruning.methods"),
     ({"metrics": ["lds", "mislabel_auc"]}, "label_noise"),
+    ({"seeds": 3, "pruning": {"methods": ["random"], "retrain_seeds": [2, 3]}}, "retrain_seeds .* overlap"),
 ])
 def test_evaluation_blocks_are_checked(bad, match):
     from tda_core.config import validate_config

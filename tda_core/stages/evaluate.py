@@ -30,9 +30,11 @@ def compute(exp: Experiment, metric: str, method: str, score_jsons: list, ground
     result, sidecars, scores = load_method_scores(exp, method, metric, score_jsons)
     inputs = None
     if scores is not None:
-        groundtruth = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0] if groundtruth_path else {}
+        groundtruth, gt_meta = io.load_npz(groundtruth_path, expect_hash=exp.hash) if groundtruth_path else ({}, {})
         groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
         result.update(status="ok", **get_metric(metric)(scores, groundtruth))
+        if metric_target(metric) == "query" and groundtruth_path:  # metrics against the subset models
+            result["groundtruth_steps"] = gt_meta.get("groundtruth_steps", "same_epochs")
         notes = [s["note"] for s in sidecars if s.get("note")]
         if notes:
             result["note"] = notes[0]

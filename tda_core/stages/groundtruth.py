@@ -5,12 +5,14 @@ import numpy as np
 
 from .. import io
 from ..api import Experiment
+from ..training import full_data_steps
 from .common import measure
 
 
 def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, out) -> None:
     masks = io.load_npy(masks_path, expect_hash=exp.hash)
-    shards = sorted((io.load_npz(p, expect_hash=exp.hash)[0] for p in shard_paths), key=lambda a: a["subsets"][0])
+    loaded = sorted((io.load_npz(p, expect_hash=exp.hash) for p in shard_paths), key=lambda am: am[0]["subsets"][0])
+    shards = [a for a, _ in loaded]
     subset = np.concatenate([a["query"] for a in shards])
     ids = np.concatenate([a["subsets"] for a in shards])
     if not np.array_equal(ids, np.arange(len(masks))):
@@ -20,4 +22,10 @@ def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, ou
         measure(exp, io.load_torch(p, expect_hash=exp.hash)["checkpoints"][-1]["params"], s.query_x, s.query_y)
         for p in model_paths
     ])
-    io.save_npz(out, {"config_hash": exp.hash, "n_subsets": len(masks)}, masks=masks, subset=subset, full=full)
+    # groundtruth.steps (same_epochs / same_steps) travels with the measurements, so the distributional
+    # metrics can report which step protocol their subset models followed.
+    mode = exp.cfg["groundtruth"].get("steps", "same_epochs")
+    subset_steps = sorted({t for _, m in loaded for t in m.get("subset_total_steps", [])})
+    io.save_npz(out, {"config_hash": exp.hash, "n_subsets": len(masks), "groundtruth_steps": mode,
+                      "subset_total_steps": subset_steps, "full_total_steps": full_data_steps(exp.cfg, s.n_train)},
+                masks=masks, subset=subset, full=full)

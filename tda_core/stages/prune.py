@@ -1,9 +1,16 @@
-"""Pruning benchmark jobs: one retrain per (method, variant, p, seed), the baselines, the summary.
+"""Pruning benchmark jobs: one job per (method, variant, p) retrains all retrain seeds; baselines; summary.
 
-    prune_retrain   remove the p% picked by a method's validation-loss attributions, retrain seed r
-    prune_random    the random-removal baseline for (p, seed)
-    prune_full      the full-data baseline: the existing full-data model of seed r
-    prune_summary   test accuracy / loss mean +- std over seeds, a JSON table and the pruning curve
+    prune_retrain   remove the p% picked by a method's validation-loss attributions, retrain every retrain seed
+    prune_random    the random-removal baseline for p, every retrain seed
+    prune_full      the full-data baseline, retrained on the same retrain seeds (not the scoring models)
+    prune_summary   test accuracy / loss per (method, variant, p): mean, std and a 95% t-interval over
+                    the retrain seeds, a JSON table and the pruning curve
+
+Out of sample and step-matched (tda_core.pruning): the scores come from the scoring models (seeds
+0..R-1); every retrain uses the fresh `pruning.retrain_seeds` and trains for the full-data run's
+step count. A job's runs share one subset size, hence one batch shape, so they train together under
+vmap when `train.vectorize` is on (one process instead of S: a process start alone costs seconds).
+The fixed variant's k-th retrain seed trains on scoring seed (k mod R)'s set.
 """
 from __future__ import annotations
 
@@ -16,12 +23,15 @@ import torch.nn.functional as F
 from .. import io
 from ..api import Experiment
 from ..metrics.distributional import scores_per_seed
-from ..pruning import n_removed, random_removals, removal_benefit, select_removals, variant_scores
+from ..pruning import (fixed_scoring_seed, n_removed, random_removals, removal_benefit, select_removals,
+                       variant_scores)
 from ..tracking import tracked_run
-from ..training import Run, train_models
+from ..training import Run, full_data_steps, train_models
 from .common import CostMeter, read_scores
 
 log = logging.getLogger("tda")
+
+CI_LEVEL = 0.95
 
 
 def heldout_quality(exp: Experiment, params: dict) -> dict:
@@ -38,82 +48,139 @@ def heldout_quality(exp: Experiment, params: dict) -> dict:
     return out
 
 
-def retrain_without(exp: Experiment, seed: int, removed: np.ndarray) -> dict:
+def retrain_without(exp: Experiment, seeds: list[int], removed: list[np.ndarray], desc: str) -> tuple[list[dict], dict]:
+    """Retrain seed seeds[k] without removed[k], each for the full-data run's step count; per-run rows, cost."""
     s = exp.splits
-    mask = np.ones(s.n_train, dtype=bool)
-    mask[removed] = False
+    steps = full_data_steps(exp.cfg, s.n_train)
+    runs = []
+    for seed, rem in zip(seeds, removed):
+        mask = np.ones(s.n_train, dtype=bool)
+        mask[rem] = False
+        runs.append(Run(int(seed), mask, total_steps=steps))
     with CostMeter() as cost:
-        res = train_models(exp.cfg, s, [Run(seed, mask)], exp.build_model, exp.task, exp.device,
-                           desc=f"{exp.name} pruned seed {seed}")[0]
-    return {**heldout_quality(exp, res.params), "final_train_loss": res.final_loss,
-            "n_removed": int(len(removed)), "removed": removed.tolist(),
-            "removed_corrupted_fraction": float(s.corrupted[removed].mean()) if len(removed) else 0.0,
-            **cost.as_dict()}
+        results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
+                               vectorize=exp.cfg["train"].get("vectorize", True), desc=desc)
+    rows = []
+    for run, rem, res in zip(runs, removed, results):
+        rows.append({"seed": run.seed, **heldout_quality(exp, res.params), "final_train_loss": res.final_loss,
+                     "total_steps": res.plan.total_steps, "n_removed": int(len(rem)), "removed": rem.tolist(),
+                     "removed_corrupted_fraction": float(s.corrupted[rem].mean()) if len(rem) else 0.0,
+                     "wall_time_s": cost.wall_time_s / len(runs)})
+    return rows, cost.as_dict()
+
+
+def _head(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int]) -> dict:
+    return {"config_hash": exp.hash, "experiment": exp.name, "method": method, "variant": variant, "p": percent,
+            "scoring_seeds": list(range(exp.cfg["seeds"])), "retrain_seeds": [int(s) for s in seeds],
+            "full_data_steps": full_data_steps(exp.cfg, exp.splits.n_train)}
 
 
 def _write(exp, out, result, tracking, name):
+    runs = result.get("runs", [])
+    summary = {k: v for k, v in result.items() if isinstance(v, (int, float, str))}
+    for key in ("test_accuracy", "test_loss"):
+        if runs:
+            summary[f"{key}_mean"] = float(np.mean([r[key] for r in runs]))
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "prune", name,
-                     {k: v for k, v in result.items() if k != "removed"}) as run:
-        run.summary_update({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+                     {k: v for k, v in result.items() if k != "runs"}) as run:
+        run.summary_update(summary)
     io.write_json(out, result)
     return result
 
 
-def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, seed: int, score_jsons: list,
+def _finish(exp, head, rows, cost, out, tracking, name):
+    result = {**head, "status": "ok", "runs": rows, **cost}
+    log.info("%s %s p=%g: test accuracy %s over retrain seeds %s", head["method"], head["variant"], head["p"],
+             np.round([r["test_accuracy"] for r in rows], 4).tolist(), head["retrain_seeds"])
+    return _write(exp, out, result, tracking, name)
+
+
+def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int], score_jsons: list,
                   out, tracking: dict) -> dict:
-    base = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "variant": variant,
-            "p": percent, "seed": seed}
+    """Every retrain seed without the method's picks (`score_jsons`: every scoring seed's val sidecar,
+    or the one ensemble file)."""
+    head = _head(exp, method, variant, percent, seeds)
+    name = f"{exp.name}/prune/{method}/{variant}/p{percent:g}"
     _, failed_reason, scores = read_scores(exp, score_jsons)
     if failed_reason is not None:  # the attribution failed: a failed row, never a silently missing one
-        return _write(exp, out, {**base, "status": "failed", "reason": failed_reason},
-                      tracking, f"{exp.name}/prune/{method}/{variant}/p{percent:g}/seed{seed}")
+        return _write(exp, out, {**head, "status": "failed", "reason": failed_reason}, tracking, name)
     per_seed = scores_per_seed(scores)
-    benefit = removal_benefit(variant_scores(per_seed, variant, seed))
-    removed = select_removals(benefit, n_removed(percent, exp.splits.n_train))
-    result = {**base, "status": "ok", **retrain_without(exp, seed, removed)}
-    log.info("%s %s p=%g seed %d: test accuracy %.4f", method, variant, percent, seed, result["test_accuracy"])
-    return _write(exp, out, result, tracking, f"{exp.name}/prune/{method}/{variant}/p{percent:g}/seed{seed}")
+    k = n_removed(percent, exp.splits.n_train)
+    scoring = [fixed_scoring_seed(i, exp.cfg["seeds"]) if variant == "fixed" else None for i in range(len(seeds))]
+    sets: dict = {}
+    for r in dict.fromkeys(scoring):
+        sets[r] = select_removals(removal_benefit(variant_scores(per_seed, variant, r if r is not None else 0)), k)
+    rows, cost = retrain_without(exp, seeds, [sets[r] for r in scoring], f"{exp.name} {method} {variant} p{percent:g}")
+    for row, r in zip(rows, scoring):
+        row["scoring_seed"] = r  # fixed: whose model's scores picked this run's set; dtda: None (all)
+    return _finish(exp, head, rows, cost, out, tracking, name)
 
 
-def prune_random(exp: Experiment, percent: float, seed: int, out, tracking: dict) -> dict:
+def prune_random(exp: Experiment, percent: float, seeds: list[int], out, tracking: dict) -> dict:
     n = exp.splits.n_train
-    removed = random_removals(n, n_removed(percent, n), seed, percent)
-    result = {"config_hash": exp.hash, "experiment": exp.name, "method": "random removal", "variant": "baseline",
-              "p": percent, "seed": seed, "status": "ok", **retrain_without(exp, seed, removed)}
-    return _write(exp, out, result, tracking, f"{exp.name}/prune/random/p{percent:g}/seed{seed}")
+    removed = [random_removals(n, n_removed(percent, n), int(s), percent) for s in seeds]
+    rows, cost = retrain_without(exp, seeds, removed, f"{exp.name} random p{percent:g}")
+    head = _head(exp, "random removal", "baseline", percent, seeds)
+    return _finish(exp, head, rows, cost, out, tracking, f"{exp.name}/prune/random/p{percent:g}")
 
 
-def prune_full(exp: Experiment, seed: int, model_path, out, tracking: dict) -> dict:
-    params = io.load_torch(model_path, expect_hash=exp.hash)["checkpoints"][-1]["params"]
-    result = {"config_hash": exp.hash, "experiment": exp.name, "method": "full data", "variant": "baseline",
-              "p": 0.0, "seed": seed, "status": "ok", "n_removed": 0, **heldout_quality(exp, params)}
-    return _write(exp, out, result, tracking, f"{exp.name}/prune/full/seed{seed}")
+def prune_full(exp: Experiment, seeds: list[int], out, tracking: dict) -> dict:
+    """The full-data baseline retrained on the retrain seeds (the scoring models are in-sample)."""
+    rows, cost = retrain_without(exp, seeds, [np.zeros(0, dtype=int) for _ in seeds], f"{exp.name} full data")
+    head = _head(exp, "full data", "baseline", 0.0, seeds)
+    return _finish(exp, head, rows, cost, out, tracking, f"{exp.name}/prune/full")
 
 
 # -- summary ---------------------------------------------------------------------------------------
 _QUALITY = ("test_accuracy", "test_loss", "val_loss", "removed_corrupted_fraction")
 
 
+def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student-t interval for the mean over seeds: mean -+ t_{(1+level)/2, n-1} * std(ddof=1) / sqrt(n).
+
+    The retrain seeds are i.i.d. draws of training randomness, few in number (5 by default), so the
+    t quantile (not the normal one, nor a bootstrap that cannot resolve 5 points) sizes the interval.
+    nan for fewer than two values."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
 def summarize(exp_name: str, job_jsons: list) -> dict:
-    """Group the per-seed jobs by (method, variant, p): mean and std over seeds of each quality."""
+    """Group the jobs by (method, variant, p): mean, std and 95% t-interval over the retrain seeds."""
     groups: dict[tuple, list[dict]] = {}
     for p in job_jsons:
         r = io.read_json(p)
         groups.setdefault((r["method"], r["variant"], float(r["p"])), []).append(r)
     rows = []
-    for (method, variant, percent), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        ok = [r for r in runs if r.get("status") == "ok"]
+    scoring, retrain = set(), set()
+    for (method, variant, percent), jobs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        for j in jobs:
+            scoring.update(j.get("scoring_seeds", []))
+            retrain.update(j.get("retrain_seeds", []))
+        ok = [run for j in jobs if j.get("status") == "ok" for run in j.get("runs", [])]
+        failed = [j for j in jobs if j.get("status") != "ok"]
         row = {"experiment": exp_name, "method": method, "variant": variant, "p": percent,
-               "n_seeds": len(ok), "status": "ok" if len(ok) == len(runs) else "failed"}
-        if row["status"] != "ok":
-            row["reason"] = next(r.get("reason", "unknown") for r in runs if r.get("status") != "ok")
+               "n_seeds": len(ok), "retrain_seeds": sorted(run["seed"] for run in ok),
+               "status": "failed" if failed or not ok else "ok", "ci_level": CI_LEVEL}
+        if failed:
+            row["reason"] = failed[0].get("reason", "unknown")
         for key in _QUALITY:
             vals = np.array([r[key] for r in ok if key in r], dtype=float)
             row[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            row[f"{key}_ci_low"], row[f"{key}_ci_high"] = t_interval(vals)
+        steps = {r["total_steps"] for r in ok if "total_steps" in r}
+        if steps:
+            row["total_steps"] = steps.pop() if len(steps) == 1 else sorted(steps)
         row["wall_time_s"] = float(np.mean([r.get("wall_time_s", 0.0) for r in ok])) if ok else float("nan")
         rows.append(row)
-    return {"experiment": exp_name, "rows": rows}
+    return {"experiment": exp_name, "scoring_seeds": sorted(scoring), "retrain_seeds": sorted(retrain),
+            "ci": f"{CI_LEVEL:.0%} Student-t interval over retrain seeds", "rows": rows}
 
 
 def prune_summary(exp: Experiment, job_jsons: list, out_json, out_png) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 from .. import io
 from ..api import Experiment
 from ..tracking import tracked_run
-from ..training import Run, train_models
+from ..training import Run, full_data_steps, train_models
 from .common import CostMeter, accuracy, measure
 
 
@@ -45,13 +45,27 @@ def shard_subsets(exp: Experiment, shard: int) -> range:
     return range(start, min(start + gt["shard_size"], gt["n_subsets"]))
 
 
+def subset_steps(exp: Experiment) -> tuple[str, int | None]:
+    """`groundtruth.steps` and the step count it fixes for a subset model (None: train.epochs over the subset).
+
+    same_epochs (default) is the LDS protocol of TRAK, SOURCE and kronfluence and costs alpha of the
+    full-data steps per subset model. Every subset has the same size, so the step offset against
+    the full-data models is common to all subsets: it does not change the Spearman ranks of LDS or
+    dLDS-mean, only the absolute deltas of dLDS-variance / W2 (distribution of subset models vs the
+    full-data distribution). same_steps trains each subset model for the full-data run's step count,
+    the d-TDA-consistent choice for the variance / W2 deltas."""
+    mode = exp.cfg["groundtruth"].get("steps", "same_epochs")
+    return mode, (full_data_steps(exp.cfg, exp.splits.n_train) if mode == "same_steps" else None)
+
+
 def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
     """Train every (subset, seed) of the shard, keep [n, R, Q] query measurements (no weights)."""
     gt = exp.cfg["groundtruth"]
     masks = io.load_npy(masks_path, expect_hash=exp.hash)
     subsets = shard_subsets(exp, shard)
     seeds = range(gt["seeds_per_subset"])
-    runs = [Run(seed, masks[j]) for j in subsets for seed in seeds]
+    mode, steps = subset_steps(exp)
+    runs = [Run(seed, masks[j], total_steps=steps) for j in subsets for seed in seeds]
     s = exp.splits
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train_subsets", f"{exp.name}/shard{shard}",
                      exp.cfg) as run:
@@ -61,5 +75,6 @@ def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) ->
             query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
             query = query.reshape(len(subsets), len(seeds), -1)
         run.summary_update({"models": len(runs), **cost.as_dict()})
-    io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), **cost.as_dict()},
+    io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "groundtruth_steps": mode,
+                      "subset_total_steps": sorted({r.plan.total_steps for r in results}), **cost.as_dict()},
                 query=query, subsets=np.asarray(list(subsets)))

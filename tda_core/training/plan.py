@@ -37,10 +37,13 @@ class TrainPlan:
         return out
 
 
-def make_plan(train_cfg: dict, n_examples: int, stage_starts: list[int] | None = None) -> TrainPlan:
-    """The plan; `stage_starts` (first step of each stage, 0 first) adds a checkpoint at every stage switch."""
+def make_plan(train_cfg: dict, n_examples: int, total_steps: int | None = None,
+              stage_starts: list[int] | None = None) -> TrainPlan:
+    """`epochs` over `n_examples`, or exactly `total_steps` steps when given (step-matched runs:
+    pruned and `groundtruth.steps: same_steps` subset models train as long as the full-data run);
+    `stage_starts` (first step of each stage, 0 first) adds a checkpoint at every stage switch."""
     steps_per_epoch = math.ceil(n_examples / train_cfg["batch_size"])
-    total = max(1, int(round(train_cfg["epochs"] * steps_per_epoch)))
+    total = max(1, int(round(train_cfg["epochs"] * steps_per_epoch))) if total_steps is None else int(total_steps)
     lrs = lr_schedule(train_cfg["schedule"], train_cfg["lr"], total)
     c = train_cfg["n_checkpoints"]
     starts = list(stage_starts) if stage_starts is not None else [0]

@@ -1,8 +1,10 @@
 """Training loop: functional steps, optionally vmapped over a stack of models (one shard of runs).
 
-A run is (seed, mask, weights): the seed fixes initialisation, batch order and the task's random
-draws; the mask selects the training subset; per-example loss weights w_i (default 1) are what
-the `unrolled` method and the re-weighting tests differentiate with respect to.
+A run is (seed, mask, weights, total_steps): the seed fixes initialisation, batch order and the
+task's random draws; the mask selects the training subset; per-example loss weights w_i (default 1)
+are what the `unrolled` method and the re-weighting tests differentiate with respect to;
+total_steps (default None = `train.epochs` over the run's subset) fixes the step count instead, e.g.
+to the full-data run's (`full_data_steps`) so that a model on fewer examples trains equally long.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Run:
     seed: int
     mask: np.ndarray | None = None  # bool [N]; None = the full training set
     weights: np.ndarray | None = None  # float [N] per-example loss weights; None = all ones
+    total_steps: int | None = None  # None = train.epochs over the subset; else exactly this many steps
 
 
 @dataclass
@@ -38,7 +41,7 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     training set)."""
     tcfg = exp["train"]
     pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
-    total = make_plan(tcfg, len(pool)).total_steps
+    total = make_plan(tcfg, len(pool), total_steps=run.total_steps).total_steps
     rng = np.random.default_rng([run.seed, 1])
     if exp.get("scenario") == "multi_stage":
         # Pretrain on the first half of the training set, fine-tune on the second half.
@@ -46,16 +49,21 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
         second = pool[pool >= n_train // 2]
         k = int(round(tcfg["pretrain_fraction"] * total))
         stages = [(s, p, n) for s, p, n in ((0, first, k), (k, second, total - k)) if n > 0]  # (start, pool, steps)
-        plan = make_plan(tcfg, len(pool), [s for s, _, _ in stages])
+        plan = make_plan(tcfg, len(pool), total_steps=total, stage_starts=[s for s, _, _ in stages])
         plan.pools = [p for _, p, _ in stages]
         batches = batch_schedule(k, first, tcfg["batch_size"], rng) + batch_schedule(
             total - k, second, tcfg["batch_size"], rng
         )
     else:
-        plan = make_plan(tcfg, len(pool))
+        plan = make_plan(tcfg, len(pool), total_steps=total)
         plan.pools = [pool]
         batches = batch_schedule(total, pool, tcfg["batch_size"], rng)
     return plan, batches
+
+
+def full_data_steps(exp: dict, n_train: int) -> int:
+    """Steps of a full-data run (`train.epochs` over all n_train examples): the step-matched budget."""
+    return make_plan(exp["train"], n_train).total_steps
 
 
 FP16_LOSS_SCALE = 1024.0
