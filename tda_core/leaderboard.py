@@ -328,7 +328,8 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list
     if dist is not None:
         out.append((2, "Classic vs distributional LDS", "", dist))
     for title, table in pruning_tables(pruning_paths).items():
-        out.append((2, title, "Mean ± std over the retrain seeds.", table))
+        out.append((2, title, "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring "
+                               "seeds; every set retrained on the same seeds).", table))
     loo = loo_table(bundles)
     if loo is not None:
         out.append((2, "Leave-one-out: how many seeds resolve a LOO mean shift", "", loo))

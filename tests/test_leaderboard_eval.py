@@ -58,7 +58,7 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
     acc = md.split("## pruning: test accuracy")[1].split("##")[0]
     assert "0.9100 [0.9038, 0.9162]" in acc and "0.8800 [0.8676, 0.8924]" in acc
     assert "trak (dtda)" in acc and "failed" in acc
-    assert "| full data | 0.9 |" in " ".join(acc.split())  # no interval (older summary): the mean alone
+    assert "| full data | 0.9000 |" in " ".join(acc.split())  # no interval (older summary): the mean alone
     assert "0.2800 [0.2676, 0.2924]" in md.split("## pruning: test loss")[1].split("##")[0]
     assert "## Classic vs distributional LDS" in md
     page = (out / "l.html").read_text()

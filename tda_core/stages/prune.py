@@ -162,7 +162,7 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
         for j in jobs:
             scoring.update(j.get("scoring_seeds", []))
             retrain.update(j.get("retrain_seeds", []))
-        ok = [run for j in jobs if j.get("status") == "ok" for run in j.get("runs", [])]
+        ok = sorted((run for j in jobs if j.get("status") == "ok" for run in j.get("runs", [])), key=lambda r: r["seed"])
         failed = [j for j in jobs if j.get("status") != "ok"]
         row = {"experiment": exp_name, "method": method, "variant": variant, "p": percent,
                "n_seeds": len(ok), "retrain_seeds": sorted(run["seed"] for run in ok),
@@ -174,6 +174,9 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
             row[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             row[f"{key}_ci_low"], row[f"{key}_ci_high"] = t_interval(vals)
+        # per retrain seed, in seed order: every set is retrained on the same seeds, so the leaderboard's
+        # claims compare sets with paired tests
+        row["test_accuracy_values"] = [float(r["test_accuracy"]) for r in ok if "test_accuracy" in r]
         steps = {r["total_steps"] for r in ok if "total_steps" in r}
         if steps:
             row["total_steps"] = steps.pop() if len(steps) == 1 else sorted(steps)
@@ -186,7 +189,8 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
 def prune_summary(exp: Experiment, job_jsons: list, out_json, out_png) -> dict:
     from ..plots import pruning_curve
 
-    summary = {"config_hash": exp.hash, **summarize(exp.name, job_jsons)}
+    summary = {"config_hash": exp.hash, "label_noise": exp.cfg["dataset"].get("label_noise", 0.0),
+               **summarize(exp.name, job_jsons)}
     io.write_json(out_json, summary)
     pruning_curve(summary["rows"], exp.name, out_png)
     return summary
