@@ -97,3 +97,13 @@ def test_leaderboard_columns_legend_and_claims(tmp_path):
     assert len(pruning) == 2
     assert pruning[0].endswith("| holds |") and "if_ekfac (dtda)" in pruning[0]  # +0.04 on every seed
     assert pruning[1].endswith("| not significant |") and "random removal" in pruning[1]
+
+
+def test_diffusion_picture_headers_follow_the_sign_of_the_scores_shown():
+    from tda_core.stages.diffusion_pictures import score_header
+
+    assert "raise the loss" in score_header("3 highest", np.array([0.3, 0.2, 0.1]))
+    negative = score_header("3 highest", np.array([-0.1, -0.2, -0.3]))  # the 'highest' of all-negative scores
+    assert "lower the loss" in negative and "raise" not in negative
+    assert "raise" in score_header("3 lowest", np.array([0.2, -0.1, -0.3])) and "lower" in score_header(
+        "3 lowest", np.array([0.2, -0.1, -0.3]))

@@ -6,6 +6,7 @@ from .base import Method
 
 class RandomScores(Method):
     name = "random"
+    stage_aware = True  # it reads no model and no training example: there are no stages to follow
 
     def score(self, ctx) -> np.ndarray:
         s = ctx.exp.splits
