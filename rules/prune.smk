@@ -1,4 +1,4 @@
-# Pruning benchmark (d-TDA; DESIGN.md section 3), for experiments with a `pruning:` block, evaluated
+# Pruning benchmark (d-TDA; docs/design.md, section Evaluation), for experiments with a `pruning:` block, evaluated
 # out of sample: the removals are picked with the scoring models' (seeds 0..R-1) validation-loss
 # attributions (scores/{method}/val_seed{r}), and every model is retrained on the fresh
 # pruning.retrain_seeds for the full-data run's step count (step-matched), the full-data baseline

@@ -7,7 +7,7 @@ flow, no RNG inside):
                               draws outside the vmapped step with `sample_aux`
   measure / attribution_loss  the denoising loss averaged over K FIXED (t, noise) draws, the same
                               for every model, every example and every call (common random numbers,
-                              DESIGN.md section 1), so differences between models are not draw noise
+                              docs/design.md, section Notation), so differences between models are not draw noise
 The noise-level schedule is diffusers' DDPMScheduler (`add_noise` for the forward process, `step`
 for ancestral sampling in `generate`).
 """

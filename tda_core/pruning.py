@@ -1,4 +1,4 @@
-"""Pruning by attribution (the d-TDA ViT experiment; DESIGN.md section 3).
+"""Pruning by attribution (the d-TDA ViT experiment; docs/design.md, section Evaluation).
 
 With validation-target scores tau[v, i] (predicted change of loss(z_v) from training on z_i; see
 tda_core.targets), removing z_i changes the mean validation loss by -mean_v tau[v, i]. The p% of

@@ -3,7 +3,7 @@
 A task turns `call(inputs) -> outputs` plus a batch into per-example values:
   loss(call, x, y, aux)      training loss per example (aux: the task's random draws, or None)
   attribution_loss(call,x,y) deterministic per-example loss whose gradient is g_i
-  measure(call, x, y)        the measurement f(z_q, theta) of DESIGN.md section 1
+  measure(call, x, y)        the measurement f(z_q, theta) of docs/design.md, section Notation
   network_inputs(x)          what attribution_loss feeds the network for a batch (x itself for
                              classification; each image at the fixed noise draws for diffusion), so
                              curvature code can differentiate the network outputs that loss sees

@@ -106,7 +106,7 @@ def test_dtda_unrolled_gives_each_seed_its_own_derivative(tmp_path):
 
 
 def _dense_source(exp, curvature_at, n_segments):
-    """The SOURCE recursion of DESIGN.md evaluated with dense matrices: curvature_at(params) -> [P, P]."""
+    """The SOURCE recursion of docs/design.md (Estimators) evaluated with dense matrices: curvature_at(params) -> [P, P]."""
     from tda_core.gradients import per_example_grads
     from tda_core.methods.source import segment_plan
 

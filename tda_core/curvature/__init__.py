@@ -1,4 +1,4 @@
-"""Curvature core shared by IF, SOURCE, truncated unrolling and d-TDA (DESIGN.md section 2).
+"""Curvature core shared by IF, SOURCE, truncated unrolling and d-TDA (docs/design.md, section Estimators).
 
 API (all vectors in the flat parameter layout of tda_core.gradients, i.e. the order of
 model.named_parameters(); every parameter is covered by exactly one block):

@@ -1,7 +1,7 @@
 """Spectral filters: functions of one curvature block's eigenvalues -> multipliers (same shape).
 
 IF, SOURCE and truncated unrolling differ only in the filter applied between query and train
-gradients (DESIGN.md section 2). `Curvature.precondition(vectors, f)` rotates each block into its
+gradients (docs/design.md, section Estimators). `Curvature.precondition(vectors, f)` rotates each block into its
 eigenbasis, multiplies by f(lam) elementwise and rotates back, i.e. computes f(H) @ vector.
 A filter receives the whole eigenvalue tensor of one block, so per-layer damping (a multiple of
 the block's mean eigenvalue) needs no extra bookkeeping.

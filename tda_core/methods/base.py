@@ -1,6 +1,6 @@
 """What every attribution method sees: the experiment, the seed(s) to use, and cached gradients.
 
-Sign convention (DESIGN.md section 1): tau[q, i] > 0 means training on z_i raises f(z_q). A
+Sign convention (docs/design.md, section Notation): tau[q, i] > 0 means training on z_i raises f(z_q). A
 gradient step on z_i moves theta by -eta * g_i, so first-order scores carry a minus sign.
 
 Score files (results/{exp}/scores/{method}/seed{r|all}.npy, float32):

@@ -11,7 +11,7 @@ gives tau for every (query, training example) pair.
 Memory: the trajectory is stored only at block starts (block = ceil(sqrt(T)) steps) and recomputed
 block by block during the backward sweep (O(sqrt(T) P) memory, about two forward replays of compute).
 
-Units and sign (DESIGN.md section 1): tau > 0 means up-weighting z_i raises f(z_q). w_i = 1 -> 0 is
+Units and sign (docs/design.md, section Notation): tau > 0 means up-weighting z_i raises f(z_q). w_i = 1 -> 0 is
 removing z_i, so tau[q, i] is the linearised effect of including z_i, in units of f: the same units as
 an influence function -(1/N) v^T H^{-1} g_i (whose eps = 1/N up-weighting of the mean loss is the
 w_i = 1 weight here). Unlike real retraining without z_i, the batches stay fixed (the other examples

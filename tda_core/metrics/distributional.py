@@ -1,4 +1,4 @@
-"""Distributional LDS (d-TDA, Mlodozeniec et al. 2025; DESIGN.md section 3).
+"""Distributional LDS (d-TDA, Mlodozeniec et al. 2025; docs/design.md, section Evaluation).
 
 The trained model is a random variable over seeds. For subset j (training set S_j, the complement
 removed) the attribution's predicted retrained sample of seed r is, per query q,

@@ -1,4 +1,4 @@
-"""Linear datamodeling score (DESIGN.md section 3).
+"""Linear datamodeling score (docs/design.md, section Evaluation).
 
 LDS(q) = Spearman over subsets j of (sum_{i in S_j} tau[q, i], mean over seeds of f(z_q; A(S_j, seed))).
 Reported: mean over queries (and over scoring seeds for a per-seed method), a 95% CI from the joint

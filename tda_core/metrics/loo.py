@@ -1,4 +1,4 @@
-"""Leave-one-out study ("LOO is noisy", d-TDA; DESIGN.md section 3).
+"""Leave-one-out study ("LOO is noisy", d-TDA; docs/design.md, section Evaluation).
 
 A few training points z_k are removed one at a time and the model is retrained with S seeds
 (seed s of the full-data and of the leave-one-out run share the initialisation, so differences are

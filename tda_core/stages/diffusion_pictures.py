@@ -1,4 +1,4 @@
-"""Diffusion pictures (DESIGN.md section 3): influential training images per query, and samples by seed.
+"""Diffusion pictures (docs/design.md, section Evaluation): influential training images per query, and samples by seed.
 
 influence_query{q}.png  the query image, then per method (one row each) its top-k training images
                         with the most positive scores (training on them RAISES the query's denoising
