@@ -83,7 +83,7 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def _schema_check(blob, path, definition: str | None = None, what: str = "result bundle") -> None:
-    errors = sorted(_validator(definition).iter_errors(blob), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator(definition).iter_errors(blob), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "<top level>"
