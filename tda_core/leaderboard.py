@@ -3,7 +3,8 @@
 Inputs: the evaluate stage's bundles (results/{exp}/metrics.json: labelled, de-duplicated and ranked
 rows, see tda_core.metrics.rows, plus the experiment's noise figures and power), the leave-one-out
 bundles (same format, metric loo_shift) and the pruning summaries. Failed jobs appear as `failed`
-rows, never as missing ones. Markdown and HTML are rendered from one list of sections, so they say
+rows, never as missing ones. Bundles are read as untrusted input (tda_core.bundle: JSON only, the
+schema, safe names, one ground truth per experiment); every string reaches the HTML page escaped. Markdown and HTML are rendered from one list of sections, so they say
 the same thing.
 """
 from __future__ import annotations
