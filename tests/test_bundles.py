@@ -223,3 +223,19 @@ def test_local_leaderboard_of_legacy_bundles_is_unchanged(tmp_path):
     df = write_all([path], out / "l.csv", out / "l.md", out / "l.png", out / "l.html")
     assert list(df.method) == ["m2", "m1"] and list(df["rank"]) == [1, 2]
     assert json.loads(path.read_text())["results"][0]["rank"] == 2  # nothing is written back
+
+
+def test_provenance_of_a_stage_is_a_valid_version_1_bundle(tmp_path):
+    from types import SimpleNamespace
+
+    from tda_core.bundle import provenance
+
+    cfg = _config("e")
+    facts = {k: v for k, v in _bundle("e", {"m1": 0.3}).items() if k not in ("bundle_version", "config", "versions",
+                                                                             "device", "stage", "config_hash")}
+    bundle = {**provenance(SimpleNamespace(hash=cfg["config_hash"], cfg=cfg), "evaluate"), **facts}
+    assert bundle["bundle_version"] == 1 and bundle["config"] == cfg and bundle["device"] == "cpu"
+    assert set(bundle["versions"]) == {"tda_bench", "torch", "numpy", "python"}
+    path = tmp_path / "e" / "metrics.json"
+    io.write_json(path, bundle)
+    assert load_bundle(path)["config_hash"] == cfg["config_hash"]
