@@ -43,7 +43,7 @@ def test_tiny_workflow_writes_the_leaderboard(tiny_run):
     exp_cfg = json.loads((res / "tiny-mlp" / "config.json").read_text())
     assert bundle["bundle_version"] == 1 and bundle["stage"] == "evaluate"
     assert bundle["config"] == exp_cfg and bundle["config_hash"] == exp_cfg["config_hash"]
-    assert set(bundle["versions"]) == {"tda_bench", "torch", "numpy", "python"} 
+    assert set(bundle["versions"]) == {"tda_bench", "torch", "numpy", "python"}
     assert bundle["device"] == "cpu" or bundle["device"].startswith("cuda:")
     assert load_bundle(res / "tiny-mlp" / "metrics.json")["results"]  # the schema accepts what the stage writes
     for m in ("grad_dot", "tracin"):
