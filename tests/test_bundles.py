@@ -240,3 +240,27 @@ def test_provenance_of_a_stage_is_a_valid_version_1_bundle(tmp_path):
     path = tmp_path / "e" / "metrics.json"
     io.write_json(path, bundle)
     assert load_bundle(path)["config_hash"] == cfg["config_hash"]
+
+
+def test_loo_stage_writes_a_version_1_bundle_with_its_settings(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import tda_core.plots
+    from tda_core.stages import loo
+
+    cfg = _config("e")
+    exp = SimpleNamespace(hash=cfg["config_hash"], cfg=cfg, name="e")
+    io.save_npz(tmp_path / "measurements.npz", {"config_hash": exp.hash, "n_points": 2, "points": None, "seeds": 4,
+                                                "point_seed": 0, "wall_time_s": 1.0},
+                points=np.array([3, 7]), full=np.zeros((4, 5)), loo=np.zeros((2, 4, 5)))
+    monkeypatch.setattr(loo, "_loo_result", lambda exp, m, files, gt: (
+        {"config_hash": exp.hash, "experiment": exp.name, "method": m, "metric": "loo_shift", "status": "failed",
+         "reason": "no scores in this test"}, None))
+    monkeypatch.setattr(tda_core.plots, "loo_scatter", lambda *a, **k: None)
+    out = tmp_path / "e" / "loo" / "results.json"
+    loo.loo_evaluate(exp, ["m1"], [], tmp_path / "measurements.npz", out, tmp_path / "loo.png")
+    bundle = load_bundle(out)
+    assert bundle["bundle_version"] == 1 and bundle["stage"] == "loo" and bundle["config"] == cfg
+    assert bundle["loo"] == {"n_points": 2, "points": [3, 7], "seeds": 4, "point_seed": 0}
+    _write(tmp_path, _bundle("e", {"m1": 0.3}))  # the evaluate bundle of the same experiment merges with it
+    write_all([tmp_path / "e" / "metrics.json", out], *(tmp_path / "lb" / f"l.{x}" for x in ("csv", "md", "png", "html")))
