@@ -264,3 +264,13 @@ def test_loo_stage_writes_a_version_1_bundle_with_its_settings(tmp_path, monkeyp
     assert bundle["loo"] == {"n_points": 2, "points": [3, 7], "seeds": 4, "point_seed": 0}
     _write(tmp_path, _bundle("e", {"m1": 0.3}))  # the evaluate bundle of the same experiment merges with it
     write_all([tmp_path / "e" / "metrics.json", out], *(tmp_path / "lb" / f"l.{x}" for x in ("csv", "md", "png", "html")))
+
+
+def test_a_malformed_pruning_summary_fails_in_one_line_naming_it(tmp_path, capsys):
+    _write(tmp_path / "a", _bundle("e", {"m1": 0.3}))
+    path = tmp_path / "a" / "e" / "pruning" / "summary.json"
+    io.write_json(path, {"experiment": "e", "rows": [{"experiment": "e", "method": "m1", "variant": "dtda",
+                                                      "p": "ten", "status": "ok"}]})
+    rc, err = _leaderboard(capsys, tmp_path / "a", out=tmp_path / "lb")
+    line = _one_error_line(err)
+    assert rc == 2 and str(path) in line and "pruning summary" in line
