@@ -218,8 +218,9 @@ def check_merge(bundles: list[tuple[str, dict]], summaries: list[tuple[str, dict
     for path, b in bundles:
         for r in b["results"]:
             key = (b["experiment"], r["metric"], r["method"], r.get("variant") or "")
-            if key in rows and rows[key] != path:
-                raise ArtifactError(f"row {'/'.join(key).rstrip('/')} is in two bundles: {rows[key]} and {path}")
+            if key in rows:
+                where = f"two bundles: {rows[key]} and {path}" if rows[key] != path else f"{path} twice"
+                raise ArtifactError(f"row {'/'.join(key).rstrip('/')} is in {where}")
             rows[key] = path
     pruned: dict[tuple, str] = {}
     for path, s in summaries:
@@ -229,9 +230,9 @@ def check_merge(bundles: list[tuple[str, dict]], summaries: list[tuple[str, dict
                                 f"{hashes[exp][1]}) and {path} (config_hash {s.get('config_hash')})")
         for r in s["rows"]:
             key = (r["experiment"], r["method"], r["variant"], float(r["p"]))
-            if key in pruned and pruned[key] != path:
-                raise ArtifactError(f"pruning row {key[0]}/{key[1]} ({key[2]}, p={key[3]:g}%) is in two summaries: "
-                                    f"{pruned[key]} and {path}")
+            if key in pruned:
+                where = f"two summaries: {pruned[key]} and {path}" if pruned[key] != path else f"{path} twice"
+                raise ArtifactError(f"pruning row {key[0]}/{key[1]} ({key[2]}, p={key[3]:g}%) is in {where}")
             pruned[key] = path
 
 

@@ -198,6 +198,13 @@ def _merge_inputs(dirs: list) -> tuple[list[str], list[str]]:
     return metrics, pruning
 
 
+def _once(paths: list) -> list:
+    seen: dict = {}
+    for p in paths:
+        seen.setdefault(Path(p).resolve(), p)
+    return list(seen.values())
+
+
 def cmd_leaderboard(args):
     from .leaderboard import load_bundles, sections, write_all
     from .tracking import tracked_run
@@ -205,8 +212,9 @@ def cmd_leaderboard(args):
     if not args.metrics and not args.merge:
         raise ConfigError("leaderboard: give --metrics FILE... or --merge DIR...")
     merged_metrics, merged_pruning = _merge_inputs(args.merge or [])
-    args.metrics = list(args.metrics or []) + merged_metrics
-    args.pruning = list(args.pruning or []) + merged_pruning
+    # a file named twice (--merge DIR DIR, or a file also in --metrics) is read once
+    args.metrics = _once(list(args.metrics or []) + merged_metrics)
+    args.pruning = _once(list(args.pruning or []) + merged_pruning)
     merge = bool(args.merge)
     out = Path(args.out_dir)
     # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)

@@ -117,6 +117,13 @@ def test_merge_refuses_a_config_that_does_not_hash_to_its_config_hash(tmp_path, 
     assert rc == 2 and str(path) in _one_error_line(err)
 
 
+def test_merge_reads_a_folder_named_twice_once(tmp_path, capsys):
+    _write(tmp_path / "a", _bundle("e", {"m1": 0.3, "m2": 0.5}))
+    rc, err = _leaderboard(capsys, tmp_path / "a", tmp_path / "a", out=tmp_path / "lb")
+    assert rc == 0, err
+    assert len(pd.read_csv(tmp_path / "lb" / "leaderboard.csv")) == 2
+
+
 def test_merge_refuses_a_row_in_two_bundles(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     pa = _write(a, _bundle("e", {"m1": 0.3, "m2": 0.4}))
