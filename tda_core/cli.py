@@ -183,20 +183,49 @@ def _for_wandb(df):
     return df.astype(object).where(df.notna(), None)
 
 
+def _merge_inputs(dirs: list) -> tuple[list[str], list[str]]:
+    """Bundles and pruning summaries of results folders: DIR/*/metrics.json, DIR/*/loo/results.json,
+    DIR/*/pruning/summary.json (folders made on different machines)."""
+    metrics, pruning = [], []
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise ConfigError(f"--merge {d}: not a folder")
+        found = sorted(d.glob("*/metrics.json")) + sorted(d.glob("*/loo/results.json"))
+        if not found:
+            raise ConfigError(f"--merge {d}: no result bundles (*/metrics.json or */loo/results.json) in it")
+        metrics += [str(f) for f in found]
+        pruning += [str(f) for f in sorted(d.glob("*/pruning/summary.json"))]
+    return metrics, pruning
+
+
+def _once(paths: list) -> list:
+    seen: dict = {}
+    for p in paths:
+        seen.setdefault(Path(p).resolve(), p)
+    return list(seen.values())
+
+
 def cmd_leaderboard(args):
     from .leaderboard import load_bundles, sections, write_all
     from .tracking import tracked_run
 
+    if not args.metrics and not args.merge:
+        raise ConfigError("leaderboard: give --metrics FILE... or --merge DIR...")
+    merged_metrics, merged_pruning = _merge_inputs(args.merge or [])
+    # a file named twice (--merge DIR DIR, or a file also in --metrics) is read once
+    args.metrics = _once(list(args.metrics or []) + merged_metrics)
+    args.pruning = _once(list(args.pruning or []) + merged_pruning)
+    merge = bool(args.merge)
     out = Path(args.out_dir)
     # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)
     args.images = [str(f) for img in args.images
                    for f in (sorted(Path(img).glob("*.png")) if Path(img).is_dir() else [img])]
     df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
-                   out / "leaderboard.html", args.images, args.pruning)
+                   out / "leaderboard.html", args.images, args.pruning, merge=merge)
     tracking = _tracking(args, results_dir=out)  # the leaderboard's folder is the results_dir
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in sections(df, load_bundles(args.metrics), args.pruning):
+        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning):
             if table is not None:
                 key = "".join(c if c.isalnum() else "_" for c in title)
                 run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
@@ -301,7 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-dir", required=True)
 
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
-    sp.add_argument("--metrics", nargs="+", required=True)
+    sp.add_argument("--metrics", nargs="+", default=[], help="result bundles (results/{exp}/metrics.json, "
+                    "results/{exp}/loo/results.json)")
+    sp.add_argument("--merge", nargs="+", metavar="DIR", default=[],
+                    help="results folders (e.g. made on different machines): one board from their DIR/*/metrics.json, "
+                         "DIR/*/loo/results.json and DIR/*/pruning/summary.json; one experiment's bundles must share "
+                         "their ground truth (config_hash) and may not repeat a method")
     sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
     sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
     sp.add_argument("--out-dir", required=True)

@@ -3,7 +3,8 @@
 Inputs: the evaluate stage's bundles (results/{exp}/metrics.json: labelled, de-duplicated and ranked
 rows, see tda_core.metrics.rows, plus the experiment's noise figures and power), the leave-one-out
 bundles (same format, metric loo_shift) and the pruning summaries. Failed jobs appear as `failed`
-rows, never as missing ones. Markdown and HTML are rendered from one list of sections, so they say
+rows, never as missing ones. Bundles are read as untrusted input (tda_core.bundle: JSON only, the
+schema, safe names, one ground truth per experiment); every string reaches the HTML page escaped. Markdown and HTML are rendered from one list of sections, so they say
 the same thing.
 """
 from __future__ import annotations
@@ -64,17 +65,18 @@ LEGEND = [
 
 
 # -- collect -----------------------------------------------------------------------------------------
-def load_bundles(metric_paths: list) -> list[dict]:
-    """Evaluation bundles; a bare result file (one method, one metric) counts as a bundle of one row."""
-    out = []
-    for p in metric_paths:
-        blob = io.read_json(p)
-        if "results" not in blob:  # one result of `tda_core.stages.evaluate.evaluate`: its variants as rows
-            head = {k: v for k, v in blob.items() if k != "variants"}
-            rows = [head] + [{**head, **v, "variant": name} for name, v in (blob.get("variants") or {}).items()]
-            blob = {"experiment": blob.get("experiment"), "results": rows}
-        out.append(blob)
-    return out
+def load_bundles(metric_paths: list, pruning_paths: list | None = None, merge: bool = False) -> list[dict]:
+    """Evaluation bundles, checked (tda_core.bundle): JSON only, the schema, safe names, one ground truth per
+    experiment, no row twice. A bare result file (one method, one metric) counts as a bundle of one row.
+    With `merge` (bundles made on different machines), rows of one experiment and metric that come from
+    several bundles are ranked again together."""
+    from .bundle import check_merge, load_bundle, load_pruning_summary, rerank_merged
+
+    pairs = [(str(p), load_bundle(p)) for p in metric_paths]
+    check_merge(pairs, [(str(p), load_pruning_summary(p)) for p in pruning_paths or []])
+    if merge:
+        rerank_merged(pairs)
+    return [b for _, b in pairs]
 
 
 def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFrame:
@@ -362,8 +364,8 @@ def _noise_line(noise: dict) -> str:
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
-              pruning_paths: list | None = None) -> pd.DataFrame:
-    bundles = load_bundles(metric_paths)
+              pruning_paths: list | None = None, merge: bool = False) -> pd.DataFrame:
+    bundles = load_bundles(metric_paths, pruning_paths, merge=merge)
     df = collect(metric_paths, bundles)
     io.write_bytes(out_csv, df.to_csv(index=False).encode())
     page = sections(df, bundles, pruning_paths or [])

@@ -1,4 +1,5 @@
-"""A regular (non-editable) install carries everything the library reads: the config schema is package data."""
+"""A regular (non-editable) install carries everything the library reads: the config and bundle schemas are
+package data."""
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ def test_non_editable_install_validates_configs(tmp_path):
         pytest.skip("setuptools is not installed (needed to build without isolation)")
     assert pip.returncode == 0, pip.stderr
     assert (target / "tda_core" / "schemas" / "config.schema.yaml").is_file()
+    assert (target / "tda_core" / "schemas" / "bundle.schema.json").is_file()  # tda_core.bundle.SCHEMA_PATH
     code = ("import sys, tda_core; from tda_core.config import SCHEMA_PATH, load_config; "
             f"assert tda_core.__file__.startswith({str(target)!r}), tda_core.__file__; "
             f"assert SCHEMA_PATH.is_file(); c = load_config({str(ROOT / 'workflow/config/tiny.yaml')!r}); "

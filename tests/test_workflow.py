@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import wandb_log
 
+from tda_core.bundle import load_bundle
+
 pytestmark = pytest.mark.slow
 
 
@@ -37,8 +39,16 @@ def test_tiny_workflow_writes_the_leaderboard(tiny_run):
     lds = df[df.metric == "lds"].set_index("method")
     assert set(lds.index) >= {"random", "grad_dot", "tracin"}
     assert (lds.status == "ok").all()
-    for m in ("grad_dot", "tracin"):
-        assert lds.loc[m, "ci_low"] <= lds.loc[m, "value"] <= lds.loc[m, "ci_high"]
+    bundle = json.loads((res / "tiny-mlp" / "metrics.json").read_text())  # a version-1 result bundle
+    exp_cfg = json.loads((res / "tiny-mlp" / "config.json").read_text())
+    assert bundle["bundle_version"] == 1 and bundle["stage"] == "evaluate"
+    assert bundle["config"] == exp_cfg and bundle["config_hash"] == exp_cfg["config_hash"]
+    assert set(bundle["versions"]) == {"tda_bench", "torch", "numpy", "python"}
+    assert bundle["device"] == "cpu" or bundle["device"].startswith("cuda:")
+    assert load_bundle(res / "tiny-mlp" / "metrics.json")["results"]  # the schema accepts what the stage writes
+    for m in ("grad_dot", "tracin"):  # one row per variant (per-seed, seed-averaged, ...)
+        rows = lds.loc[[m]]
+        assert ((rows.ci_low <= rows.value) & (rows.value <= rows.ci_high)).all()
     assert "grad_dot" in (res / "leaderboard.md").read_text()
     assert (res / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
     assert "<table" in (res / "leaderboard.html").read_text()

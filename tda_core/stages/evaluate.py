@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from .. import io
 from ..api import Experiment
+from ..bundle import provenance
 from ..errors import ArtifactError
 from ..methods.registry import get_method
 from ..metrics.registry import get_metric, metric_target
@@ -79,7 +80,7 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
                 raise ArtifactError(f"{exp.name}: no {target} score files of '{method}' were given for {metric}")
             per_metric[metric] += result_rows(*compute(exp, metric, method, mine, groundtruth_path, with_inputs=True))
     rows, pairwise = board_rows(per_metric)
-    bundle = {"config_hash": exp.hash, "experiment": exp.name, **experiment_facts(exp),
+    bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
               "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
     if "lds" in metrics and groundtruth_path:
         bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import io
 from ..api import Experiment
+from ..bundle import provenance
 from ..errors import ArtifactError, ConfigError
 from ..methods.registry import get_method
 from ..metrics.loo import evaluate_loo
@@ -66,11 +67,14 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_pat
     """
     from ..plots import loo_scatter
 
-    loo_gt, _ = io.load_npz(loo_path, expect_hash=exp.hash)
+    loo_gt, loo_meta = io.load_npz(loo_path, expect_hash=exp.hash)
     rows = [row for m in methods
             for row in result_rows(*_loo_result(exp, m, [p for p in score_jsons if Path(p).parent.name == m], loo_gt))]
     results, pairwise = board_rows({"loo_shift": rows})
-    io.write_json(out, {"config_hash": exp.hash, "experiment": exp.name, "results": results, "pairwise": pairwise})
+    settings = {k: loo_meta.get(k) for k in DEFAULTS}  # the loo_train settings: its ground truth
+    settings["points"] = [int(k) for k in loo_gt["points"]]
+    io.write_json(out, {**provenance(exp, "loo"), "experiment": exp.name, "loo": settings, "results": results,
+                        "pairwise": pairwise})
     loo_scatter(results, exp.name, out_png)
     return results
 
