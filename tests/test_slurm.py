@@ -286,10 +286,11 @@ def test_tiny_workflow_runs_through_slurm_profile(cluster, tmp_path):
     print(f"\nSLURM workflow: {elapsed:.0f}s")
     assert res.returncode == 0, f"snakemake failed ({elapsed:.0f}s):\n{res.stderr[-4000:]}"
 
-    # The leaderboard: one row per (method, metric) of the tiny experiment, all computed.
+    # The leaderboard: every method of the tiny experiment (per-seed and seed-averaged rows), all computed.
     tiny = yaml.safe_load(TINY.read_text())["experiments"]["tiny-mlp"]
     board = pd.read_csv(results / "leaderboard.csv")
-    assert sorted(board["method"]) == sorted(tiny["methods"])
+    assert sorted(set(board["method"])) == sorted(tiny["methods"])
+    assert set(board["variant"]) <= {"per-seed", "seed-averaged", "ensemble", "single"}
     assert set(board["experiment"]) == {"tiny-mlp"} and set(board["metric"]) == {"lds"}
     assert (board["status"] == "ok").all(), board[["method", "reason"]]
     assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in board["value"])  # Spearman correlations

@@ -68,11 +68,11 @@ def test_wandb_offline_runs_hold_the_logged_metrics(tiny_run):
     assert {i["job_type"] for i in infos.values()} >= {"train", "train_subsets", "attribute", "evaluate"}
     assert all(i["group"] in ("tiny-mlp", "leaderboard") for i in infos.values())
     results = json.loads((res / "tiny-mlp" / "metrics.json").read_text())["results"]
-    (metric,) = [r for r in results if r["method"] == "tracin"]
+    (metric,) = [r for r in results if r["method"] == "tracin" and r["variant"] == "per-seed"]
     assert metric["metric"] == "lds"
     (log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/evaluate"]
     summary = wandb_log.summary(log)
-    assert summary["tracin/lds/value"] == pytest.approx(metric["value"])
+    assert summary["tracin/lds/per-seed/value"] == pytest.approx(metric["value"])
     assert summary["tracin/lds/ci_low"] == pytest.approx(metric["ci_low"])
     (train_log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/train/seed0"]
     assert 0.0 < wandb_log.summary(train_log)["test_accuracy"] <= 1.0
