@@ -47,7 +47,7 @@ onstart:
 
 wildcard_constraints:
     exp="|".join(re.escape(e) for e in EXPERIMENTS),
-    method=r"[A-Za-z0-9_]+",
+    method=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",  # tda_core.config.SAFE_NAME (plugin names may hold . and -)
     metric=r"[A-Za-z0-9_]+",
     seed=r"\d+|all",
     shard=r"\d+",
