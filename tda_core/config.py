@@ -104,9 +104,10 @@ def _check_methods(name: str, exp: dict) -> None:
         exp["pruning"]["methods"] = [paths.get(m, m) for m in exp["pruning"]["methods"]]
     for m, given in exp.get("method_options", {}).items():
         if m not in resolved:
-            known = O.known_list(method_entry(m).options) if _is_method(m) else "(unknown method)"
+            known = f"known options of {m}: {O.known_list(method_entry(m).options)}" if _is_method(m) else \
+                f"'{m}' is no known method"
             raise ConfigError(f"experiment '{name}': method_options.{m} is given, but method '{m}' is not in its "
-                              f"methods [{', '.join(resolved)}] (known options of {m}: {known})")
+                              f"methods [{', '.join(resolved)}] ({known})")
         declared = method_entry(m).options
         bad = O.problem(declared, given)
         if bad:

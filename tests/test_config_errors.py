@@ -90,8 +90,11 @@ def test_cli_edited_config_json_is_rejected(tmp_path):
     (["if_ekfac"], {"if_ekfac": {"fisher": "exact"}},
      "experiment 'tiny': method 'if_ekfac' option 'fisher' must be one of sampled|expected, not 'exact'; "
      "known options: cache, damping, damping_rel, fisher, "),
-    (["if_ekfac"], {"if_ekfac": {"cache": 1}}, "method 'if_ekfac' option 'cache' must be bool, not int"),
-    (["unrolled"], {"unrolled": {"query_chunk": 2.5}}, "method 'unrolled' option 'query_chunk' must be int or None"),
+    (["if_ekfac"], {"if_ekfac": {"cache": 1}}, "experiment 'tiny': method 'if_ekfac' option 'cache' must be bool, "
+     "not int (1); known options: "),
+    (["unrolled"], {"unrolled": {"query_chunk": 2.5}},
+     "experiment 'tiny': method 'unrolled' option 'query_chunk' must be int or None, not float (2.5); known options: "
+     "dtype, max_params, query_chunk"),
     (["random", "grad_dot"], {"grad_dot": {"anything": 1}},
      "experiment 'tiny': method 'grad_dot' has no option 'anything'; known options: max_params"),
     (["random", "grad_dot"], {"trak": {"proj_dim": 64}},
