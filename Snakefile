@@ -7,6 +7,8 @@
 # Tracking (W&B) goes to the undeclared side file {results_dir}/.tracking.json instead, which the
 # `tda` CLI reads (tda_core/tracking.py), so switching tracking.mode reruns nothing. Building the DAG
 # imports no torch (registry rows, not method classes; tests/test_workflow.py checks both).
+# Plugin methods (entry points, "module:Class" in methods:) are the exception: their modules are
+# imported while the config is validated (tda_core/methods/registry.py).
 import json
 import os
 import re
@@ -47,7 +49,7 @@ onstart:
 
 wildcard_constraints:
     exp="|".join(re.escape(e) for e in EXPERIMENTS),
-    method=r"[A-Za-z0-9_]+",
+    method=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",  # tda_core.config.SAFE_NAME (plugin names may hold . and -)
     metric=r"[A-Za-z0-9_]+",
     seed=r"\d+|all",
     shard=r"\d+",

@@ -235,6 +235,39 @@ def cmd_leaderboard(args):
     print((out / "leaderboard.md").read_text())
 
 
+def cmd_methods(args):
+    """Every method (built-in, plugin, and the "module:Class" entries of --config's experiments) with its
+    seeds usage and options as a plain-text table; imports no torch unless a plugin does."""
+    from .methods import options as O
+    from .methods.registry import known_methods, method_entry
+
+    if args.config:
+        from .config import load_config
+
+        load_config(args.config)  # registers the config's "module:Class" methods
+    names = args.name or known_methods()
+    rows = []
+    for name in names:
+        try:
+            row = method_entry(name)
+        except TdaError as e:
+            if args.name:
+                raise
+            rows.append((name, "?", "-", "", "", f"cannot load: {e}"))
+            continue
+        head = (name, row.seeds, row.source)
+        opts = O.describe(row.options) or [("-", "", "", "")]
+        for i, (key, type_, default, help_) in enumerate(opts):
+            rows.append((*(head if i == 0 else ("", "", "")), key, f"{type_} = {default}" if type_ else "", help_))
+    rows += [("(every method)", "", "", key, f"{type_} = {default}", help_) for key, type_, default, help_ in O.describe(O.COMMON)]
+    widths = [max(len(str(r[i])) for r in [_METHODS_HEADER, *rows]) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[5] for r in [_METHODS_HEADER, *rows]]
+    print("\n".join(line.rstrip() for line in lines))
+
+
+_METHODS_HEADER = ("method", "seeds", "source", "option", "type = default", "help")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tda", description=__doc__.splitlines()[0])
     p.add_argument("--log", help="also write log messages to this file")
@@ -329,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
     sp.add_argument("--out-dir", required=True)
 
+    sp = sub.add_parser("methods", help="list the attribution methods (built-in and plugins): seeds usage, options")
+    sp.add_argument("name", nargs="*", help="only these methods (default: all)")
+    sp.add_argument("--config", help="also the \"module:Class\" methods of this workflow config")
+    sp.set_defaults(fn=cmd_methods, torch_free=True)
+
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", default=[], help="result bundles (results/{exp}/metrics.json, "
                     "results/{exp}/loo/results.json)")
@@ -355,9 +393,10 @@ def main(argv=None) -> int:
         handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     try:
-        import torch
+        if not getattr(args, "torch_free", False):
+            import torch
 
-        torch.set_num_threads(args.threads or 1)
+            torch.set_num_threads(args.threads or 1)
         args.fn(args)
     except TdaError as e:
         log.error("error: %s", e)

@@ -65,7 +65,8 @@ def _check_names(config: dict) -> None:
     for name, exp in config["experiments"].items():
         check_safe_name(name, "experiment")
         for m in [*exp["methods"], *exp.get("method_options", {}), *exp.get("pruning", {}).get("methods", [])]:
-            check_safe_name(m, f"experiment '{name}': method")
+            if ":" not in m or m not in exp["methods"]:  # "module:Class" entries: their class's name is checked
+                check_safe_name(m, f"experiment '{name}': method")
     run = config.get("run_experiments")
     for name in run or []:
         if name not in config["experiments"]:
@@ -73,17 +74,54 @@ def _check_names(config: dict) -> None:
                 f"unknown experiment '{name}' in run_experiments; known: {', '.join(sorted(config['experiments']))}"
             )
     for name, exp in config["experiments"].items():
-        for m in exp["methods"]:
-            if m not in known_methods():
-                raise ConfigError(
-                    f"unknown method '{m}' in experiment '{name}'; known: {', '.join(sorted(known_methods()))}"
-                )
+        _check_methods(name, exp)
         for m in exp["metrics"]:
             if m not in known_metrics():
                 raise ConfigError(
                     f"unknown metric '{m}' in experiment '{name}'; known: {', '.join(sorted(known_metrics()))}"
                 )
         _check_evaluation(name, exp, known_methods())
+
+
+def _check_methods(name: str, exp: dict) -> None:
+    """Resolve the experiment's `methods:` (built-in, plugin, "module:Class" -> its name, in place) and
+    check `method_options` against the options each method declares (methods/options.py): an unknown
+    key, a bad type, options of a method the experiment does not list are one-line ConfigErrors."""
+    from .methods import options as O
+    from .methods.registry import known_methods, method_entry, resolve_method
+
+    resolved = []
+    for m in exp["methods"]:
+        if ":" not in m and m not in known_methods():
+            raise ConfigError(f"unknown method '{m}' in experiment '{name}'; known: {', '.join(known_methods())}")
+        try:
+            resolved.append(resolve_method(m))
+        except ConfigError as e:
+            raise ConfigError(f"experiment '{name}': {e}") from None
+    paths = dict(zip(exp["methods"], resolved))
+    exp["methods"] = resolved
+    if exp.get("pruning"):
+        exp["pruning"]["methods"] = [paths.get(m, m) for m in exp["pruning"]["methods"]]
+    for m, given in exp.get("method_options", {}).items():
+        if m not in resolved:
+            known = f"known options of {m}: {O.known_list(method_entry(m).options)}" if _is_method(m) else \
+                f"'{m}' is no known method"
+            raise ConfigError(f"experiment '{name}': method_options.{m} is given, but method '{m}' is not in its "
+                              f"methods [{', '.join(resolved)}] ({known})")
+        declared = method_entry(m).options
+        bad = O.problem(declared, given)
+        if bad:
+            raise ConfigError(f"experiment '{name}': {O.message(m, *bad, declared)}")
+
+
+def _is_method(m: str) -> bool:
+    from .methods.registry import method_entry
+
+    try:
+        method_entry(m)
+        return True
+    except ConfigError:
+        return False
 
 
 def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:

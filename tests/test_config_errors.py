@@ -78,3 +78,70 @@ def test_cli_edited_config_json_is_rejected(tmp_path):
     path.write_text(json.dumps(exp))
     r = _tda("train", "--exp-config", str(path), "--seed", "0", "--out", str(tmp_path / "m.pt"))
     assert r.returncode == 2 and "edited by hand" in r.stderr
+
+
+# -- method options: declared per method (tda_core/methods/options.py), checked at config time --------
+@pytest.mark.parametrize("methods,options,message", [
+    (["random", "trak"], {"trak": {"proj_dimm": 64}},
+     "experiment 'tiny': method 'trak' has no option 'proj_dimm'; known options: damping_rel, dtype, max_params, "
+     "proj_dim, proj_seed, proj_type, rcond"),
+    (["trak"], {"trak": {"proj_dim": "64"}},
+     "experiment 'tiny': method 'trak' option 'proj_dim' must be int, not str ('64'); known options: "),
+    (["if_ekfac"], {"if_ekfac": {"fisher": "exact"}},
+     "experiment 'tiny': method 'if_ekfac' option 'fisher' must be one of sampled|expected, not 'exact'; "
+     "known options: cache, damping, damping_rel, fisher, "),
+    (["if_ekfac"], {"if_ekfac": {"cache": 1}}, "experiment 'tiny': method 'if_ekfac' option 'cache' must be bool, "
+     "not int (1); known options: "),
+    (["unrolled"], {"unrolled": {"query_chunk": 2.5}},
+     "experiment 'tiny': method 'unrolled' option 'query_chunk' must be int or None, not float (2.5); known options: "
+     "dtype, max_params, query_chunk"),
+    (["random", "grad_dot"], {"grad_dot": {"anything": 1}},
+     "experiment 'tiny': method 'grad_dot' has no option 'anything'; known options: max_params"),
+    (["random", "grad_dot"], {"trak": {"proj_dim": 64}},
+     "experiment 'tiny': method_options.trak is given, but method 'trak' is not in its methods [random, grad_dot] "
+     "(known options of trak: damping_rel, dtype, max_params, proj_dim, proj_seed, proj_type, rcond)"),
+])
+def test_bad_method_options_fail_in_one_line(methods, options, message):
+    cfg = tiny_config(methods=methods, method_options=options)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_good_method_options_pass():
+    cfg = tiny_config(methods=["trak", "if_ekfac", "dtda_if", "unrolled"], method_options={
+        "trak": {"proj_dim": 64, "damping_rel": 0, "rcond": None}, "if_ekfac": {"damping": 1, "fisher": "expected"},
+        "dtda_if": {"max_params": 100, "n_fisher_samples": 2}, "unrolled": {"query_chunk": 4, "dtype": "float64"}})
+    assert validate_config(cfg)["experiments"]["tiny"]["method_options"]["trak"] == {
+        "proj_dim": 64, "damping_rel": 0, "rcond": None}
+
+
+def test_dry_run_with_a_misspelt_option_fails_in_one_line(repo, tmp_path):
+    """`snakemake -n` stops at the typo (before, trak ran with its default and the sidecar recorded the typo)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((repo / "workflow/config/tiny.yaml").read_text().replace(
+        "methods: [random, grad_dot, tracin]", "methods: [random, grad_dot, tracin, trak]\n"
+        "    method_options: {trak: {proj_dimm: 64}}"))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(bad), "--cores", "1", "-n"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    lines = [line for line in out.splitlines() if "proj_dimm" in line]
+    assert lines == ["tda-bench: experiment 'tiny-mlp': method 'trak' has no option 'proj_dimm'; known options: "
+                     "damping_rel, dtype, max_params, proj_dim, proj_seed, proj_type, rcond"], out
+    assert "Traceback" not in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_tda_methods_lists_seeds_options_and_help_without_torch(repo):
+    code = ("import sys; from tda_core.cli import main; rc = main(['methods']); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["method", "seeds", "source", "option", "type", "=", "default", "help"]
+    assert any(line.split()[:6] == ["trak", "pooled", "built-in", "damping_rel", "float", "="] for line in lines)
+    assert any("proj_dim" in line and "int = 256" in line and "random projection" in line for line in lines)
+    assert any(line.startswith("dtda_if ") and "per_seed_samples" in line for line in lines)
+    assert lines[-1] == "TORCH False"

@@ -18,17 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..gradients import per_example_grads
-from .registry import registry_flag
-
-
-def take_options(method: str, options: dict, defaults: dict) -> dict:
-    """defaults overridden by `options`; unknown keys are config errors (typos fail loudly)."""
-    unknown = set(options) - set(defaults)
-    if unknown:
-        raise ConfigError(f"{method}: unknown option(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **options}
+from . import options as O
+from .registry import registry_attr, registry_flag
 
 
 def interval_pool(meta: dict, interval: dict, n_train: int) -> np.ndarray | None:
@@ -43,10 +35,17 @@ def interval_pool(meta: dict, interval: dict, n_train: int) -> np.ndarray | None
 
 class Method:
     """Base class. Subclasses set `name` and implement `score(ctx) -> [n_query, n_train]`
-    (or [R, n_query, n_train] with `per_seed_samples`)."""
+    (or [R, n_query, n_train] with `per_seed_samples`), reading their options from `self.opts`.
+
+    Built-in methods declare how they use seeds and their options once, in their row in
+    methods/registry.py (options: methods/options.py); plugin methods declare them here, as class
+    attributes `seeds = "per_seed" | "pooled" | "per_seed_samples"` and
+    `options = {"key": Option(default, "help")}` (see examples/plugin_method/).
+    """
 
     name: str = ""
-    # Declared once, by the method's row in methods/registry.py (seeds: per_seed | pooled | per_seed_samples):
+    seeds = registry_attr("per_seed")  # how the R full-data seeds are used (registry.SEED_USAGES)
+    options = registry_attr({})  # declared options {key: Option} (methods/options.py)
     ensemble = registry_flag()  # True: one score file built from all R full-data seeds ("seedall")
     per_seed_samples = registry_flag()  # True: score() returns [R, Q, N], seed r's scores in [r] (see above)
     max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
@@ -56,9 +55,13 @@ class Method:
     stage_aware: bool = False
 
     def __init__(self, **options):
+        """`options` are checked against the declared ones (unknown keys and bad types raise ConfigError);
+        self.opts holds every declared option, defaults filled in; self.given what was given."""
+        declared = O.normalize(type(self).options)
+        self.opts = O.resolve(self.name or type(self).__name__, declared, options)
         if "max_params" in options:
-            self.max_params = options.pop("max_params")
-        self.options = options
+            self.max_params = options["max_params"]
+        self.given = {k: v for k, v in options.items() if k not in O.COMMON}
 
     def score(self, ctx: "AttributionContext") -> np.ndarray:
         raise NotImplementedError

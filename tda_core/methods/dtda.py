@@ -25,7 +25,7 @@ class PerSeedSamples(Method):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.estimator = self.base(**self.options)
+        self.estimator = self.base(**self.given)
 
     def score(self, ctx) -> np.ndarray:
         per_seed = []

@@ -25,9 +25,7 @@ import torch
 from ..curvature import sample_targets
 from ..errors import TdaError
 from ..tasks import ClassificationTask
-from .base import Method, take_options
-
-DEFAULTS = {"damping": None, "fisher_seed": 0, "batch_size": 256}
+from .base import Method
 
 
 def import_kronfluence():
@@ -79,9 +77,6 @@ class IfEkfacKronfluence(Method):
 
     name = "if_ekfac_kronfluence"
 
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = take_options(self.name, self.options, DEFAULTS)
 
     def score(self, ctx) -> np.ndarray:
         exp, s, seed = ctx.exp, ctx.exp.splits, ctx.seed

@@ -15,7 +15,7 @@ import torch
 from scipy.linalg.blas import dsyrk, ssyrk
 from torch.func import functional_call, hessian, jacrev, vmap
 
-from .base import Method, take_options
+from .base import Method
 
 
 def dense_ggn(model, params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 256,
@@ -83,11 +83,7 @@ def exact_if_scores(model, params, task, x, y, xq, yq, weight_decay: float = 0.0
 
 class IfExact(Method):
     name = "if_exact"
-    max_params = 20000
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = take_options(self.name, self.options, {"damping": None, "damping_rel": 0.1})
+    max_params = 20000  # options (registry row): methods/options.py IF_EXACT
 
     def score(self, ctx) -> np.ndarray:
         s, dev = ctx.exp.splits, ctx.device

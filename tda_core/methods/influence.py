@@ -15,10 +15,7 @@ import numpy as np
 import torch
 
 from ..curvature import Curvature, filters, fit_curvature, load_or_fit
-from .base import Method, take_options
-
-CURVATURE_DEFAULTS = {"fisher": "sampled", "n_fisher_samples": 1, "fisher_seed": 0, "cache": True}
-IF_DEFAULTS = {"damping": None, "damping_rel": 0.1, **CURVATURE_DEFAULTS}
+from .base import Method
 
 
 def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dict, average_weights: bool = False,
@@ -57,11 +54,7 @@ def if_scores(ctx, seed: int, kind: str, opts: dict) -> torch.Tensor:
 class KroneckerIF(Method):
     """Base of if_kfac / if_ekfac: subclasses set `name` and `kind`."""
 
-    kind = "ekfac"
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = take_options(self.name, self.options, IF_DEFAULTS)
+    kind = "ekfac"  # options (registry rows): methods/options.py IF
 
     def score(self, ctx) -> np.ndarray:
         total = sum(if_scores(ctx, s, self.kind, self.opts) for s in ctx.seeds)

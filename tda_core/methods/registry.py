@@ -1,35 +1,58 @@
-"""The one registry of attribution methods: name -> where the class lives and how it uses seeds.
+"""The one registry of attribution methods: name -> where the class lives, how it uses seeds, its options.
 
-Adding a method = one new file in tda_core/methods/ plus one row here; every experiment that
-lists it, and the leaderboard, pick it up.
+Adding a built-in method = one new file in tda_core/methods/ plus one row here; every experiment
+that lists it, and the leaderboard, pick it up.
 
-The rows are plain data: reading them imports no method module (and so no torch), which keeps
-building the Snakemake DAG cheap. How a method uses the R full-data seeds is declared here, once:
+The built-in rows are plain data: reading them imports no method module (and so no torch), which
+keeps building the Snakemake DAG cheap. How a method uses the R full-data seeds is declared here, once:
 
   per_seed          one score file per full-data seed, seed{r} ([Q, N], ctx.seeds = [r])
   pooled            one file "seedall" computed from all seeds together ([Q, N]; ensembles)
   per_seed_samples  one file "seedall" holding every seed's own scores ([R, Q, N]; d-TDA)
 
-Method.ensemble / Method.per_seed_samples read the row of the class's `name` (methods/base.py).
+and so are its options (methods/options.py: defaults, types, one line of help each). Method.seeds,
+Method.options (and the flags ensemble, per_seed_samples derived from seeds) read the row of the
+class's `name`, or of the nearest registered base class (methods/base.py).
+
+Methods from elsewhere (bring your own method), both read by config validation:
+  - plugins: installed packages that declare an entry point in the group `tda_bench.methods`
+    (name = "module:Class"; the class subclasses tda_core.methods.base.Method and declares
+    `seeds` and `options` as class attributes). Listing their names imports nothing; using one
+    (an experiment lists it, `tda methods`) imports its module, and with it torch: plugins are
+    imported while Snakemake builds the DAG. A plugin name equal to a built-in one is an error.
+  - "module:Class" strings in an experiment's `methods:` list (the module must be importable,
+    e.g. on PYTHONPATH); the method's name is the class's `name` (or else the string, which is
+    then refused as no safe file name). register_path records name -> path in this process and
+    in the environment variable TDA_METHOD_PATHS, so the jobs Snakemake starts resolve the name too.
 """
 from __future__ import annotations
 
+import functools
 import importlib
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from ..errors import ConfigError
+from . import options as O
+from .options import Option
 
 SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
+ENTRY_POINT_GROUP = "tda_bench.methods"
+PATHS_ENV = "TDA_METHOD_PATHS"  # JSON {name: "module:Class"} of inline methods (register_path)
 
 
 @dataclass(frozen=True)
 class MethodEntry:
     path: str  # "module:Class", imported on first use by get_method
     seeds: str = "per_seed"  # one of SEED_USAGES
+    options: Mapping[str, Option] = field(default_factory=dict)  # methods/options.py
+    source: str = "built-in"  # built-in | plugin (distribution) | inline
 
     def __post_init__(self):
         if self.seeds not in SEED_USAGES:
-            raise ValueError(f"{self.path}: seeds must be one of {SEED_USAGES}, not {self.seeds!r}")
+            raise ConfigError(f"{self.path}: seeds must be one of {', '.join(SEED_USAGES)}, not {self.seeds!r}")
 
     @property
     def ensemble(self) -> bool:
@@ -47,47 +70,187 @@ _METHODS: dict[str, MethodEntry] = {
     "grad_dot": MethodEntry(_M + "grad_dot:GradDot"),
     "grad_cos": MethodEntry(_M + "grad_cos:GradCos"),
     "tracin": MethodEntry(_M + "tracin:TracIn"),
-    "if_exact": MethodEntry(_M + "if_exact:IfExact"),
-    "if_kfac": MethodEntry(_M + "if_kfac:IfKfac"),
-    "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac"),
-    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seeds="pooled"),
-    "source": MethodEntry(_M + "source:Source"),
-    "source_fast": MethodEntry(_M + "source_fast:SourceFast"),
-    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seeds="pooled"),
-    "unrolled": MethodEntry(_M + "unrolled:Unrolled"),
-    "trak": MethodEntry(_M + "trak:Trak", seeds="pooled"),
-    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seeds="per_seed_samples"),
-    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seeds="per_seed_samples"),
-    "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seeds="per_seed_samples"),
-    "if_ekfac_kronfluence": MethodEntry(_M + "if_ekfac_kronfluence:IfEkfacKronfluence"),
-    "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seeds="pooled"),
+    "if_exact": MethodEntry(_M + "if_exact:IfExact", options=O.IF_EXACT),
+    "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF),
+    "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF),
+    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seeds="pooled", options=O.IF),
+    "source": MethodEntry(_M + "source:Source", options=O.SOURCE),
+    "source_fast": MethodEntry(_M + "source_fast:SourceFast", options=O.SOURCE),
+    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seeds="pooled", options=O.SOURCE),
+    "unrolled": MethodEntry(_M + "unrolled:Unrolled", options=O.UNROLLED),
+    "trak": MethodEntry(_M + "trak:Trak", seeds="pooled", options=O.TRAK),
+    # d-TDA: the base estimator on every seed's own model, with the base estimator's options
+    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seeds="per_seed_samples", options=O.IF),
+    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seeds="per_seed_samples", options=O.SOURCE),
+    "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seeds="per_seed_samples", options=O.UNROLLED),
+    "if_ekfac_kronfluence": MethodEntry(_M + "if_ekfac_kronfluence:IfEkfacKronfluence", options=O.KRONFLUENCE),
+    "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seeds="pooled", options=O.TRAK_TRAKER),
 }
+_EXTRA: dict[str, MethodEntry] = {}  # plugin and inline rows loaded in this process
 
 
-def known_methods() -> list[str]:
+def builtin_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+@functools.lru_cache(maxsize=None)
+def plugin_entry_points() -> dict:
+    """name -> importlib.metadata.EntryPoint of the group tda_bench.methods (imports no plugin)."""
+    from importlib.metadata import entry_points
+
+    found: dict = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        where = _dist_name(ep)
+        if ep.name in _METHODS:
+            raise ConfigError(f"plugin method '{ep.name}' ({ep.value}, package {where}) has the name of a built-in "
+                              f"method; rename its entry point in group {ENTRY_POINT_GROUP}")
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise ConfigError(f"two plugin methods are named '{ep.name}': {found[ep.name].value} and {ep.value}")
+        found[ep.name] = ep
+    return found
+
+
+def _dist_name(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "name", None) or "?"
+
+
+def known_methods() -> list[str]:
+    """Built-in, plugin (entry point) and registered inline method names (imports no plugin)."""
+    return sorted({*_METHODS, *plugin_entry_points(), *_EXTRA})
+
+
+def _load_class(path: str, what: str):
+    """The Method subclass at "module:Class" (imports the module)."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"{what}: {path!r} is not 'module:Class'")
+    try:
+        obj = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any import failure of user code is a config error
+        first = (str(e).splitlines() or [""])[0]
+        raise ConfigError(f"{what}: cannot import module {module!r}: {type(e).__name__}: {first}") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"{what}: module {module!r} has no {attr!r}")
+    if not isinstance(obj, type):
+        raise ConfigError(f"{what}: {path} is not a class (a subclass of tda_core.methods.base.Method)")
+    from .base import Method  # (torch: the plugin's module imports it anyway)
+
+    if not issubclass(obj, Method):
+        raise ConfigError(f"{what}: {path} is not a subclass of tda_core.methods.base.Method")
+    return obj
+
+
+def _row_of_class(path: str, cls, source: str) -> MethodEntry:
+    """A plugin's row, from what its class declares (seeds, options)."""
+    try:
+        return MethodEntry(path, seeds=cls.seeds, options=O.normalize(cls.options), source=source)
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"method {path}: {e}") from None
+
+
+def register_path(path: str) -> str:
+    """Register the method class at "module:Class" (an entry of an experiment's `methods:`); return
+    its name: the class's `name`, else the string (refused: not a safe file name). The name is also
+    recorded in os.environ[TDA_METHOD_PATHS] so that processes started from this one (the jobs of
+    Snakemake) resolve it."""
+    for name, row in _EXTRA.items():
+        if row.path == path and row.source == "inline":
+            return name
+    from ..config import check_safe_name
+
+    cls = _load_class(path, f"method '{path}'")
+    name = cls.name or path
+    check_safe_name(name, f"method '{path}': the class's")
+    if name in _METHODS or name in plugin_entry_points():
+        kind = "built-in" if name in _METHODS else "plugin"
+        raise ConfigError(f"method '{path}' is named '{name}' like a {kind} method; give the class another `name`")
+    if name in _EXTRA and _EXTRA[name].path != path:
+        raise ConfigError(f"methods '{_EXTRA[name].path}' and '{path}' are both named '{name}'")
+    _EXTRA[name] = _row_of_class(path, cls, "inline")
+    paths = _env_paths()
+    paths[name] = path
+    os.environ[PATHS_ENV] = json.dumps(paths, sort_keys=True)
+    return name
+
+
+def _env_paths() -> dict:
+    try:
+        paths = json.loads(os.environ.get(PATHS_ENV) or "{}")
+    except json.JSONDecodeError:
+        raise ConfigError(f"environment variable {PATHS_ENV} is not JSON {{name: 'module:Class'}}") from None
+    return paths if isinstance(paths, dict) else {}
+
+
+def resolve_method(spec: str) -> str:
+    """The name of an entry of `methods:`: a known name as is, "module:Class" registered (register_path)."""
+    if ":" in spec:
+        return register_path(spec)
+    method_entry(spec)
+    return spec
+
+
 def method_entry(name: str) -> MethodEntry:
-    """The registry row of `name` (imports nothing: safe while Snakemake builds the DAG)."""
-    if name not in _METHODS:
-        raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
-    return _METHODS[name]
+    """The registry row of `name`: a built-in row imports nothing (safe while Snakemake builds the DAG);
+    a plugin's row imports the plugin (its class declares seeds and options)."""
+    if name in _METHODS:
+        return _METHODS[name]
+    if name in _EXTRA:
+        return _EXTRA[name]
+    eps = plugin_entry_points()
+    if name in eps:
+        ep = eps[name]
+        cls = _load_class(ep.value, f"plugin method '{name}'")
+        if cls.name and cls.name != name:
+            raise ConfigError(f"plugin method '{name}': its class {ep.value} is named '{cls.name}'; "
+                              "use one name for both (or leave the class's `name` empty)")
+        _EXTRA[name] = _row_of_class(ep.value, cls, f"plugin ({_dist_name(ep)})")
+        return _EXTRA[name]
+    path = _env_paths().get(name)
+    if path and register_path(path) == name:
+        return _EXTRA[name]
+    raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
 
 
 def get_method(name: str):
     """The method class registered as `name` (imports its module, and with it torch)."""
-    module, cls = method_entry(name).path.split(":")
-    return getattr(importlib.import_module(module), cls)
+    return _load_class(method_entry(name).path, f"method '{name}'")
+
+
+def builtin_row_of(cls) -> MethodEntry | None:
+    """The built-in row of `cls` or of its nearest registered base class (None: not a built-in method)."""
+    for klass in cls.__mro__:
+        row = _METHODS.get(klass.__dict__.get("name", ""))
+        if row is not None and row.path == f"{klass.__module__}:{klass.__qualname__}":
+            return row
+    return None
+
+
+class registry_attr:
+    """A Method class attribute (seeds, options) read from the built-in row of the class (or of its
+    nearest registered base class); other classes (plugins, test doubles) declare their own, else
+    get the default (seeds "per_seed", no options)."""
+
+    def __init__(self, default):
+        self.default = default
+
+    def __set_name__(self, owner, attr: str) -> None:
+        self.attr = attr
+
+    def __get__(self, obj, owner=None):
+        row = builtin_row_of(owner or type(obj))
+        return getattr(row, self.attr) if row is not None else self.default
 
 
 class registry_flag:
-    """A Method class attribute (ensemble, per_seed_samples) read from the row of the class's `name`;
-    a class that is not registered (a test double, a subclass in user code) gets False unless it sets its own."""
+    """A Method class attribute (ensemble, per_seed_samples) derived from the class's `seeds`
+    (its registry row for built-in methods, the class's own declaration for plugins)."""
 
     def __set_name__(self, owner, attr: str) -> None:
         self.attr = attr
 
     def __get__(self, obj, owner=None) -> bool:
-        row = _METHODS.get(getattr(owner or type(obj), "name", ""))
-        return bool(row is not None and getattr(row, self.attr))
+        seeds = (owner or type(obj)).seeds
+        return seeds != "per_seed" if self.attr == "ensemble" else seeds == "per_seed_samples"

@@ -35,10 +35,8 @@ from ..curvature import filters
 from ..errors import TdaError
 from ..gradients import flatten
 from ..training import build_optimizer
-from .base import Method, interval_pool, take_options
-from .influence import CURVATURE_DEFAULTS, seed_curvature
-
-SOURCE_DEFAULTS = {"n_segments": 3, **CURVATURE_DEFAULTS}
+from .base import Method, interval_pool
+from .influence import seed_curvature
 
 
 def segment_plan(meta: dict, n_segments: int) -> list[dict]:
@@ -144,11 +142,7 @@ def _segment_train_grads(ctx, seed, idx, fast, pool=None) -> torch.Tensor:
 class Source(Method):
     name = "source"
     stage_aware = True
-    fast = False
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = take_options(self.name, self.options, SOURCE_DEFAULTS)
+    fast = False  # options (registry rows): methods/options.py SOURCE
 
     def score(self, ctx) -> np.ndarray:
         total = sum(source_scores(ctx, s, self.opts, self.fast) for s in ctx.seeds)

@@ -13,7 +13,7 @@ a Gauss-Newton step in the projected space: tau > 0 means training on z_i raises
 is that of f (like -(1/N) v^T H^{-1} g_i with N H ~ Phi^T Phi; TRAK leaves out the p(1 - p) curvature
 weights, so the absolute scale is approximate).
 
-Options: proj_dim (256), proj_type (rademacher | gaussian), proj_seed (0), damping_rel (0.0: lambda
+Options (declared in methods/options.py TRAK): proj_dim (256), proj_type (rademacher | gaussian), proj_seed (0), damping_rel (0.0: lambda
 as a multiple of the mean eigenvalue of Phi^T Phi; 0 = pseudo-inverse), rcond (eigenvalues of
 Phi^T Phi below rcond x the largest are dropped; default 1e-12 for float32 features, whose exactly
 singular directions sit near eps32^2 ~ 1e-14, and 1e-15 for float64), dtype (float32 | float64:
@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..errors import ConfigError
 from ..gradients import per_example_grads
 from ..projection import RandomProjector
 from ..tasks import ClassificationTask, margin
@@ -58,15 +57,12 @@ class Trak(Method):
     name = "trak"  # registry row seeds="pooled": one score file from all full-data seeds
 
     def score(self, ctx) -> np.ndarray:
-        o = self.options
+        o = self.opts  # declared in methods/options.py TRAK (checked, defaults filled)
         exp, s = ctx.exp, ctx.exp.splits
-        if o.get("dtype", "float32") not in _DTYPES:
-            raise ConfigError(f"trak: dtype must be one of {sorted(_DTYPES)}, not {o['dtype']!r}")
-        dtype = _DTYPES[o.get("dtype", "float32")]
-        rcond = float(o.get("rcond", _RCOND[dtype]))
+        dtype = _DTYPES[o["dtype"]]
+        rcond = float(_RCOND[dtype] if o["rcond"] is None else o["rcond"])
         n_params = sum(p.numel() for p in ctx.model(ctx.seeds[0]).parameters())
-        proj = RandomProjector(n_params, int(o.get("proj_dim", 256)), int(o.get("proj_seed", 0)),
-                               o.get("proj_type", "rademacher"))
+        proj = RandomProjector(n_params, int(o["proj_dim"]), int(o["proj_seed"]), o["proj_type"])
         train_x, query_x = s.train_x.to(dtype), s.query_x.to(dtype)
         classification = isinstance(exp.task, ClassificationTask)
         total, reweight = None, torch.zeros(s.n_train, dtype=torch.float64, device=ctx.device)
@@ -82,7 +78,7 @@ class Trak(Method):
             phi = per_example_grads(model, params, phi_fn, train_x, s.train_y, ctx.chunk_size, proj,
                                     desc="trak features")
             x = per_example_grads(model, params, exp.task.measure, query_x, s.query_y, ctx.chunk_size, proj)
-            part = (x.double() @ ridge_inverse(phi, float(o.get("damping_rel", 0.0)), rcond)) @ phi.double().T
+            part = (x.double() @ ridge_inverse(phi, float(o["damping_rel"]), rcond)) @ phi.double().T
             total = part if total is None else total + part
         r = len(ctx.seeds)
         return ((total / r) * (reweight / r)[None, :]).cpu().numpy().astype(np.float32)

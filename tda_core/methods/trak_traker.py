@@ -23,9 +23,7 @@ import torch
 
 from ..errors import TdaError
 from ..tasks import ClassificationTask
-from .base import Method, take_options
-
-DEFAULTS = {"proj_dim": 256, "proj_seed": 0, "batch_size": 256}
+from .base import Method
 
 
 def import_traker():
@@ -73,13 +71,10 @@ def traker_scores(models_params: list[tuple[torch.nn.Module, dict]], train_x, tr
 
 
 class TrakTraker(Method):
-    """Options: proj_dim (256), proj_seed (0), batch_size (256)."""
+    """Options: proj_dim, proj_seed, batch_size (methods/options.py TRAK_TRAKER)."""
 
     name = "trak_traker"  # registry row seeds="pooled"
 
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = take_options(self.name, self.options, DEFAULTS)
 
     def score(self, ctx) -> np.ndarray:
         exp, s = ctx.exp, ctx.exp.splits

@@ -146,9 +146,7 @@ class Unrolled(Method):
         return self.score_seed(ctx, ctx.seed)
 
     def score_seed(self, ctx, seed: int) -> np.ndarray:
-        dtype_name = self.options.get("dtype", "float32")
-        if dtype_name not in _DTYPES:
-            raise TdaError(f"unrolled: dtype must be one of {sorted(_DTYPES)}, not {dtype_name!r}")
+        dtype_name = self.opts["dtype"]  # declared in methods/options.py UNROLLED
         exp = ctx.exp
         ckpts = ctx.checkpoints(seed)
         if ckpts[0]["step"] != 0:
@@ -156,7 +154,7 @@ class Unrolled(Method):
         s = exp.splits
         tau, theta_T = unrolled_weight_derivative(
             exp.cfg, s, exp.build_model(seed), exp.task, ckpts[0]["params"], seed, s.query_x, s.query_y,
-            _DTYPES[dtype_name], ctx.device, self.options.get("query_chunk"),
+            _DTYPES[dtype_name], ctx.device, self.opts["query_chunk"],
         )
         _check_replay(theta_T, ckpts[-1]["params"], seed)
         return tau.astype(np.float32)

@@ -1,0 +1,155 @@
+"""Declared options of the attribution methods: name, default, type, choices and one line of help.
+
+The one source of truth for method options (torch-free, so config validation reads it while
+Snakemake builds the DAG without importing any method module):
+  - built-in methods: the `options` of their row in methods/registry.py (one set per method family
+    below; d-TDA estimators take their base estimator's set);
+  - plugin methods: the class attribute `options` ({name: Option(...)}, or {name: default}).
+Method.__init__ (methods/base.py) fills the defaults and checks the given values with `resolve`,
+so a class reads `self.opts[key]` and never keeps defaults of its own.
+
+Types are checked where cheap: int (not bool), float (int accepted), bool, str, None where the
+default is None (or `nullable`), and `choices`. COMMON options apply to every method.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+
+_TYPES = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    help: str = ""
+    type: type | None = None  # inferred from the default unless it is None
+    choices: tuple | None = None
+    nullable: bool | None = None  # None allowed? (default: when the default is None)
+
+    def __post_init__(self):
+        if self.type is None:
+            inferred = type(self.default) if self.default is not None else None
+            if inferred is not None and inferred not in _TYPES:
+                raise ValueError(f"option default {self.default!r}: give one of bool/int/float/str or None")
+            object.__setattr__(self, "type", inferred)
+        if self.nullable is None:
+            object.__setattr__(self, "nullable", self.default is None)
+
+    @property
+    def type_name(self) -> str:
+        name = self.type.__name__ if self.type is not None else "any"
+        if self.choices:
+            name = "|".join(map(str, self.choices))
+        return f"{name} or None" if self.nullable else name
+
+    def check(self, value) -> str | None:
+        """None if `value` is acceptable, else why not (a few words)."""
+        if value is None:
+            return None if self.nullable else f"must be {self.type_name}, not None"
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {'|'.join(map(str, self.choices))}, not {value!r}"
+        t = self.type
+        ok = (t is None or (t is bool and isinstance(value, bool))
+              or (t is int and isinstance(value, numbers.Integral) and not isinstance(value, bool))
+              or (t is float and isinstance(value, numbers.Real) and not isinstance(value, bool))
+              or (t is str and isinstance(value, str)))
+        return None if ok else f"must be {self.type_name}, not {type(value).__name__} ({value!r})"
+
+
+OptionSet = Mapping[str, Option]
+
+# Accepted by every method (handled by Method.__init__ itself).
+COMMON: dict[str, Option] = {
+    "max_params": Option(None, "refuse models with more parameters than this (default: the method's own limit)",
+                         type=int),
+}
+
+CURVATURE: dict[str, Option] = {
+    "fisher": Option("sampled", "Fisher of the curvature: labels sampled from the model, or the expectation",
+                     choices=("sampled", "expected")),
+    "n_fisher_samples": Option(1, "sampled labels per example (fisher: sampled)"),
+    "fisher_seed": Option(0, "seed of the sampled labels"),
+    "cache": Option(True, "cache fitted curvature under results/{exp}/curvature/"),
+}
+IF: dict[str, Option] = {
+    "damping": Option(None, "absolute damping added to every eigenvalue (default: damping_rel)", type=float),
+    "damping_rel": Option(0.1, "damping as a multiple of each layer's mean eigenvalue"),
+    **CURVATURE,
+}
+IF_EXACT: dict[str, Option] = {k: IF[k] for k in ("damping", "damping_rel")}
+SOURCE: dict[str, Option] = {
+    "n_segments": Option(3, "segments of the training run (one curvature fit each)"),
+    **CURVATURE,
+}
+TRAK: dict[str, Option] = {
+    "proj_dim": Option(256, "dimension k of the random projection"),
+    "proj_type": Option("rademacher", "entries of the projection matrix", choices=("rademacher", "gaussian")),
+    "proj_seed": Option(0, "seed of the projection (shared by every model)"),
+    "damping_rel": Option(0.0, "ridge lambda as a multiple of the mean eigenvalue of Phi^T Phi (0: pseudo-inverse)"),
+    "rcond": Option(None, "drop eigenvalues below rcond x the largest (default 1e-12 float32, 1e-15 float64)",
+                    type=float),
+    "dtype": Option("float32", "precision of the gradients (float64 for exactness checks)",
+                    choices=("float32", "float64")),
+}
+UNROLLED: dict[str, Option] = {
+    "dtype": Option("float32", "precision of the replay", choices=("float32", "float64")),
+    "query_chunk": Option(None, "queries per backward sweep (default: all at once)", type=int),
+}
+TRAK_TRAKER: dict[str, Option] = {
+    "proj_dim": Option(256, "dimension of the projection"),
+    "proj_seed": Option(0, "seed of the projection"),
+    "batch_size": Option(256, "examples per featurize/score batch"),
+}
+KRONFLUENCE: dict[str, Option] = {
+    "damping": Option(None, "absolute damping (default: kronfluence's heuristic)", type=float),
+    "fisher_seed": Option(0, "seed of the sampled labels"),
+    "batch_size": Option(256, "examples per batch"),
+}
+
+
+def normalize(declared) -> dict[str, Option]:
+    """A class's declared options as {name: Option}: Option values kept, plain values are defaults."""
+    if declared is None:
+        return {}
+    if not isinstance(declared, Mapping):
+        raise ConfigError(f"method options must be declared as a dict {{name: Option(...)}}, not {type(declared).__name__}")
+    return {str(k): v if isinstance(v, Option) else Option(v) for k, v in declared.items()}
+
+
+def problem(declared: OptionSet, given: Mapping) -> tuple[str, str | None] | None:
+    """(key, why) of the first bad entry of `given` (why None: unknown key; else a bad value), or None."""
+    known = {**declared, **COMMON}
+    for key, value in given.items():
+        if key not in known:
+            return key, None
+        why = known[key].check(value)
+        if why:
+            return key, why
+    return None
+
+
+def known_list(declared: OptionSet) -> str:
+    return ", ".join(sorted({**declared, **COMMON})) or "none"
+
+
+def message(method: str, key: str, why: str | None, declared: OptionSet) -> str:
+    """One line naming the method and the key, and listing the known options."""
+    what = f"has no option '{key}'" if why is None else f"option '{key}' {why}"
+    return f"method '{method}' {what}; known options: {known_list(declared)}"
+
+
+def resolve(method: str, declared: OptionSet, given: Mapping) -> dict:
+    """The declared defaults overridden by `given` (COMMON keys left out); bad entries raise ConfigError."""
+    bad = problem(declared, given)
+    if bad:
+        raise ConfigError(message(method, *bad, declared))
+    return {**{k: o.default for k, o in declared.items()}, **{k: v for k, v in given.items() if k not in COMMON}}
+
+
+def describe(declared: OptionSet) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, help) rows (COMMON ones: describe(COMMON))."""
+    return [(k, o.type_name, repr(o.default), o.help) for k, o in sorted(declared.items())]
