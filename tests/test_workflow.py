@@ -73,7 +73,7 @@ def test_wandb_offline_runs_hold_the_logged_metrics(tiny_run):
     (log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/evaluate"]
     summary = wandb_log.summary(log)
     assert summary["tracin/lds/per-seed/value"] == pytest.approx(metric["value"])
-    assert summary["tracin/lds/ci_low"] == pytest.approx(metric["ci_low"])
+    assert summary["tracin/lds/per-seed/ci_low"] == pytest.approx(metric["ci_low"])
     (train_log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/train/seed0"]
     assert 0.0 < wandb_log.summary(train_log)["test_accuracy"] <= 1.0
 
