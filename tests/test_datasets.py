@@ -239,13 +239,22 @@ def test_regression_if_ekfac_lds_beats_random_on_diabetes(tmp_path):
     results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device)
     from tda_core.stages.common import measure
 
-    actual = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results]).reshape(40, 2, -1).mean(1)
+    measured = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results]).reshape(40, 2, -1)
+    actual = measured.mean(1)
     lds = {}
     for m, tau in scores.items():
         predicted = masks.astype(np.float64) @ tau.T.astype(np.float64)  # [subsets, Q]
         lds[m] = float(np.mean([spearmanr(predicted[:, q], actual[:, q])[0] for q in range(tau.shape[0])]))
     print("regression LDS", lds)
     assert lds["if_ekfac"] >= 0.3 and abs(lds["random"]) < 0.2, lds
+    # the leaderboard's paired test (joint bootstrap, Holm) separates them
+    from tda_core.metrics.compare import compare_methods
+    from tda_core.metrics.registry import get_metric
+
+    res = {m: get_metric("lds")([tau], {"masks": masks, "subset": measured}) for m, tau in scores.items()}
+    assert res["if_ekfac"]["value"] == pytest.approx(lds["if_ekfac"])  # the metric agrees with the brute force
+    cmp = compare_methods({m: r["value"] for m, r in res.items()}, {m: np.asarray(r["replicates"]) for m, r in res.items()})
+    assert cmp["best"] == "if_ekfac" and cmp["methods"]["random"]["tied_with_best"] is False, cmp["methods"]
 
 
 def test_regression_expected_fisher_is_the_ggn_and_sampled_approaches_it(tmp_path):
