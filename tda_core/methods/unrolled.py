@@ -28,7 +28,7 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from ..errors import TdaError
 from ..training import build_optimizer
-from ..training.trainer import Run, make_loss_fn, run_schedule
+from ..training.trainer import Run, make_loss_fn, run_schedule, task_generator
 from .base import Method
 
 log = logging.getLogger("tda")
@@ -68,7 +68,7 @@ def unrolled_weight_derivative(
     x_all = splits.train_x.to(device=device, dtype=dtype)
     y_all = splits.train_y.to(device)
     # The task's random draws, drawn exactly as the trainer does (generator seeded per run).
-    gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+    gen = task_generator(seed)
     aux = [task.sample_aux(len(b), gen) for b in batches]
     aux = [None if a is None else {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
                                    for k, v in a.items()} for a in aux]

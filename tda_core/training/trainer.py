@@ -66,6 +66,12 @@ def full_data_steps(exp: dict, n_train: int) -> int:
     return make_plan(exp["train"], n_train).total_steps
 
 
+def task_generator(seed: int) -> torch.Generator:
+    """The generator of a run's task draws (diffusion's noise and timesteps), seeded by the run's seed:
+    the one place the formula lives (the trainer and the unrolled replay must draw the same)."""
+    return torch.Generator().manual_seed(int(seed) * 7919 + 17)
+
+
 FP16_LOSS_SCALE = 1024.0
 
 
@@ -141,7 +147,7 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
         for r in runs
     ]).to(device)
     plan = schedules[0][0]
-    gens = [torch.Generator().manual_seed(int(r.seed) * 7919 + 17) for r in runs]
+    gens = [task_generator(r.seed) for r in runs]
     checkpoints = [[] for _ in runs]
     ckpt_steps = set(plan.checkpoint_steps)
 
