@@ -11,7 +11,9 @@
                 has its params replaced by those of a fresh model built from seed
                 r + RANDOMIZED_SEED_OFFSET; step, lr and optimizer-state metadata are left as trained
                 (zeroed Adam moments would make SOURCE's preconditioner 1/eps). The model-randomization
-                sanity check (metric randomization; scores/{m}/randomized_seed{r}.npy)
+                sanity check (metric randomization; scores/{m}/randomized_seed{r}.npy). Methods that
+                replay training from the step-0 checkpoint (unrolled, dtda_unrolled) fail this target:
+                their replay check sees that the checkpoints are no training run (a failed row, no verdict).
 
 A target is an Experiment view whose splits.query_* and task.measure (randomized: load_checkpoints)
 are swapped, so every method (whether it calls ctx.query_grads or reads exp.splits.query_x itself)
