@@ -14,8 +14,8 @@ whose ranking flips counts as different). Lower is better: rank_rows ranks it by
 MAX_CORRELATION = 0.5 (a fixed constant, the same for every experiment: a correlation of 0.5 between
 two models as different as trained vs untrained means the scores are mostly model-independent); the
 note says so. Methods that replay training from the step-0 checkpoint (unrolled, dtda_unrolled)
-cannot attribute the randomized target (their replay check fails): their row is failed. CI: bootstrap over queries (and scoring seeds, per-seed methods) with the shared
-draws of tda_core.metrics.stats.bootstrap_draws (paired across methods). No crossed-design correction
+cannot attribute the randomized target (their replay check fails): their row is failed.
+CI: bootstrap over queries (and scoring seeds, per-seed methods) with the shared draws of tda_core.metrics.stats.bootstrap_draws (paired across methods). No crossed-design correction
 (stats._remove_double_count): with 2 scoring seeds its variance estimate is too noisy (it shrank a
 TracIn CI to zero width on tiny-mlp), and the uncorrected joint bootstrap errs wide (conservative).
 """

@@ -8,9 +8,9 @@ A method that cannot run (refused for model size, out of memory) still writes it
 status "failed" and the reason, so the leaderboard shows a failed row instead of a missing one.
 
 Sidecar keys: config_hash, method, options, seeds, n_params, device, status ("ok" | "failed"),
-target, [query_index], [init_seeds] (randomized), [reason] (failed), cost (time/memory, CostMeter), and [note]: a caveat to
-show beside the method's row. On a multi-stage experiment (scenario multi_stage) a method that is
-not stage-aware (Method.stage_aware False: IF variants, grad_dot, grad_cos, trak, random, ...)
+target, [query_index], [init_seeds] (randomized), [reason] (failed), cost (time/memory, CostMeter),
+and [note]: a caveat to show beside the method's row. On a multi-stage experiment (scenario
+multi_stage) a method that is not stage-aware (Method.stage_aware False: IF variants, grad_dot, grad_cos, trak, random, ...)
 gets note = STAGE_NOTE: it ignores which examples each training stage saw.
 """
 from __future__ import annotations
