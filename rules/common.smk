@@ -1,7 +1,7 @@
 # Helper functions of the rules (attribute, evaluate, loo, prune, diffusion, report), kept
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
-from tda_core.metrics.registry import metric_target
+from tda_core.metrics.registry import metric_target, metric_targets
 from tda_core.pruning import percent_tag, retrain_seeds
 from tda_core.targets import score_stem
 
@@ -25,12 +25,13 @@ def score_dirs(exp):
 
 
 def score_targets(exp, method):
-    """query, plus val if the method picks pruned points, train_self if a metric needs self-influence."""
+    """query, plus val if the method picks pruned points, train_self if a metric needs self-influence,
+    randomized if the randomization sanity check is listed."""
     cfg = EXPERIMENTS[exp]
     targets = ["query"]
     if method in ((cfg.get("pruning") or {}).get("methods") or []):
         targets.append("val")
-    targets += [t for t in dict.fromkeys(metric_target(m) for m in cfg["metrics"]) if t not in targets]
+    targets += [t for t in dict.fromkeys(t for m in cfg["metrics"] for t in metric_targets(m)) if t not in targets]
     return targets
 
 
@@ -111,7 +112,7 @@ def all_score_jsons(exp):
 
 def evaluation_score_jsons(exp):
     """Every method's score files of every target the experiment's metrics need."""
-    targets = dict.fromkeys(metric_target(m) for m in EXPERIMENTS[exp]["metrics"])
+    targets = dict.fromkeys(t for m in EXPERIMENTS[exp]["metrics"] for t in metric_targets(m))
     return [p for m in EXPERIMENTS[exp]["methods"] for t in targets for p in score_jsons(exp, m, t)]
 
 

@@ -37,6 +37,9 @@ METRIC_NOTES = {
                      "stands for every seed (it predicts no variance change).",
     "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
     "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
+    "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
+    "randomization": "Model-randomization sanity check: Spearman between the scores of the trained model and of "
+                     "a re-initialised one, mean over queries; lower is better (ranked so), passes below 0.5.",
     "loo_shift": "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
                  "split-half = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
 }

@@ -6,9 +6,18 @@
     train_self  (a seeded sample of) the training examples themselves, measurement = loss; the
                 diagonal tau[k, index[k]] is self-influence (mislabel detection;
                 scores/{m}/train_self_seed{r}.npy)
+    randomized  the query split and measurement, but the model re-initialised: every checkpoint of
+                seed r (so trajectory methods - TracIn, SOURCE, unrolled - see random weights too)
+                has its params replaced by those of a fresh model built from seed
+                r + RANDOMIZED_SEED_OFFSET; step, lr and optimizer-state metadata are left as trained
+                (zeroed Adam moments would make SOURCE's preconditioner 1/eps). The model-randomization
+                sanity check (metric randomization; scores/{m}/randomized_seed{r}.npy). Methods that
+                replay training from the step-0 checkpoint (unrolled, dtda_unrolled) fail this target:
+                their replay check sees that the checkpoints are no training run (a failed row, no verdict).
 
-A target is an Experiment view whose splits.query_* and task.measure are swapped, so every method
-(whether it calls ctx.query_grads or reads exp.splits.query_x itself) runs unchanged.
+A target is an Experiment view whose splits.query_* and task.measure (randomized: load_checkpoints)
+are swapped, so every method (whether it calls ctx.query_grads or reads exp.splits.query_x itself)
+runs unchanged.
 """
 from __future__ import annotations
 
@@ -19,9 +28,10 @@ import numpy as np
 
 from .errors import ConfigError
 
-TARGETS = ("query", "val", "train_self")
+TARGETS = ("query", "val", "train_self", "randomized")
 LOSS_TARGETS = ("val", "train_self")
 DEFAULT_SELF_EXAMPLES = 2000  # train_self attributes K x N scores: cap K on large training sets
+RANDOMIZED_SEED_OFFSET = 10_000  # randomized: seed r's checkpoints become build_model(r + offset)'s init
 
 
 def self_index(n_train: int, max_examples: int | None = DEFAULT_SELF_EXAMPLES, seed: int = 0) -> np.ndarray:
@@ -49,6 +59,12 @@ def target_view(exp, target: str, max_self: int | None = DEFAULT_SELF_EXAMPLES):
     check_target(target)
     if target == "query":
         return exp
+    if target == "randomized":
+        view = Experiment(copy.deepcopy(exp.cfg))
+        view.__dict__["splits"] = exp.splits
+        view.load_checkpoints = lambda seed: randomized_checkpoints(exp, seed)  # the hook every method reads
+        view.target = target
+        return view
     cfg = copy.deepcopy(exp.cfg)
     if cfg.get("kind", "classification") != "diffusion":
         cfg["measurement"] = "loss"  # diffusion's measurement is already its (denoising) loss
@@ -64,3 +80,15 @@ def target_view(exp, target: str, max_self: int | None = DEFAULT_SELF_EXAMPLES):
     view.target = target
     view.query_index = index
     return view
+
+
+def randomized_checkpoints(exp, seed: int) -> list[dict]:
+    """Seed `seed`'s checkpoints with every checkpoint's params replaced by a fresh initialisation
+    (exp.build_model(seed + RANDOMIZED_SEED_OFFSET)); the other keys (step, opt_state) are kept."""
+    fresh = {k: v.detach().clone() for k, v in exp.build_model(seed + RANDOMIZED_SEED_OFFSET).named_parameters()}
+    out = []
+    for c in exp.load_checkpoints(seed):
+        if set(c["params"]) != set(fresh):
+            raise ValueError(f"checkpoint parameters {sorted(c['params'])} differ from the model's {sorted(fresh)}")
+        out.append({**c, "params": {k: fresh[k].to(v.dtype, copy=True) for k, v in c["params"].items()}})
+    return out

@@ -1,4 +1,13 @@
-"""The one registry of evaluation metrics: name -> "module:function"."""
+"""The one registry of evaluation metrics: name -> "module:function".
+
+    lds            Spearman over random subsets between additive predictions and retrained models (lds.py)
+    lds_kendall    the same with Kendall's tau-b (kendall.py; quanda's CIFAR LDS)
+    dlds_*         distributional LDS (distributional.py)
+    mislabel_auc   self-influence AUC against flipped labels (mislabel.py; target train_self)
+    randomization  model-randomization sanity check: Spearman between the trained and a re-initialised
+                   model's scores, lower is better, passes below 0.5 (sanity.py; target randomized,
+                   compared with the query scores)
+"""
 from __future__ import annotations
 
 import importlib
@@ -11,6 +20,8 @@ _METRICS: dict[str, str] = {
     "dlds_variance": "tda_core.metrics.distributional:evaluate_dlds_variance",
     "dlds_w2": "tda_core.metrics.distributional:evaluate_dlds_w2",
     "mislabel_auc": "tda_core.metrics.mislabel:evaluate_mislabel_auc",
+    "lds_kendall": "tda_core.metrics.kendall:evaluate_lds_kendall",
+    "randomization": "tda_core.metrics.sanity:evaluate_randomization",
 }
 
 
@@ -19,7 +30,17 @@ _METRICS: dict[str, str] = {
 # builds the DAG.
 _TARGETS: dict[str, str] = {
     "mislabel_auc": "train_self",
+    "randomization": "randomized",
 }
+
+# Metrics that compare their target's scores with another target's: the evaluate stage passes the
+# latter as groundtruth["reference_scores"] (the same method's files, same seeds).
+_REFERENCES: dict[str, str] = {
+    "randomization": "query",
+}
+
+# Metrics where a lower value is better: rank_rows (tda_core.metrics.rows) ranks them by -value.
+_LOWER_IS_BETTER = {"randomization"}
 
 
 def known_metrics() -> list[str]:
@@ -39,3 +60,18 @@ def metric_target(name: str) -> str:
     if name not in _METRICS:
         raise ConfigError(f"unknown metric '{name}'; known: {', '.join(known_metrics())}")
     return _TARGETS.get(name, "query")
+
+
+def metric_reference(name: str) -> str | None:
+    """The target a metric compares its own target's scores with (None for most). Imports nothing."""
+    metric_target(name)
+    return _REFERENCES.get(name)
+
+
+def metric_targets(name: str) -> list[str]:
+    """Every target whose score files a metric reads: its own, then its reference's. Imports nothing."""
+    return [metric_target(name)] + ([metric_reference(name)] if metric_reference(name) else [])
+
+
+def lower_is_better(name: str) -> bool:
+    return name in _LOWER_IS_BETTER

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .compare import compare_methods
+from .registry import lower_is_better
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
@@ -53,8 +54,10 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)
         return {MAIN: (*main, [np.asarray(scores[0])])}
-    if metric == "lds" and structure == "per_seed":
+    if metric in ("lds", "lds_kendall", "randomization") and structure == "per_seed":
         main = ("per-seed", 1, seeds)
+    elif metric == "randomization":  # a samples file: each seed's model against its re-initialised twin
+        main = ("per-seed", n_models, seeds)
     elif metric == "dlds_mean":  # the predicted mean shift is the shift of the seed-averaged scores
         main = ("per-seed", n_models, mean)
     elif metric.startswith("dlds"):
@@ -111,15 +114,17 @@ def row_key(row: dict) -> str:
 
 def rank_rows(rows: list[dict]) -> list[dict]:
     """Paired-bootstrap ranks of the ok rows with a finite value and replicates (in place); returns
-    the pairwise comparisons."""
+    the pairwise comparisons. A lower-is-better metric (registry.lower_is_better: randomization) is
+    ranked by -value and -replicates (its pairwise diffs are then of -value)."""
     ok = [r for r in rows if r.get("status") == "ok" and r.get("value") is not None
           and np.isfinite(r["value"]) and r.get("replicates")]
     for r in rows:
         r.update({k: None for k in ROW_KEYS[3:]})
     if not ok:
         return []
-    comparison = compare_methods({row_key(r): float(r["value"]) for r in ok},
-                                 {row_key(r): np.asarray(r["replicates"], dtype=float) for r in ok})
+    sign = -1.0 if lower_is_better(ok[0].get("metric", "")) else 1.0
+    comparison = compare_methods({row_key(r): sign * float(r["value"]) for r in ok},
+                                 {row_key(r): sign * np.asarray(r["replicates"], dtype=float) for r in ok})
     for r in ok:
         r.update({k: v for k, v in comparison["methods"][row_key(r)].items() if k in ROW_KEYS})
     return comparison["pairwise"]

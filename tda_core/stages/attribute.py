@@ -8,9 +8,9 @@ A method that cannot run (refused for model size, out of memory) still writes it
 status "failed" and the reason, so the leaderboard shows a failed row instead of a missing one.
 
 Sidecar keys: config_hash, method, options, seeds, n_params, device, status ("ok" | "failed"),
-target, [query_index], [reason] (failed), cost (time/memory, CostMeter), and [note]: a caveat to
-show beside the method's row. On a multi-stage experiment (scenario multi_stage) a method that is
-not stage-aware (Method.stage_aware False: IF variants, grad_dot, grad_cos, trak, random, ...)
+target, [query_index], [init_seeds] (randomized), [reason] (failed), cost (time/memory, CostMeter),
+and [note]: a caveat to show beside the method's row. On a multi-stage experiment (scenario
+multi_stage) a method that is not stage-aware (Method.stage_aware False: IF variants, grad_dot, grad_cos, trak, random, ...)
 gets note = STAGE_NOTE: it ignores which examples each training stage saw.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..api import Experiment
 from ..errors import ArtifactError, TdaError
 from ..methods.base import AttributionContext
 from ..methods.registry import get_method
-from ..targets import DEFAULT_SELF_EXAMPLES, score_stem, target_view
+from ..targets import DEFAULT_SELF_EXAMPLES, RANDOMIZED_SEED_OFFSET, score_stem, target_view
 from ..tracking import tracked_run
 from .common import CostMeter
 
@@ -45,6 +45,8 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
             "n_params": n_params, "device": str(exp.device), "status": "ok", "target": target}
     if exp.query_index is not None:
         meta["query_index"] = exp.query_index.tolist()
+    if target == "randomized":  # the seeds of the re-initialised models that replace the checkpoints
+        meta["init_seeds"] = [s + RANDOMIZED_SEED_OFFSET for s in seeds]
     if exp.cfg.get("scenario") == "multi_stage" and not method.stage_aware:
         meta["note"] = STAGE_NOTE
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "attribute",

@@ -11,14 +11,14 @@ from ..api import Experiment
 from ..bundle import provenance
 from ..errors import ArtifactError
 from ..methods.registry import get_method
-from ..metrics.registry import get_metric, metric_target
+from ..metrics.registry import get_metric, metric_reference, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..metrics.compare import power
 from ..metrics.lds import group_predictions
 from ..metrics.stats import variance_components
 from ..targets import score_stem
 from ..tracking import tracked_run
-from .common import load_method_scores
+from .common import load_method_scores, read_scores
 
 
 def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path,
@@ -26,19 +26,29 @@ def compute(exp: Experiment, metric: str, method: str, score_jsons: list, ground
     """One metric for one method (no side effects); a failed attribution gives a failed result.
 
     With `with_inputs`, also the canonical score arrays of each row (tda_core.metrics.rows.row_inputs),
-    which the experiment-level evaluation uses to fold rows that read identical scores.
+    which the experiment-level evaluation uses to fold rows that read identical scores. A metric with a
+    reference target (registry.metric_reference; randomization) also reads that target's files beside
+    its own, as groundtruth["reference_scores"]; if they failed, so does the result.
     """
     result, sidecars, scores = load_method_scores(exp, method, metric, score_jsons)
     inputs = None
+    reference = metric_reference(metric)  # randomization: the query scores it compares with
+    if scores is not None and reference is not None:
+        _, failed_reason, ref_scores = read_scores(exp, reference_files(score_jsons, metric_target(metric), reference))
+        if failed_reason is not None:
+            result.update(status="failed", reason=f"{reference} attribution: {failed_reason}")
+            scores = None
     if scores is not None:
         groundtruth, gt_meta = io.load_npz(groundtruth_path, expect_hash=exp.hash) if groundtruth_path else ({}, {})
         groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
+        if reference is not None:
+            groundtruth["reference_scores"] = ref_scores
         result.update(status="ok", **get_metric(metric)(scores, groundtruth))
         if metric_target(metric) == "query" and groundtruth_path:  # metrics against the subset models
             result["groundtruth_steps"] = gt_meta.get("groundtruth_steps", "same_epochs")
         notes = [s["note"] for s in sidecars if s.get("note")]
         if notes:
-            result["note"] = notes[0]
+            result["note"] = "; ".join(filter(None, [result.get("note"), notes[0]]))
         if with_inputs:
             inputs = row_inputs(metric, scores, pooled=get_method(method).ensemble, n_models=exp.cfg["seeds"])
     return (result, inputs) if with_inputs else result
@@ -143,6 +153,17 @@ def results_table(results: list[dict]):
     cols = ["method", "metric", "variant", "models", "status", "value", "ci_low", "ci_high", "rank", "rank_ci_low",
             "rank_ci_high", "tied_with_best", "ceiling", "wall_time_s", "peak_memory_mb"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in results], columns=cols)
+
+
+def reference_files(score_jsons: list, target: str, reference: str) -> list[Path]:
+    """The `reference` target's sidecars beside each of `target`'s (same method folder, same seed)."""
+    prefix = score_stem(target, "")
+    out = []
+    for p in map(Path, score_jsons):
+        if not p.name.startswith(prefix):
+            raise ArtifactError(f"{p}: not a {target} score file")
+        out.append(p.with_name(f"{score_stem(reference, p.stem[len(prefix):])}.json"))
+    return out
 
 
 def target_groundtruth(exp: Experiment, target: str, sidecars: list[dict]) -> dict:
