@@ -10,6 +10,8 @@ rule leaderboard:
         csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
         md=f"{R}/leaderboard.md",
         png=report(f"{R}/leaderboard.png", category="Leaderboard", labels={"figure": "LDS by method"}),
+        agreement=report(f"{R}/leaderboard_metric_agreement.png", category="Leaderboard",
+                         labels={"figure": "do the metrics agree"}),
         html=report(f"{R}/leaderboard.html", category="Leaderboard", labels={"table": "html"}),
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv) or ".",

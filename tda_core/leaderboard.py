@@ -18,6 +18,9 @@ import pandas as pd
 
 from . import io
 from .claims import claims_table
+from .meta_eval import agreement_tables, heatmap
+from .meta_eval import display_table as meta_display_table
+from .meta_eval import summary_line as meta_summary_line
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
@@ -318,6 +321,15 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list
         out.append((2, "Claims of the papers, checked on this run",
                     "Each row: a paired test on this run's numbers (holds / reversed / not significant at 5%). "
                     "Nothing was tuned to make a claim hold.", claims))
+    agreement = agreement_tables(bundles)
+    if agreement:
+        out.append((2, "Do the metrics agree?",
+                    "Spearman rho between the method orderings of two metrics over the rows both rank "
+                    "(aliases count as their row), with a 95% bootstrap interval; agree: interval above 0.5, partly: "
+                    "above 0, no agreement shown: the interval covers 0, disagree: below 0. Heatmap: "
+                    "leaderboard_metric_agreement.png.", None))
+        for exp, table in sorted(agreement.items()):
+            out.append((3, f"metric agreement on {exp}", meta_summary_line(table), meta_display_table(table)))
     overview = overview_table(df)
     if overview is not None:
         out.append((2, "Overview: LDS by experiment",
@@ -374,8 +386,15 @@ def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_imag
     page = sections(df, bundles, pruning_paths or [])
     io.write_bytes(out_md, _markdown(page).encode())
     bar_plot(df, out_png)
-    io.write_bytes(out_html, _html_page(page, [out_png, *(extra_images or [])]).encode())
+    agreement_png = agreement_plot_path(out_png)
+    heatmap(agreement_tables(bundles), agreement_png)
+    io.write_bytes(out_html, _html_page(page, [out_png, agreement_png, *(extra_images or [])]).encode())
     return df
+
+
+def agreement_plot_path(out_png) -> Path:
+    """The metric-agreement heatmap beside the bar plot (leaderboard_metric_agreement.png)."""
+    return Path(out_png).with_name(Path(out_png).stem + "_metric_agreement.png")
 
 
 def _flat_columns(table: pd.DataFrame) -> pd.DataFrame:
