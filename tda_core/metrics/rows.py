@@ -53,7 +53,7 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)
         return {MAIN: (*main, [np.asarray(scores[0])])}
-    if metric == "lds" and structure == "per_seed":
+    if metric in ("lds", "lds_fixed_seed") and structure == "per_seed":  # lds_fixed_seed: seed r vs its own target
         main = ("per-seed", 1, seeds)
     elif metric == "dlds_mean":  # the predicted mean shift is the shift of the seed-averaged scores
         main = ("per-seed", n_models, mean)
