@@ -10,6 +10,7 @@ from conftest import tiny_config
 
 from tda_core import io
 from tda_core.api import load_experiment
+from tda_core.errors import TdaError
 from tda_core.config import config_hash, resolve_experiment, validate_config
 from tda_core.methods.base import AttributionContext
 from tda_core.methods.registry import get_method
@@ -84,9 +85,12 @@ def test_fixed_seed_lds_of_unrolled_is_high_and_falls_with_lr_and_steps(tmp_path
     assert res["value"] > 0.9
     assert res["reliability"] is None and "no seed noise" in res["target_note"]
     rows = []
-    for lr in (0.05, 0.5, 2.0):
-        for epochs in (2, 10):
-            v = res["value"] if (lr, epochs) == (0.05, 2) else _fixed_lds(tmp_path / f"{lr}_{epochs}", lr, epochs)["value"]
+    for lr in (0.05, 0.2, 0.5):
+        for epochs in (2, 10, 30):
+            try:
+                v = res["value"] if (lr, epochs) == (0.05, 2) else _fixed_lds(tmp_path / f"{lr}_{epochs}", lr, epochs)["value"]
+            except TdaError:  # the float64 replay departs from the float32 run (chaotic training)
+                v = float("nan")
             rows.append((lr, epochs, v))
     print("\nlr     epochs  steps  lds_fixed_seed(unrolled)")
     for lr, epochs, v in rows:
