@@ -115,3 +115,34 @@ def test_lds_fixed_seed_refused_without_the_track():
     cfg = tiny_config(metrics=["lds", "lds_fixed_seed"])
     with pytest.raises(ConfigError, match="groundtruth.track"):
         validate_config(cfg)
+
+
+@pytest.mark.slow
+def test_tiny_workflow_with_track_both_writes_fixed_seed_rows(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
+    exp = cfg["experiments"]["tiny-mlp"]
+    exp["groundtruth"]["track"] = "both"
+    exp["methods"] = ["random", "grad_dot"]
+    exp["metrics"] = ["lds", "lds_fixed_seed"]
+    cfg["tracking"] = {"mode": "none"}
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "track.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(path), "--cores", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    board = pd.read_csv(next((tmp_path / "results").rglob("leaderboard.csv")))
+    fixed = board[board.metric == "lds_fixed_seed"]
+    assert len(fixed) > 0 and set(fixed.track) == {"fixed_seed"}
+    assert set(board[board.metric == "lds"].track) == {"distributional"}
+    md = next((tmp_path / "results").rglob("leaderboard.md")).read_text()
+    assert "LDS by track" in md
