@@ -41,6 +41,34 @@ rule train_shard:
         " --masks {input.masks} --out {output}"
 
 
+rule train_fixed_shard:
+    # groundtruth.track fixed_seed / both: each subset retrained from each full-data seed (same init and
+    # batch order, removed examples zero-weighted).
+    input:
+        config=f"{R}/{{exp}}/config.json",
+        masks=f"{R}/{{exp}}/groundtruth/masks.npy",
+    output:
+        f"{R}/{{exp}}/groundtruth/fixed_shard{{shard}}.npz",
+    log:
+        f"{R}/logs/{{exp}}/fixed_shard{{shard}}.log",
+    conda:
+        "../envs/tda.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "tda --log {log} --threads {threads} train-shard --exp-config {input.config} --shard {wildcards.shard}"
+        " --masks {input.masks} --out {output} --fixed"
+
+
+def fixed_shards(exp):
+    gt = EXPERIMENTS[exp]["groundtruth"]
+    if gt.get("track", "distributional") not in ("fixed_seed", "both"):
+        return []
+    return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))
+
+
 rule gather_groundtruth:
     input:
         config=f"{R}/{{exp}}/config.json",
@@ -48,6 +76,7 @@ rule gather_groundtruth:
         shards=lambda w: expand(f"{R}/{w.exp}/groundtruth/shard{{k}}.npz",
                                 k=range(n_shards(EXPERIMENTS[w.exp]["groundtruth"]))),
         models=lambda w: expand(f"{R}/{w.exp}/models/seed{{s}}.pt", s=full_seeds(w.exp)),
+        fixed=lambda w: fixed_shards(w.exp),
     output:
         f"{R}/{{exp}}/groundtruth/measurements.npz",
     log:
@@ -59,4 +88,4 @@ rule gather_groundtruth:
         runtime=10,
     shell:
         "tda --log {log} gather --exp-config {input.config} --masks {input.masks}"
-        " --shards {input.shards} --models {input.models} --out {output}"
+        " --shards {input.shards} --models {input.models} --out {output} --fixed-shards {input.fixed}"

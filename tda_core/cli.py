@@ -83,13 +83,18 @@ def cmd_train_shard(args):
     from .stages.train import train_shard
 
     exp = _experiment(args)
+    if args.fixed:
+        from .stages.train import train_fixed_shard
+
+        train_fixed_shard(exp, args.shard, args.masks, args.out, _tracking(args, exp))
+        return
     train_shard(exp, args.shard, args.masks, args.out, _tracking(args, exp))
 
 
 def cmd_gather(args):
     from .stages.groundtruth import gather
 
-    gather(_experiment(args), args.masks, args.shards, args.models, args.out)
+    gather(_experiment(args), args.masks, args.shards, args.models, args.out, fixed_paths=args.fixed_shards)
 
 
 def cmd_attribute(args):
@@ -297,12 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--shard", type=int, required=True)
     sp.add_argument("--masks", required=True)
     sp.add_argument("--out", required=True)
+    sp.add_argument("--fixed", action="store_true", help="fixed-seed track shard (groundtruth.track)")
 
     sp = stage("gather", cmd_gather, "merge shards + full-data measurements into the ground truth")
     sp.add_argument("--masks", required=True)
     sp.add_argument("--shards", nargs="+", required=True)
     sp.add_argument("--models", nargs="+", required=True)
     sp.add_argument("--out", required=True)
+    sp.add_argument("--fixed-shards", nargs="*", default=None, help="fixed-seed track shards (groundtruth.track)")
 
     sp = stage("attribute", cmd_attribute, "compute one method's scores for some seeds (or 'all') and targets")
     sp.add_argument("--method", required=True)

@@ -134,6 +134,9 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
             if bad:
                 raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
                                   "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
+    if "lds_fixed_seed" in exp["metrics"] and exp.get("groundtruth", {}).get("track", "distributional") not in (
+            "fixed_seed", "both"):
+        raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
     if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
         raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
     if "pruning" in exp:
@@ -186,6 +189,10 @@ def config_hash(exp: dict) -> str:
     if isinstance(gt, dict) and gt.get("steps") == "same_epochs":
         # The default reproduces the ground truth from before the key existed: keep those hashes.
         payload["groundtruth"] = {k: v for k, v in gt.items() if k != "steps"}
+    gt = payload.get("groundtruth")
+    if isinstance(gt, dict) and gt.get("track") == "distributional":
+        # Likewise the default track: only fixed_seed / both change the hash.
+        payload["groundtruth"] = {k: v for k, v in gt.items() if k != "track"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

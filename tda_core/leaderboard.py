@@ -25,7 +25,7 @@ from .meta_eval import summary_line as meta_summary_line
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
            "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
-METRIC_ORDER = ["lds", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift"]
+METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift"]
 LOW_SIGNAL_CEILING = 0.5
 
 # What each metric's cell means (shown above its tables).
@@ -94,6 +94,7 @@ def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFra
         df[c] = pd.to_numeric(df[c], errors="coerce")
     for c in ("variant", "aliases", "note", "reason"):
         df[c] = df[c].fillna("")
+    df["track"] = [metric_track(m) for m in df.metric]
     df["order"] = [_row_order(st, v, rk) for st, v, rk in zip(df.status, df.value, df["rank"])]
     df["metric_order"] = [_metric_order(m) for m in df.metric]
     df = df.sort_values(["metric_order", "experiment", "order"], kind="stable")
@@ -212,6 +213,24 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame | None:
              for st, t, m in zip(part.status, part.wall_time_s, part.peak_memory_mb)]
     return part.assign(cell=cells).pivot_table(index="method", columns="experiment", values="cell",
                                                aggfunc="first").fillna("")
+
+
+def metric_track(metric: str) -> str:
+    """groundtruth track a metric's target comes from: distributional (lds, dlds_*), fixed_seed, or ''."""
+    return "fixed_seed" if metric == "lds_fixed_seed" else (
+        "distributional" if metric == "lds" or metric.startswith("dlds") else "")
+
+
+def track_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """LDS by track: rows (method, variant), per experiment the distributional and the fixed-seed LDS."""
+    part = df[df.metric.isin(("lds", "lds_fixed_seed"))]
+    if "lds_fixed_seed" not in set(part.metric):
+        return None
+    cells = ["failed" if r.status != "ok" else ("n/a" if not np.isfinite(r.value) else f"{r.value:.3f}")
+             for r in part.itertuples()]
+    part = part.assign(cell=cells, row=[row_label(m, v) for m, v in zip(part.method, part.variant)],
+                       column=[f"{e} / {t}" for e, t in zip(part.experiment, part.track)])
+    return part.pivot_table(index="row", columns="column", values="cell", aggfunc="first").fillna("")
 
 
 def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
@@ -341,6 +360,11 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list
         for exp, part in df[df.metric == metric].groupby("experiment", sort=True):
             noise = ceilings.get(exp, {}).get(metric, {}) or _noise_from_rows(part)
             out.append((3, f"{metric} on {exp}", _noise_line(noise), experiment_table(part, metric)))
+    tracks = track_table(df)
+    if tracks is not None:
+        out.append((2, "LDS by track", "distributional: subset models on fresh seeds (lds); fixed_seed: each scoring "
+                                       "seed's model retrained with the removed examples zero-weighted, same init "
+                                       "and batches (lds_fixed_seed).", tracks))
     dist = distributional_table(df)
     if dist is not None:
         out.append((2, "Classic vs distributional LDS", "", dist))

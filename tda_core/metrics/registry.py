@@ -16,6 +16,7 @@ from ..errors import ConfigError
 
 _METRICS: dict[str, str] = {
     "lds": "tda_core.metrics.lds:evaluate_lds",
+    "lds_fixed_seed": "tda_core.metrics.lds_fixed:evaluate_lds_fixed_seed",
     "dlds_mean": "tda_core.metrics.distributional:evaluate_dlds_mean",
     "dlds_variance": "tda_core.metrics.distributional:evaluate_dlds_variance",
     "dlds_w2": "tda_core.metrics.distributional:evaluate_dlds_w2",

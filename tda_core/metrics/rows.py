@@ -54,7 +54,8 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)
         return {MAIN: (*main, [np.asarray(scores[0])])}
-    if metric in ("lds", "lds_kendall", "randomization") and structure == "per_seed":
+    # lds_fixed_seed: seed r's scores against its own fixed-seed target
+    if metric in ("lds", "lds_kendall", "randomization", "lds_fixed_seed") and structure == "per_seed":
         main = ("per-seed", 1, seeds)
     elif metric == "randomization":  # a samples file: each seed's model against its re-initialised twin
         main = ("per-seed", n_models, seeds)

@@ -175,7 +175,8 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
                        level: float = LEVEL, resample: tuple[str, ...] = _UNITS) -> dict:
     """Mean over queries (and scoring seeds) of Spearman_j(pred, actual), with a joint bootstrap CI.
 
-    pred: [M, Q] or [S, M, Q] (S scoring seeds, each scored against the same target); actual: [M, Q].
+    pred: [M, Q] or [S, M, Q] (S scoring seeds, each scored against the same target); actual: [M, Q],
+    or [S, M, Q]: one target per scoring seed (lds_fixed_seed), resampled with the same draws.
     value = mean_q mean_s Spearman_j(pred[s, :, q], actual[:, q]) (nan columns left out).
     Each replicate resamples the units named in `resample` (default all: queries, subsets, scoring
     seeds) with the shared draws of `bootstrap_draws`: it recomputes the Spearman on the resampled
@@ -196,13 +197,16 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
     pred = pred[None] if pred.ndim == 2 else pred
     actual = np.asarray(actual, dtype=np.float64)
     n_seeds, n_sub, n_q = pred.shape
-    if actual.shape != (n_sub, n_q):
+    per_seed_actual = actual.ndim == 3
+    if per_seed_actual and actual.shape != pred.shape:
+        raise ValueError(f"pred {pred.shape} and per-seed actual {actual.shape} disagree")
+    if not per_seed_actual and actual.shape != (n_sub, n_q):
         raise ValueError(f"pred {pred.shape} and actual {actual.shape} disagree on [subsets, queries]")
     unknown = set(resample) - set(_UNITS)
     if unknown:
         raise ValueError(f"unknown resampling units {sorted(unknown)}; known: {', '.join(_UNITS)}")
 
-    per_seed_q = spearman_columns(pred, actual[None])  # [S, Q]
+    per_seed_q = spearman_columns(pred, actual if per_seed_actual else actual[None])  # [S, Q]
     per_query = _weighted_nanmean(per_seed_q, np.ones_like(per_seed_q), axis=0)
     value = float(np.nanmean(per_query)) if np.isfinite(per_query).any() else float("nan")
 
@@ -212,16 +216,19 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
     w_m = _counts(sub, n_sub)
     w_s = (_counts(draws["seeds"], n_seeds) if draws["seeds"] is not None and "seeds" in resample
            else np.ones((n_boot, n_seeds)))
-    plan_actual = _rank_plan(actual)
+    plan_actual = _rank_plan(np.moveaxis(actual, 0, 1).reshape(n_sub, n_seeds * n_q) if per_seed_actual else actual)
     plan_pred = _rank_plan(np.moveaxis(pred, 0, 1).reshape(n_sub, n_seeds * n_q))  # columns (s, q)
-    bad = plan_pred["nan"].reshape(n_seeds, n_q) | plan_actual["nan"][None]
+    bad = plan_pred["nan"].reshape(n_seeds, n_q) | (plan_actual["nan"].reshape(n_seeds, n_q) if per_seed_actual
+                                                     else plan_actual["nan"][None])
     reps, per_q_all = np.empty(n_boot), np.empty((n_boot, n_q))
     chunk = max(1, _BLOCK // ((n_seeds + 1) * n_sub * max(n_q, 1)))
     for start in range(0, n_boot, chunk):
         c = slice(start, start + chunk)
         rank_actual = _resampled_ranks(plan_actual, w_m[c])  # [b, M, Q], once per replicate
         rank_pred = _resampled_ranks(plan_pred, w_m[c]).reshape(-1, n_sub, n_seeds, n_q)  # [b, M, S, Q]
-        rho = _wcorr(rank_pred, rank_actual[:, :, None], w_m[c][:, :, None, None], axis=1)  # [b, S, Q]
+        rank_actual = (rank_actual.reshape(-1, n_sub, n_seeds, n_q) if per_seed_actual
+                       else rank_actual[:, :, None])
+        rho = _wcorr(rank_pred, rank_actual, w_m[c][:, :, None, None], axis=1)  # [b, S, Q]
         rho = np.where(bad[None], np.nan, rho)
         per_q_all[c] = _weighted_nanmean(rho, w_s[c][:, :, None], axis=1)  # [b, Q]
         reps[c] = _weighted_nanmean(per_q_all[c], w_q[c], axis=1)

@@ -9,7 +9,16 @@ from ..training import full_data_steps
 from .common import measure
 
 
-def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, out) -> None:
+def _merge(paths, exp, n):
+    loaded = sorted((io.load_npz(p, expect_hash=exp.hash) for p in paths), key=lambda am: am[0]["subsets"][0])
+    ids = np.concatenate([a["subsets"] for a, _ in loaded])
+    if not np.array_equal(ids, np.arange(n)):
+        raise ValueError(f"shards cover subsets {ids.tolist()}, expected 0..{n - 1}")
+    return np.concatenate([a["query"] for a, _ in loaded])
+
+
+def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, out, fixed_paths: list | None = None) -> None:
+    """fixed_paths (groundtruth.track fixed_seed / both): the fixed-seed shards, gathered as `fixed` [M, R, Q]."""
     masks = io.load_npy(masks_path, expect_hash=exp.hash)
     loaded = sorted((io.load_npz(p, expect_hash=exp.hash) for p in shard_paths), key=lambda am: am[0]["subsets"][0])
     shards = [a for a, _ in loaded]
@@ -28,4 +37,5 @@ def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, ou
     subset_steps = sorted({t for _, m in loaded for t in m.get("subset_total_steps", [])})
     io.save_npz(out, {"config_hash": exp.hash, "n_subsets": len(masks), "groundtruth_steps": mode,
                       "subset_total_steps": subset_steps, "full_total_steps": full_data_steps(exp.cfg, s.n_train)},
-                masks=masks, subset=subset, full=full)
+                masks=masks, subset=subset, full=full,
+                **({"fixed": _merge(fixed_paths, exp, len(masks))} if fixed_paths else {}))

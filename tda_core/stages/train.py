@@ -78,3 +78,31 @@ def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) ->
     io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "groundtruth_steps": mode,
                       "subset_total_steps": sorted({r.plan.total_steps for r in results}), **cost.as_dict()},
                 query=query, subsets=np.asarray(list(subsets)))
+
+
+def fixed_track(exp_cfg: dict) -> bool:
+    """groundtruth.track includes the fixed-seed track (fixed_seed or both)."""
+    return exp_cfg["groundtruth"].get("track", "distributional") in ("fixed_seed", "both")
+
+
+def train_fixed_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
+    """Fixed-seed track: retrain every subset S_j of the shard from every full-data seed r = 0..R-1
+    with that seed's initialisation and batch order, the removed examples zero-weighted
+    (Run(seed=r, mask=None, weights=mask_j)). Batches keep their composition and the mini-batch mean
+    still divides by B: exactly the perturbation `unrolled` differentiates (w_i = 1 -> 0). Keeps the
+    [n, R, Q] query measurements. All runs share batch shapes: one vmapped group."""
+    masks = io.load_npy(masks_path, expect_hash=exp.hash)
+    subsets = shard_subsets(exp, shard)
+    seeds = range(exp.cfg["seeds"])
+    runs = [Run(seed, None, weights=masks[j].astype(np.float32)) for j in subsets for seed in seeds]
+    s = exp.splits
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train_fixed", f"{exp.name}/fixed_shard{shard}",
+                     exp.cfg) as run:
+        with CostMeter() as cost:
+            results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
+                                   vectorize=exp.cfg["train"]["vectorize"], desc=f"{exp.name} fixed shard {shard}")
+            query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
+            query = query.reshape(len(subsets), len(seeds), -1)
+        run.summary_update({"models": len(runs), **cost.as_dict()})
+    io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "track": "fixed_seed",
+                      **cost.as_dict()}, query=query, subsets=np.asarray(list(subsets)))
