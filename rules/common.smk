@@ -119,3 +119,13 @@ def evaluation_score_jsons(exp):
 def all_metric_files():
     """One evaluation bundle (every metric of every method) per experiment."""
     return [f"{R}/{exp}/metrics.json" for exp in EXPERIMENTS]
+
+
+def fixed_shards(exp):
+    """The fixed-seed track's shards (groundtruth.track fixed_seed / both), else none."""
+    from tda_core.config import n_shards
+
+    gt = EXPERIMENTS[exp]["groundtruth"]
+    if gt.get("track", "distributional") not in ("fixed_seed", "both"):
+        return []
+    return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))

@@ -62,13 +62,6 @@ rule train_fixed_shard:
         " --masks {input.masks} --out {output} --fixed"
 
 
-def fixed_shards(exp):
-    gt = EXPERIMENTS[exp]["groundtruth"]
-    if gt.get("track", "distributional") not in ("fixed_seed", "both"):
-        return []
-    return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))
-
-
 rule gather_groundtruth:
     input:
         config=f"{R}/{{exp}}/config.json",
