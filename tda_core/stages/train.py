@@ -66,18 +66,26 @@ def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) ->
     seeds = range(gt["seeds_per_subset"])
     mode, steps = subset_steps(exp)
     runs = [Run(seed, masks[j], total_steps=steps) for j in subsets for seed in seeds]
-    s = exp.splits
-    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train_subsets", f"{exp.name}/shard{shard}",
-                     exp.cfg) as run:
-        with CostMeter() as cost:
-            results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                                   vectorize=exp.cfg["train"]["vectorize"], desc=f"{exp.name} shard {shard}")
-            query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
-            query = query.reshape(len(subsets), len(seeds), -1)
-        run.summary_update({"models": len(runs), **cost.as_dict()})
+    results, query, cost = _train_and_measure(exp, runs, len(subsets), tracking, "train_subsets",
+                                              f"{exp.name}/shard{shard}", f"{exp.name} shard {shard}")
     io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "groundtruth_steps": mode,
                       "subset_total_steps": sorted({r.plan.total_steps for r in results}), **cost.as_dict()},
                 query=query, subsets=np.asarray(list(subsets)))
+
+
+def _train_and_measure(exp: Experiment, runs: list, n_subsets: int, tracking: dict, job_type: str, run_name: str,
+                       desc: str):
+    """Train a shard's runs (subset-major order) in one tracked job; their [n_subsets, runs per subset, Q]
+    query measurements. Returns (training results, measurements, cost)."""
+    s = exp.splits
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, job_type, run_name, exp.cfg) as run:
+        with CostMeter() as cost:
+            results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
+                                   vectorize=exp.cfg["train"]["vectorize"], desc=desc)
+            query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
+            query = query.reshape(n_subsets, len(runs) // n_subsets, -1)
+        run.summary_update({"models": len(runs), **cost.as_dict()})
+    return results, query, cost
 
 
 def fixed_track(exp_cfg: dict) -> bool:
@@ -95,14 +103,7 @@ def train_fixed_shard(exp: Experiment, shard: int, masks_path, out, tracking: di
     subsets = shard_subsets(exp, shard)
     seeds = range(exp.cfg["seeds"])
     runs = [Run(seed, None, weights=masks[j].astype(np.float32)) for j in subsets for seed in seeds]
-    s = exp.splits
-    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "train_fixed", f"{exp.name}/fixed_shard{shard}",
-                     exp.cfg) as run:
-        with CostMeter() as cost:
-            results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                                   vectorize=exp.cfg["train"]["vectorize"], desc=f"{exp.name} fixed shard {shard}")
-            query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
-            query = query.reshape(len(subsets), len(seeds), -1)
-        run.summary_update({"models": len(runs), **cost.as_dict()})
+    _, query, cost = _train_and_measure(exp, runs, len(subsets), tracking, "train_fixed",
+                                        f"{exp.name}/fixed_shard{shard}", f"{exp.name} fixed shard {shard}")
     io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "track": "fixed_seed",
                       **cost.as_dict()}, query=query, subsets=np.asarray(list(subsets)))
