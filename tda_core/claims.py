@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .metrics.rows import carried_keys
 
 ALPHA = 0.05
 
@@ -47,11 +48,7 @@ def _row_index(bundles: list[dict]) -> dict:
         for r in b["results"]:
             if r.get("status") != "ok" or not r.get("replicates"):
                 continue
-            keys = [(r["method"], r.get("variant", ""))]
-            for alias in filter(None, (r.get("aliases") or "").split(", ")):
-                name, _, variant = alias.partition(" (")
-                keys.append((name, variant.rstrip(")")))
-            for method, variant in keys:
+            for method, variant in carried_keys(r):
                 index[(r["experiment"], r["metric"], method, variant)] = r
     return index
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import io
 from .claims import claims_table
+from .metrics.rows import carried_keys
 from .meta_eval import agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
 from .meta_eval import summary_line as meta_summary_line
@@ -243,7 +244,7 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
         return None
     rows: dict[tuple, dict] = {}
     for _, r in part.iterrows():
-        names = [r.method] + [a.split(" (")[0] for a in r.aliases.split(", ") if a]
+        names = [method for method, _ in carried_keys(r)]
         column = {"lds": "LDS (per-seed)" if r.variant == "per-seed" else "LDS (seed-averaged / ensemble)",
                   "dlds_mean": "dLDS mean", "dlds_variance": "dLDS variance", "dlds_w2": "dLDS W2"}[r.metric]
         cell = "failed" if r.status != "ok" else ("n/a" if not np.isfinite(r.value) else f"{r.value:.3f}")

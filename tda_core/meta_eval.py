@@ -25,6 +25,7 @@ MIN_ROWS = 3
 def _rows_by_key(bundle: dict) -> dict[str, dict]:
     """metric -> {(method, variant): row} of the ranked rows, aliases included."""
     from .metrics.registry import lower_is_better
+    from .metrics.rows import carried_keys
 
     out: dict[str, dict] = {}
     for r in bundle.get("results", []):
@@ -32,11 +33,7 @@ def _rows_by_key(bundle: dict) -> dict[str, dict]:
             continue
         if lower_is_better(r["metric"]):
             continue
-        keys = [(r["method"], r.get("variant", ""))]
-        for alias in filter(None, (r.get("aliases") or "").split(", ")):
-            name, _, variant = alias.partition(" (")
-            keys.append((name, variant.rstrip(")")))
-        for k in keys:
+        for k in carried_keys(r):
             out.setdefault(r["metric"], {})[k] = r
     return out
 

@@ -113,6 +113,16 @@ def row_key(row: dict) -> str:
     return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
 
 
+def carried_keys(row) -> list[tuple[str, str]]:
+    """(method, variant) of a row and of every alias folded into it (the 'method (variant)' strings of
+    `fold_aliases`, joined by ', ' on the board); `row` is a dict or a pandas row."""
+    keys = [(row["method"], row.get("variant") or "")]
+    for alias in filter(None, (row.get("aliases") or "").split(", ")):
+        name, _, variant = alias.partition(" (")
+        keys.append((name, variant.rstrip(")")))
+    return keys
+
+
 def rank_rows(rows: list[dict]) -> list[dict]:
     """Paired-bootstrap ranks of the ok rows with a finite value and replicates (in place); returns
     the pairwise comparisons. A lower-is-better metric (registry.lower_is_better: randomization) is
