@@ -29,3 +29,17 @@ def tiny_config(**overrides) -> dict:
     for key, value in overrides.items():
         exp[key] = {**exp[key], **value} if isinstance(exp.get(key), dict) else value
     return {"tracking": {"mode": "none"}, "experiments": {"tiny": exp}}
+
+
+def float64_flat_setup(exp, seed: int = 0):
+    """For exact-curvature references on a trained tiny experiment: the float64 model, training x / y,
+    and `unflat` (a flat float64 parameter vector -> the model's named parameters, in checkpoint order)."""
+    model = exp.build_model(seed).double()
+    x, y = exp.splits.train_x.double(), exp.splits.train_y
+    template = {k: v.double() for k, v in exp.load_checkpoints(seed)[0]["params"].items()}
+    sizes = [v.numel() for v in template.values()]
+
+    def unflat(v):
+        return {k: t.reshape(template[k].shape) for k, t in zip(template, torch.split(v, sizes))}
+
+    return model, x, y, unflat

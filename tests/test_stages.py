@@ -9,7 +9,7 @@ hand-written TracIn loop whose pools come from the n // 2 split, not from the mo
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import float64_flat_setup, tiny_config
 from scipy.stats import spearmanr
 
 from tda_core import io
@@ -184,13 +184,7 @@ def test_two_stage_source_with_many_segments_approaches_unrolled(tmp_path):
     ctx = AttributionContext(exp, [0])
     unrolled = get_method("unrolled")(dtype="float64").score(ctx).astype(np.float64)
 
-    model = exp.build_model(0).double()
-    x, y = exp.splits.train_x.double(), exp.splits.train_y
-    template = {k: v.double() for k, v in exp.load_checkpoints(0)[0]["params"].items()}
-    sizes = [v.numel() for v in template.values()]
-
-    def unflat(v):
-        return {k: t.reshape(template[k].shape) for k, t in zip(template, torch.split(v, sizes))}
+    model, x, y, unflat = float64_flat_setup(exp)
 
     def exact_hessian(params, pool):  # the objective of the stage: mean loss over its pool + coupled L2
         xp, yp = x[torch.as_tensor(pool)], y[torch.as_tensor(pool)]

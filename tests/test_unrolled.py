@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import float64_flat_setup, tiny_config
 
 from tda_core.api import load_experiment
 from tda_core.methods.base import AttributionContext
@@ -146,13 +146,7 @@ def test_source_with_many_segments_approaches_unrolled(tmp_path):
     ctx = AttributionContext(exp, [0])
     unrolled = get_method("unrolled")(dtype="float64").score(ctx).astype(np.float64)
 
-    model = exp.build_model(0).double()
-    x, y = exp.splits.train_x.double(), exp.splits.train_y
-    template = {k: v.double() for k, v in exp.load_checkpoints(0)[0]["params"].items()}
-    sizes = [v.numel() for v in template.values()]
-
-    def unflat(v):
-        return {k: t.reshape(template[k].shape) for k, t in zip(template, torch.split(v, sizes))}
+    model, x, y, unflat = float64_flat_setup(exp)
 
     def mean_loss(v):  # the trained objective: mean loss + coupled L2
         return exp.task.loss(lambda inp: functional_call(model, unflat(v), (inp,)), x, y).mean() + 0.5 * wd * v @ v
