@@ -23,7 +23,7 @@ from tda_core.targets import target_context
 NONE = {"mode": "none"}
 FORBIDDEN_MODULES = {"tda_core.api", "tda_core.config"}
 FORBIDDEN_ATTRIBUTES = {"exp", "cfg", "load_model_meta", "load_checkpoints", "scores_path", "model_path"}
-METHOD_SIDE = sorted((REPO / "tda_core" / "methods").glob("*.py")) + sorted((REPO / "tda_core" / "curvature").glob("*.py"))
+METHOD_SIDE = [p for d in ("methods", "curvature") for p in sorted((REPO / "tda_core" / d).glob("*.py"))]
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -26,7 +26,8 @@ class TracIn(Method):
             pool = seg.pool
             eta = seg.mean_lr * seg.steps * scale
             params = ctx.params(seed, c)
-            xy = {} if pool is None else {"x": ctx.train_x[torch.as_tensor(pool)], "y": ctx.train_y[torch.as_tensor(pool)]}
+            rows = None if pool is None else torch.as_tensor(pool)
+            xy = {} if pool is None else {"x": ctx.train_x[rows], "y": ctx.train_y[rows]}
             part = -(ctx.query_grads(seed, params) @ ctx.train_grads(seed, params, **xy).T) * eta
             key = None if pool is None else seg.stage
             prev = sums.get(key, (pool, None))[1]

@@ -3,10 +3,11 @@
 The recorded training run is replayed step by step with the per-example loss weights w as inputs:
     theta_{t+1}, s_{t+1} = opt.step(theta_t, grad_theta (1/B) sum_{i in batch_t} w_i loss_i(theta_t), s_t, lr_t)
 (the exact batches and learning rates of the trajectory's recorded `Schedule`, the mini-batch objective
-from `make_loss_fn`, the trajectory's pure optimiser of `training/optim.py`). Reverse mode then carries the adjoint of (theta_t, s_t) from the query gradients
-v_q = grad f(z_q, theta_T) back to step 0; at step t the adjoint of w_batch is added to tau[:, batch_t].
-All queries are carried together (torch.func.vjp vmapped over the query axis), so one backward sweep
-gives tau for every (query, training example) pair.
+from `make_loss_fn`, the trajectory's pure optimiser of `training/optim.py`). Reverse mode then carries
+the adjoint of (theta_t, s_t) from the query gradients v_q = grad f(z_q, theta_T) back to step 0; at
+step t the adjoint of w_batch is added to tau[:, batch_t]. All queries are carried together
+(torch.func.vjp vmapped over the query axis), so one backward sweep gives tau for every (query,
+training example) pair.
 
 Memory: the trajectory is stored only at block starts (block = ceil(sqrt(T)) steps) and recomputed
 block by block during the backward sweep (O(sqrt(T) P) memory, about two forward replays of compute).
