@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     logging.getLogger("TRAK").setLevel(logging.WARNING)
     warnings.simplefilter("ignore", FutureWarning)
 
-    from tda_core.methods.base import AttributionContext
+    from tda_core.stages.context import build_context
     from tda_core.methods.registry import get_method
 
     rows = []
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
             n_params = sum(q.numel() for q in exp.build_model(0).parameters())
             print(f"{name}: {n_params} parameters, N={exp.splits.n_train}, Q={len(exp.splits.query_y)}, "
                   f"R={len(seeds)}, device {exp.device}, {args.threads} thread(s)", flush=True)
-            ctx = lambda s: AttributionContext(exp, s, chunk_size=exp.cfg.get("chunk_size", 256))  # noqa: E731
+            ctx = lambda s: build_context(exp, s)  # noqa: E731
             pairs = [
                 ("EK-FAC IF (fit+score, seed 0)", get_method("if_ekfac")(cache=False), [0],
                  get_method("if_ekfac_kronfluence")(), [0]),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +42,8 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-# Experiment and method names become folder and file names under results_dir.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def check_safe_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(f"{what} name {name!r} is not safe as a file name: use letters, digits, '_', '.', '-' "
-                          "(not starting with '.', no '..')")
+# Experiment and method names become folder and file names under results_dir (tda_core/names.py).
+from .names import SAFE_NAME, check_safe_name  # noqa: E402,F401
 
 
 def _describe(err) -> str:

@@ -15,14 +15,15 @@
                 replay training from the step-0 checkpoint (unrolled, dtda_unrolled) fail this target:
                 their replay check sees that the checkpoints are no training run (a failed row, no verdict).
 
-A target is an Experiment view whose splits.query_* and task.measure (randomized: load_checkpoints)
-are swapped, so every method (whether it calls ctx.query_grads or reads exp.splits.query_x itself)
-runs unchanged.
+A target is the method's AttributionContext (tda_core/methods/context.py) with its query set and
+measurement (randomized: its trajectories' params) swapped, so every method runs unchanged.
+This module imports no torch at load time (score_stem serves the workflow).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -52,43 +53,48 @@ def check_target(target: str) -> None:
         raise ConfigError(f"unknown attribution target '{target}'; known: {', '.join(TARGETS)}")
 
 
-def target_view(exp, target: str, max_self: int | None = DEFAULT_SELF_EXAMPLES):
-    """An Experiment whose queries are the target's examples (the same models, config hash and paths)."""
-    from .api import Experiment
-
+def target_context(ctx, target: str, val: tuple[Any, Any] | None = None,
+                   max_self: int | None = DEFAULT_SELF_EXAMPLES) -> tuple[Any, np.ndarray | None]:
+    """The AttributionContext whose queries are the target's examples, and the training indices of
+    those queries (train_self; else None). `val`: the validation (x, y), needed by target "val"."""
     check_target(target)
     if target == "query":
-        return exp
+        return ctx, None
     if target == "randomized":
-        view = Experiment(copy.deepcopy(exp.cfg))
-        view.__dict__["splits"] = exp.splits
-        view.load_checkpoints = lambda seed: randomized_checkpoints(exp, seed)  # the hook every method reads
-        view.target = target
-        return view
-    cfg = copy.deepcopy(exp.cfg)
-    if cfg.get("kind", "classification") != "diffusion":
-        cfg["measurement"] = "loss"  # diffusion's measurement is already its (denoising) loss
-    view = Experiment(cfg)
-    s = exp.splits
+        load = ctx.load_trajectory
+
+        def load_randomized(seed: int):
+            return randomized_trajectory(load(seed), ctx.build_model(seed + RANDOMIZED_SEED_OFFSET))
+
+        return dataclasses.replace(ctx, load_trajectory=load_randomized, _trajectories={}), None
+    index = None
     if target == "val":
-        index = None
-        qx, qy = s.val_x, s.val_y
+        if val is None:
+            raise ValueError("target 'val' needs the validation examples")
+        qx, qy = val
     else:
-        index = self_index(s.n_train, max_self)
-        qx, qy = s.train_x[index], s.train_y[index]  # the labels the model was trained on (noisy ones too)
-    view.__dict__["splits"] = dataclasses.replace(s, query_x=qx, query_y=qy)  # overrides the cached_property
-    view.target = target
-    view.query_index = index
-    return view
+        index = self_index(ctx.n_train, max_self)
+        qx, qy = ctx.train_x[index], ctx.train_y[index]  # the labels the model was trained on (noisy ones too)
+    return dataclasses.replace(ctx, query_x=qx, query_y=qy, task=loss_measured(ctx.task)), index
 
 
-def randomized_checkpoints(exp, seed: int) -> list[dict]:
-    """Seed `seed`'s checkpoints with every checkpoint's params replaced by a fresh initialisation
-    (exp.build_model(seed + RANDOMIZED_SEED_OFFSET)); the other keys (step, opt_state) are kept."""
-    fresh = {k: v.detach().clone() for k, v in exp.build_model(seed + RANDOMIZED_SEED_OFFSET).named_parameters()}
-    out = []
-    for c in exp.load_checkpoints(seed):
-        if set(c["params"]) != set(fresh):
-            raise ValueError(f"checkpoint parameters {sorted(c['params'])} differ from the model's {sorted(fresh)}")
-        out.append({**c, "params": {k: fresh[k].to(v.dtype, copy=True) for k, v in c["params"].items()}})
+def loss_measured(task):
+    """`task` with measurement f = its loss (diffusion's measurement already is its denoising loss)."""
+    if getattr(task, "measurement", "loss") in ("loss", "denoising_loss"):
+        return task
+    out = copy.copy(task)
+    out.measurement = "loss"
     return out
+
+
+def randomized_trajectory(trajectory, fresh_model):
+    """`trajectory` with every checkpoint's params replaced by those of `fresh_model` (a new
+    initialisation); step, opt_state and the intervals are kept."""
+    fresh = {k: v.detach().clone() for k, v in fresh_model.named_parameters()}
+
+    def params_of(c):
+        if set(c.params) != set(fresh):
+            raise ValueError(f"checkpoint parameters {sorted(c.params)} differ from the model's {sorted(fresh)}")
+        return {k: fresh[k].to(v.dtype, copy=True) for k, v in c.params.items()}
+
+    return trajectory.with_params(params_of)

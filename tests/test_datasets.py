@@ -27,12 +27,12 @@ def _exp(tmp_path, dataset, **overrides):
 
 
 def _train_and_score(exp, methods=("grad_dot",), epochs_note=None):
-    from tda_core.methods.base import AttributionContext
+    from tda_core.stages.context import build_context
     from tda_core.methods.registry import get_method
     from tda_core.stages.train import train_full
 
     meta = train_full(exp, 0, exp.model_path(0), {"mode": "none"})
-    ctx = AttributionContext(exp, [0], chunk_size=64)
+    ctx = build_context(exp, [0], chunk_size=64)
     return meta, {m: get_method(m)().score(ctx) for m in methods}
 
 

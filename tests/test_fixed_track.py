@@ -12,7 +12,7 @@ from tda_core import io
 from tda_core.api import load_experiment
 from tda_core.errors import TdaError
 from tda_core.config import config_hash, resolve_experiment, validate_config
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.metrics.lds_fixed import evaluate_lds_fixed_seed
 from tda_core.stages.groundtruth import gather
@@ -39,7 +39,7 @@ def test_unrolled_predicts_fixed_seed_single_removals(tmp_path):
     """Full-batch GD (deterministic), small lr, few steps: -tau[:, k] vs f(w_k = 0) - f(w = 1)."""
     n = 60
     exp = _exp(tmp_path, lr=0.05, epochs=10, batch_size=n, n_train=n)
-    tau = get_method("unrolled")(dtype="float64").score(AttributionContext(exp, [0])).astype(np.float64)
+    tau = get_method("unrolled")(dtype="float64").score(build_context(exp, [0])).astype(np.float64)
     s = exp.splits
     examples = list(range(0, n, 3))
     runs = [Run(0)] + [Run(0, weights=np.where(np.arange(n) == k, 0.0, 1.0)) for k in examples]
@@ -74,7 +74,7 @@ def _fixed_lds(tmp_path, lr, epochs, seeds=2):
     gt, _ = io.load_npz(out, expect_hash=exp.hash)
     assert gt["fixed"].shape == (16, seeds, 5)
     method = get_method("unrolled")(dtype="float64")
-    scores = [method.score(AttributionContext(exp, [r])) for r in range(seeds)]
+    scores = [method.score(build_context(exp, [r])) for r in range(seeds)]
     return evaluate_lds_fixed_seed(scores, gt, n_boot=200)
 
 

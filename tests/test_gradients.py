@@ -7,7 +7,8 @@ from torch.func import functional_call
 
 from tda_core.api import load_experiment
 from tda_core.gradients import flatten, per_example_grads
-from tda_core.methods.base import AttributionContext
+from tda_core.methods.context import Checkpoint, Trajectory
+from tda_core.stages.context import build_context
 from tda_core.methods.grad_dot import GradDot
 
 
@@ -51,8 +52,8 @@ def test_grad_dot_predicts_the_effect_of_one_small_step(tmp_path):
     exp = load_experiment(cfg, "tiny")
     model = exp.build_model(0)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    ctx = AttributionContext(exp, [0])
-    ctx._ckpts[0] = [{"step": 0, "params": params}]
+    ctx = build_context(exp, [0])
+    ctx._trajectories[0] = Trajectory(0, (Checkpoint(0, params),), optimizer=None)  # theta = the init
     scores = GradDot().score(ctx)  # [Q, N]
     s = exp.splits
     lr, i = 1e-4, 5

@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tda_core.api import load_experiment
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.if_exact import exact_if_scores
 from tda_core.methods.registry import get_method
 from tda_core.stages.train import train_full
@@ -85,7 +85,7 @@ def test_source_with_one_long_segment_is_the_if_with_damping_one_over_eta_k(tmp_
     exp = _experiment(tmp_path, dataset={"n_train": 100, "n_query": 10}, model={"hidden": [8], "activation": "tanh"},
                       train={"optimizer": "sgd", "lr": 0.2, "momentum": 0.0, "weight_decay": 1e-3,
                              "batch_size": 100, "epochs": 150, "n_checkpoints": 1})
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     c = exp.load_model_meta(0)["segments"][0]["mean_lr"] * 150
     src = get_method("source")(n_segments=1, cache=False).score(ctx)
     ifd = get_method("if_ekfac")(damping=1.0 / c, cache=False).score(ctx)
@@ -104,7 +104,7 @@ def test_ekfac_influence_tracks_exact_influence_and_ensembles_average_seeds(tmp_
     exp = _experiment(tmp_path, seeds=2, dataset={"n_train": 120, "n_query": 12}, model={"hidden": [16]})
     per_seed = {}
     for s in (0, 1):
-        ctx = AttributionContext(exp, [s])
+        ctx = build_context(exp, [s])
         per_seed[s] = {m: get_method(m)(**({} if m == "if_exact" else {"cache": False})).score(ctx)
                        for m in ("if_exact", "if_ekfac", "if_kfac")}
         r = {m: _corr(per_seed[s][m], per_seed[s]["if_exact"]) for m in ("if_ekfac", "if_kfac")}
@@ -113,7 +113,7 @@ def test_ekfac_influence_tracks_exact_influence_and_ensembles_average_seeds(tmp_
         assert r["if_ekfac"] > 0.85 and r["if_kfac"] > 0.8
     ens = get_method("if_ensemble")(cache=False)
     assert ens.ensemble
-    both = ens.score(AttributionContext(exp, [0, 1]))
+    both = ens.score(build_context(exp, [0, 1]))
     np.testing.assert_allclose(both, (per_seed[0]["if_ekfac"] + per_seed[1]["if_ekfac"]) / 2, rtol=1e-4, atol=1e-7)
 
 
@@ -123,7 +123,7 @@ def test_source_tracks_the_unrolled_derivative_with_momentum_and_adam(tmp_path, 
              "weight_decay": 1e-3, "batch_size": 32, "epochs": 8, "n_checkpoints": 6}
     exp = _experiment(tmp_path, dataset={"n_train": 80, "n_query": 8}, model={"hidden": [8], "activation": "tanh"},
                       train=train)
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     unrolled = get_method("unrolled")(dtype="float64").score(ctx)
     r = {m: _corr(get_method(m)(n_fisher_samples=4, cache=False).score(ctx), unrolled)
          for m in ("source", "source_fast")}

@@ -8,7 +8,7 @@ from conftest import tiny_config
 
 from tda_core.api import load_experiment
 from tda_core.errors import ConfigError
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.stages.train import train_full
 
@@ -40,7 +40,7 @@ def test_model_trains_and_attributes_on_digits(tmp_path, key):
     init_buffers = {k: v.clone() for k, v in model.named_buffers()}
     meta = train_full(exp, 0, exp.model_path(0), {"mode": "none"})
     assert np.isfinite(meta["final_train_loss"]) and meta["total_steps"] == 3
-    ctx = AttributionContext(exp, [0], chunk_size=8)
+    ctx = build_context(exp, [0], chunk_size=8)
     for method in ("grad_dot", "if_ekfac"):
         tau = get_method(method)().score(ctx)
         assert tau.shape == (4, 24) and np.isfinite(tau).all() and np.abs(tau).sum() > 0, method

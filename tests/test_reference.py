@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_config
 
 from tda_core.api import load_experiment
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.stages.train import train_full
 
@@ -30,7 +30,7 @@ def _trained(tmp_path, seeds=1, **model):
 def test_if_ekfac_matches_kronfluence(tmp_path, damping):
     pytest.importorskip("kronfluence", reason="optional extra [reference] (kronfluence) not installed")
     exp = _trained(tmp_path)
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     theirs = get_method("if_ekfac_kronfluence")(damping=damping).score(ctx)
     ours = get_method("if_ekfac")(damping=damping, cache=False).score(ctx)
     corr = np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]
@@ -71,7 +71,7 @@ def test_trak_matches_traker_with_the_same_projection(tmp_path):
     # one model at a time: traker rescales each model's (Phi^T Phi)^-1 by its mean |entry|, which
     # reweights the members of an ensemble (the ensemble mean itself is checked in test_trak.py)
     for seeds in ([0], [1]):
-        ctx = AttributionContext(exp, seeds)
+        ctx = build_context(exp, seeds)
         ours = get_method("trak")(proj_dim=32).score(ctx)
         theirs = traker_scores([(ctx.model(r), ctx.params(r)) for r in seeds], s.train_x, s.train_y, s.query_x,
                                s.query_y, projector=_shared_projector(n_params, 32))
@@ -79,5 +79,5 @@ def test_trak_matches_traker_with_the_same_projection(tmp_path):
         print(f"seed {seeds[0]}: Pearson {corr:.10f}")
         assert corr > 1 - 1e-6
     # the reference row itself (traker's own projection) runs and ranks alike
-    own = get_method("trak_traker")(proj_dim=32).score(AttributionContext(exp, [0, 1]))
+    own = get_method("trak_traker")(proj_dim=32).score(build_context(exp, [0, 1]))
     assert own.shape == (10, 200) and np.isfinite(own).all()

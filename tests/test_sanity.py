@@ -18,7 +18,8 @@ from tda_core.metrics.sanity import MAX_CORRELATION
 from tda_core.stages.attribute import attribute_method
 from tda_core.stages.evaluate import evaluate_experiment
 from tda_core.stages.train import train_full
-from tda_core.targets import RANDOMIZED_SEED_OFFSET, target_view
+from tda_core.stages.context import build_context
+from tda_core.targets import RANDOMIZED_SEED_OFFSET, target_context
 
 NONE = {"mode": "none"}
 
@@ -35,20 +36,21 @@ def tiny(tmp_path_factory):
 
 
 def test_randomized_view_replaces_every_checkpoint(tiny):
-    view = target_view(tiny, "randomized")
-    trained, randomized = tiny.load_checkpoints(1), view.load_checkpoints(1)
+    ctx, index = target_context(build_context(tiny, [1]), "randomized")
+    assert index is None
+    trained, randomized = tiny.load_checkpoints(1), ctx.checkpoints(1)
     fresh = dict(tiny.build_model(1 + RANDOMIZED_SEED_OFFSET).named_parameters())
     assert len(trained) == len(randomized) == tiny.cfg["train"]["n_checkpoints"] + 1  # incl. step 0
     for t, r in zip(trained, randomized):
-        assert r["step"] == t["step"] and set(r) == set(t)  # metadata kept (opt_state as trained)
-        assert all(torch.equal(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(r["opt_state"]),
+        assert r.step == t["step"]  # metadata kept (opt_state as trained)
+        assert all(torch.equal(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(r.opt_state),
                                                      torch.utils._pytree.tree_leaves(t["opt_state"])))
-        for k, v in r["params"].items():
+        for k, v in r.params.items():
             assert torch.equal(v, fresh[k].detach())
     k0 = next(iter(fresh))
-    assert not torch.equal(trained[-1]["params"][k0], randomized[-1]["params"][k0])
-    assert view.scores_path("grad_dot", 0).name == "randomized_seed0.npy"
-    assert view.splits is tiny.splits and view.cfg["measurement"] == tiny.cfg["measurement"]
+    assert not torch.equal(trained[-1]["params"][k0], randomized[-1].params[k0])
+    assert tiny.scores_path("grad_dot", 0, "randomized").name == "randomized_seed0.npy"
+    assert ctx.query_x is tiny.splits.query_x and ctx.task is not None and ctx.task.measurement == "margin"
 
 
 def test_randomization_fails_random_and_passes_gradient_methods(tiny):

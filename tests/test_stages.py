@@ -17,9 +17,10 @@ from tda_core.api import load_experiment
 from tda_core.curvature import filters, fit_curvature
 from tda_core.errors import TdaError
 from tda_core.gradients import flatten, per_example_grads
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.methods.source import segment_plan
+from tda_core.stages.context import intervals_of
 from tda_core.stages.attribute import STAGE_NOTE, attribute
 from tda_core.stages.train import train_full
 from tda_core.training import Run
@@ -74,14 +75,15 @@ def test_segment_plan_splits_segments_across_stages():
     meta = {"segments": [iv(0)] * 4 + [iv(1)] * 2, "pools": [[0], [1]]}
     for L, want in [(2, [[1, 2, 3, 4], [5, 6]]), (3, [[1, 2], [3, 4], [5, 6]]), (4, [[1, 2], [3], [4], [5, 6]]),
                     (6, [[1], [2], [3], [4], [5], [6]])]:
-        plan = segment_plan(meta, L)
+        plan = segment_plan(intervals_of(meta, 2), L)
         assert [s["ckpts"] for s in plan] == want, L
-        assert [s["pool"] for s in plan] == [0 if s["ckpts"][0] <= 4 else 1 for s in plan]
+        assert [s["stage"] for s in plan] == [0 if s["ckpts"][0] <= 4 else 1 for s in plan]
+        assert [s["pool"].tolist() for s in plan] == [[s["stage"]] for s in plan]
     with pytest.raises(TdaError, match="n_segments=1 < the 2 training stages"):
-        segment_plan(meta, 1)
+        segment_plan(intervals_of(meta, 2), 1)
     # model files written before pools were recorded: one stage, as before
     old = {"segments": [{"steps": 5, "mean_lr": 0.1}] * 6}
-    assert [s["ckpts"] for s in segment_plan(old, 4)] == [[1, 2], [3, 4], [5], [6]]
+    assert [s["ckpts"] for s in segment_plan(intervals_of(old, 2), 4)] == [[1, 2], [3, 4], [5], [6]]
 
 
 def test_tracin_matches_a_hand_written_two_stage_loop(tmp_path):
@@ -99,7 +101,7 @@ def test_tracin_matches_a_hand_written_two_stage_loop(tmp_path):
         v = per_example_grads(model, p, exp.task.measure, s.query_x, s.query_y).double().numpy()
         g = per_example_grads(model, p, exp.task.attribution_loss, s.train_x, s.train_y).double().numpy()
         expected[:, pool] -= eta / len(pool) * v @ g[pool].T
-    ours = get_method("tracin")().score(AttributionContext(exp, [0]))
+    ours = get_method("tracin")().score(build_context(exp, [0]))
     assert np.abs(ours - expected).max() / np.abs(expected).max() < 1e-5
 
 
@@ -112,7 +114,7 @@ def test_source_gives_stage_one_examples_no_stage_two_response(tmp_path):
     s, n, k = exp.splits, exp.splits.n_train, _switch(exp, meta)
     ckpts, model = exp.load_checkpoints(0), exp.build_model(0)
     lrs, wd = np.asarray(meta["lrs"]), 0.01
-    scores = get_method("source")(n_segments=2, fisher="expected", cache=False).score(AttributionContext(exp, [0]))
+    scores = get_method("source")(n_segments=2, fisher="expected", cache=False).score(build_context(exp, [0]))
 
     def grads(i, x, y, f=exp.task.attribution_loss):
         return per_example_grads(model, ckpts[i]["params"], f, x, y).double()
@@ -181,7 +183,7 @@ def test_two_stage_source_with_many_segments_approaches_unrolled(tmp_path):
     meta = train_full(exp, 0, exp.model_path(0), {"mode": "none"})
     _, batches = run_schedule(exp.cfg, Run(0), n)
     assert {len(b) for b in batches} == {n // 2} and meta["stage_starts"] == [0, 30]  # full-batch per stage
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     unrolled = get_method("unrolled")(dtype="float64").score(ctx).astype(np.float64)
 
     model, x, y, unflat = float64_flat_setup(exp)
@@ -227,7 +229,7 @@ def test_two_stage_source_with_many_segments_approaches_unrolled(tmp_path):
     ggn = pearson(_dense_source(exp, exact_ggn, segs, pools))
     meta_no_pools = {k: v for k, v in meta.items() if k != "pools"}
     exp.load_model_meta = lambda seed: meta_no_pools
-    old = get_method("source")(n_segments=12, n_fisher_samples=8, cache=False).score(AttributionContext(exp, [0]))
+    old = get_method("source")(n_segments=12, n_fisher_samples=8, cache=False).score(build_context(exp, [0]))
     old = (pearson(old), spearman(old))
     print(f"L=12: GGN stage-aware {ggn:.4f}; `source` stage-unaware (no pools) {old[0]:.4f}/{old[1]:.4f}")
     # the single-stage test's bar: exact-Hessian recursion > 0.995 at L = 12, `source` > 0.9 and near GGN

@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_config
 
 from tda_core.api import load_experiment
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.projection import RandomProjector
 from tda_core.stages.train import train_full
@@ -71,13 +71,13 @@ def _dense_trak(exp):
 def test_trak_equals_dense_formula_when_projection_keeps_everything(exp, proj_type, dtype, tol):
     truth, n_params = _dense_trak(exp)
     assert n_params <= 256 < exp.splits.n_train  # k >= P
-    ours = get_method("trak")(proj_dim=256, proj_type=proj_type, dtype=dtype).score(AttributionContext(exp, [0, 1]))
+    ours = get_method("trak")(proj_dim=256, proj_type=proj_type, dtype=dtype).score(build_context(exp, [0, 1]))
     rel = np.linalg.norm(ours - truth) / np.linalg.norm(truth)
     corr = np.corrcoef(ours.ravel(), truth.ravel())[0, 1]
     print(f"{proj_type} {dtype}: P={n_params}, relative error {rel:.2e}, Pearson {corr:.8f}")
     assert rel < tol
     # a small projection is an approximation, not the same numbers
-    small = get_method("trak")(proj_dim=16, dtype=dtype).score(AttributionContext(exp, [0, 1]))
+    small = get_method("trak")(proj_dim=16, dtype=dtype).score(build_context(exp, [0, 1]))
     assert np.linalg.norm(small - truth) / np.linalg.norm(truth) > 0.05
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import float64_flat_setup, tiny_config
 
 from tda_core.api import load_experiment
-from tda_core.methods.base import AttributionContext
+from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
 from tda_core.stages.train import train_full
 from tda_core.training import Run, train_models
@@ -56,7 +56,7 @@ def _finite_differences(exp, seed, examples):
 def test_unrolled_matches_finite_differences_of_retraining(tmp_path, optimizer):
     exp = _experiment(tmp_path, optimizer)
     method = get_method("unrolled")(dtype="float64")
-    tau = method.score(AttributionContext(exp, [0]))
+    tau = method.score(build_context(exp, [0]))
     assert tau.shape == (5, 60)
     fd = _finite_differences(exp, 0, EXAMPLES)
     ours = tau[:, EXAMPLES].astype(np.float64)
@@ -64,7 +64,7 @@ def test_unrolled_matches_finite_differences_of_retraining(tmp_path, optimizer):
     print(f"{optimizer}: max |tau - FD| / max |FD| = {rel:.2e}, |FD| max {np.abs(fd).max():.3f}")
     assert rel < 1e-3
     # float32 (the default) agrees with float64 closely
-    tau32 = get_method("unrolled")().score(AttributionContext(exp, [0]))
+    tau32 = get_method("unrolled")().score(build_context(exp, [0]))
     assert np.abs(tau32 - tau).max() / np.abs(tau).max() < 1e-3
 
 
@@ -109,6 +109,7 @@ def _dense_source(exp, curvature_at, n_segments):
     """The SOURCE recursion of docs/design.md (Estimators) evaluated with dense matrices: curvature_at(params) -> [P, P]."""
     from tda_core.gradients import per_example_grads
     from tda_core.methods.source import segment_plan
+    from tda_core.stages.context import intervals_of
 
     s, model = exp.splits, exp.build_model(0)
     ckpts = exp.load_checkpoints(0)
@@ -116,7 +117,7 @@ def _dense_source(exp, curvature_at, n_segments):
                                         s.train_y).double().numpy()
     u = per_example_grads(model, ckpts[-1]["params"], exp.task.measure, s.query_x, s.query_y).double().numpy()
     total = 0.0
-    for seg in reversed(segment_plan(exp.load_model_meta(0), n_segments)):
+    for seg in reversed(segment_plan(intervals_of(exp.load_model_meta(0), exp.splits.n_train), n_segments)):
         c, idx = seg["lr_sum"], seg["ckpts"]
         lam, Q = np.linalg.eigh(np.mean([curvature_at(ckpts[i]["params"]) for i in idx], 0))
         safe = np.where(np.abs(c * lam) < 1e-12, 1.0, lam)
@@ -143,7 +144,7 @@ def test_source_with_many_segments_approaches_unrolled(tmp_path):
     cfg["results_dir"] = str(tmp_path)
     exp = load_experiment(cfg, "tiny")
     train_full(exp, 0, exp.model_path(0), {"mode": "none"})
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     unrolled = get_method("unrolled")(dtype="float64").score(ctx).astype(np.float64)
 
     model, x, y, unflat = float64_flat_setup(exp)

@@ -3,7 +3,7 @@
 API (all vectors in the flat parameter layout of tda_core.gradients, i.e. the order of
 model.named_parameters(); every parameter is covered by exactly one block):
 
-    from tda_core.curvature import fit_curvature, Curvature, filters, load_or_fit
+    from tda_core.curvature import fit_curvature, Curvature, CurvatureCache, filters
     curv = fit_curvature(model, params, task, x_train, kind="ekfac", seed=0, n_samples=1,
                          chunk_size=256, grad_scale=None, fisher="sampled", index=None)
         # index: int indices into x_train: fit on those examples only (a training stage's pool)
@@ -22,10 +22,13 @@ model.named_parameters(); every parameter is covered by exactly one block):
     filters.source_response(c)                              (1 - exp(-c lam)) / lam  (-> c at 0)
     filters.propagator(c)                                   exp(-c lam)
     curv.save(path, config_hash) / Curvature.load(path, expect_hash)   (atomic, via tda_core.io)
-    load_or_fit(exp, key, lambda: fit_curvature(...))       cache under results/{exp}/curvature/
+    CurvatureCache(root, config_hash).load_or_fit(key, lambda: fit_curvature(...))
+        # {root}/{key}.pt; a method gets ctx.cache, rooted in its own score directory
+        # (results/{exp}/scores/{method}/_cache/); CurvatureCache(None) fits every time
     Method-level helpers (tda_core.methods.influence): seed_curvature(ctx, seed, kind, ckpt_indices,
-    opts, pool=None) fits/caches per seed (pool: the training examples it is fitted on, in the key); if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
-    tda_core.methods.source: segment_plan(meta, L), source_scores(ctx, seed, opts, fast) -> [Q, N].
+    opts, pool=None) fits/caches per seed in ctx.cache (pool: the training examples it is fitted on, in
+    the key); if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
+    tda_core.methods.source: segment_plan(trajectory.intervals, L), source_scores(ctx, seed, opts, fast) -> [Q, N].
     curv.dense()                                            [P, P] matrix (tests, small models)
 
 Blocks: KronBlock per nn.Linear (inputs [B, d] or token sequences [B, T, d]; per-example gradient
@@ -37,7 +40,7 @@ from . import spectral as filters
 from .blocks import Curvature, DiagBlock, KronBlock
 from .ekfac import fit_curvature, sample_targets
 from .kfac import fit_factors, kron_specs
-from .store import curvature_path, load_or_fit
+from .store import CurvatureCache
 
 __all__ = ["Curvature", "DiagBlock", "KronBlock", "filters", "fit_curvature", "fit_factors", "kron_specs",
-           "sample_targets", "curvature_path", "load_or_fit"]
+           "sample_targets", "CurvatureCache"]

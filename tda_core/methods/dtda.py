@@ -7,14 +7,14 @@ predicted sample of seed r's measurement after removing a set T is
     m(theta_r) - sum_{i in T} tau_r[q, i]         (Alg. 1; m(theta_r) = groundtruth["full"][r, q])
 
 so mean, variance-increase and Wasserstein influences all follow from the stack [R, Q, N]
-(format: methods/base.py). The mean over seeds is the ensemble estimator (if_ensemble, ...), and
+(format: methods/context.py). The mean over seeds is the ensemble estimator (if_ensemble, ...), and
 seed 0's slice alone is the fixed-seed practice.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import AttributionContext, Method
+from .base import Method
 
 
 class PerSeedSamples(Method):
@@ -30,7 +30,6 @@ class PerSeedSamples(Method):
     def score(self, ctx) -> np.ndarray:
         per_seed = []
         for r in ctx.seeds:
-            one = AttributionContext(ctx.exp, [r], chunk_size=ctx.chunk_size, _ckpts=ctx._ckpts)
-            per_seed.append(np.asarray(self.estimator.score(one), dtype=np.float32))
-            ctx._ckpts.pop(r, None)  # one seed's checkpoints in memory at a time
+            per_seed.append(np.asarray(self.estimator.score(ctx.for_seeds([r])), dtype=np.float32))
+            ctx.release(r)  # one seed's checkpoints in memory at a time
         return np.stack(per_seed)

@@ -79,15 +79,15 @@ class IfEkfacKronfluence(Method):
 
 
     def score(self, ctx) -> np.ndarray:
-        exp, s, seed = ctx.exp, ctx.exp.splits, ctx.seed
-        if not isinstance(exp.task, ClassificationTask):
+        seed = ctx.seed
+        if not isinstance(ctx.task, ClassificationTask):
             raise TdaError(f"{self.name} supports classification experiments only")
         import_kronfluence()
         model, params = ctx.model(seed), ctx.params(seed)
         model.load_state_dict(params, strict=False)
         # the Fisher labels if_ekfac draws for this seed (methods/influence.py: seed_curvature)
         gen = torch.Generator().manual_seed(1000 * int(self.opts["fisher_seed"]) + seed)
-        fisher_y = sample_targets(exp.task, model, params, s.train_x.to(ctx.device), gen, ctx.chunk_size).cpu()
-        raw = kronfluence_scores(model, exp.task, s.train_x, s.train_y, fisher_y, s.query_x, s.query_y,
+        fisher_y = sample_targets(ctx.task, model, params, ctx.train_x.to(ctx.device), gen, ctx.chunk_size).cpu()
+        raw = kronfluence_scores(model, ctx.task, ctx.train_x, ctx.train_y, fisher_y, ctx.query_x, ctx.query_y,
                                  self.opts["damping"], int(self.opts["batch_size"]), ctx.device)
-        return (-raw / s.n_train).astype(np.float32)
+        return (-raw / ctx.n_train).astype(np.float32)

@@ -86,11 +86,11 @@ class IfExact(Method):
     max_params = 20000  # options (registry row): methods/options.py IF_EXACT
 
     def score(self, ctx) -> np.ndarray:
-        s, dev = ctx.exp.splits, ctx.device
+        dev = ctx.device
         total = 0
         for seed in ctx.seeds:
             total = total + exact_if_scores(
-                ctx.model(seed), ctx.params(seed), ctx.exp.task, s.train_x.to(dev), s.train_y.to(dev),
-                s.query_x.to(dev), s.query_y.to(dev), float(ctx.exp.cfg["train"]["weight_decay"]),
+                ctx.model(seed), ctx.params(seed), ctx.task, ctx.train_x.to(dev), ctx.train_y.to(dev),
+                ctx.query_x.to(dev), ctx.query_y.to(dev), ctx.trajectory(seed).weight_decay,
                 self.opts["damping"], self.opts["damping_rel"], ctx.chunk_size)
         return (total / len(ctx.seeds)).cpu().numpy().astype(np.float32)

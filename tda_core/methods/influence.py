@@ -5,7 +5,7 @@ H: K-FAC / EK-FAC of the GGN (true Fisher) of the MEAN training loss at the seed
 checkpoint; wd: the optimiser's (coupled L2) weight decay, part of the trained objective's
 Hessian; damping: per layer, `damping_rel` x the layer's mean eigenvalue unless `damping` (an
 absolute value) is given. The minus sign and 1/N follow the convention of methods/base.py: the
-predicted change of f(z_q) from including z_i with weight 1/N in the mean loss.
+predicted change of f(z_q) from including z_i with weight 1/N in the mean loss (methods/context.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 import torch
 
-from ..curvature import Curvature, filters, fit_curvature, load_or_fit
+from ..curvature import Curvature, filters, fit_curvature
 from .base import Method
 
 
@@ -22,7 +22,7 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
                    grad_scale: torch.Tensor | None = None, tag: str = "", pool: np.ndarray | None = None) -> Curvature:
     """(E)K-FAC at the seed's checkpoints `ckpt_indices` (statistics averaged, or weights averaged
     when `average_weights`) of the mean loss over the training examples `pool` (indices; None = all),
-    cached under results/{exp}/curvature/."""
+    cached in ctx.cache (the method's own score directory)."""
     ckpts = ctx.checkpoints(seed)
     idx = [i % len(ckpts) for i in ckpt_indices]
     fisher = f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}" if opts["fisher"] == "sampled" else "_expected"
@@ -33,22 +33,22 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
         plist = [ctx.params(seed, i) for i in idx]
         if average_weights:
             plist = [{k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}]
-        return fit_curvature(ctx.model(seed), plist, ctx.exp.task, ctx.exp.splits.train_x.to(ctx.device), kind=kind,
+        return fit_curvature(ctx.model(seed), plist, ctx.task, ctx.train_x.to(ctx.device), kind=kind,
                              seed=1000 * int(opts["fisher_seed"]) + seed, n_samples=opts["n_fisher_samples"],
                              chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"], index=pool)
 
     # a grad_scale must be named by `tag` to be cached (the key has to identify everything fitted)
-    return load_or_fit(ctx.exp, key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
+    return ctx.cache.load_or_fit(key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
 
 
 def if_scores(ctx, seed: int, kind: str, opts: dict) -> torch.Tensor:
     """[Q, N] influence scores of one seed's final model."""
-    curv = seed_curvature(ctx, seed, kind, [-1], opts).shifted(float(ctx.exp.cfg["train"]["weight_decay"]))
+    curv = seed_curvature(ctx, seed, kind, [-1], opts).shifted(ctx.trajectory(seed).weight_decay)
     params = ctx.params(seed)
     V = ctx.query_grads(seed, params).double()
     G = ctx.train_grads(seed, params).double()
     f = filters.damped_inverse(damping=opts["damping"], damping_rel=opts["damping_rel"])
-    return -(curv.precondition(V, f) @ G.T) / ctx.exp.splits.n_train
+    return -(curv.precondition(V, f) @ G.T) / ctx.n_train
 
 
 class KroneckerIF(Method):

@@ -73,7 +73,7 @@ CURVATURE: dict[str, Option] = {
                      choices=("sampled", "expected")),
     "n_fisher_samples": Option(1, "sampled labels per example (fisher: sampled)"),
     "fisher_seed": Option(0, "seed of the sampled labels"),
-    "cache": Option(True, "cache fitted curvature under results/{exp}/curvature/"),
+    "cache": Option(True, "cache fitted curvature in the method's score directory (scores/{method}/_cache/)"),
 }
 IF: dict[str, Option] = {
     "damping": Option(None, "absolute damping added to every eigenvalue (default: damping_rel)", type=float),

@@ -9,5 +9,4 @@ class RandomScores(Method):
     stage_aware = True  # it reads no model and no training example: there are no stages to follow
 
     def score(self, ctx) -> np.ndarray:
-        s = ctx.exp.splits
-        return ctx.rng("random").standard_normal((len(s.query_y), s.n_train)).astype(np.float32)
+        return ctx.rng("random").standard_normal((ctx.n_query, ctx.n_train)).astype(np.float32)

@@ -10,7 +10,7 @@ g_i^l = mean over the segment's checkpoints of the per-example gradients. With u
     u_{l-1} = F_S(H_l) u_l,                  F_S(s) = exp(-c_l s)
 evaluated right to left (l = L..1). With L = 1 this is an EK-FAC IF with damping 1/c.
 
-Multi-stage training (meta["pools"]: each checkpoint interval trained on one pool of examples):
+Multi-stage training (Interval.pool: each checkpoint interval trained on one pool of examples):
 segments never straddle a stage switch (at least one per stage), and segment l, trained on the
 pool P_l of N_l examples, uses 1/N_l for i in P_l and 0 for the others (an example seen only in
 the pretraining stage gets no fine-tuning response), with H_l fitted on the examples of P_l.
@@ -34,19 +34,19 @@ import torch
 from ..curvature import filters
 from ..errors import TdaError
 from ..gradients import flatten
-from ..training import build_optimizer
-from .base import Method, interval_pool
+from ..training.optim import Adam
+from .base import Method
+from .context import Interval
 from .influence import seed_curvature
 
 
-def segment_plan(meta: dict, n_segments: int) -> list[dict]:
-    """Group the trainer's checkpoint intervals into L segments: checkpoint indices (into
-    exp.load_checkpoints, 0 = initialisation), the summed learning rate eta K and the training pool
-    id (meta["pools"]; None = all examples) of each. A segment never straddles a stage switch: the
+def segment_plan(intervals: list[Interval], n_segments: int) -> list[dict]:
+    """Group the trainer's checkpoint intervals (Trajectory.intervals) into L segments: checkpoint
+    indices (into Trajectory.checkpoints, 0 = initialisation), the summed learning rate eta K, the
+    training stage and its pool (indices; None = all examples) of each. A segment never straddles a stage switch: the
     L segments are split across the stages, at least one each, the rest going one at a time to the
     stage with the most training steps per segment (the earlier stage on ties) that still has more
     checkpoint intervals than segments."""
-    intervals = meta["segments"]
     if n_segments < 1:
         raise TdaError(f"n_segments must be >= 1, got {n_segments}")
     if n_segments > len(intervals):
@@ -54,7 +54,7 @@ def segment_plan(meta: dict, n_segments: int) -> list[dict]:
                        f"(raise train.n_checkpoints)")
     stages: list[list[int]] = []  # runs of consecutive intervals with one pool
     for j, iv in enumerate(intervals):
-        if stages and intervals[stages[-1][0]].get("pool") == iv.get("pool"):
+        if stages and intervals[stages[-1][0]].stage == iv.stage:
             stages[-1].append(j)
         else:
             stages.append([j])
@@ -64,23 +64,24 @@ def segment_plan(meta: dict, n_segments: int) -> list[dict]:
     counts = [1] * len(stages)
     for _ in range(n_segments - len(stages)):
         open_ = [s for s in range(len(stages)) if counts[s] < len(stages[s])]
-        counts[max(open_, key=lambda s: (sum(intervals[j]["steps"] for j in stages[s]) / counts[s], -s))] += 1
+        counts[max(open_, key=lambda s: (sum(intervals[j].steps for j in stages[s]) / counts[s], -s))] += 1
     out = []
     for members, count in zip(stages, counts):
         for group in np.array_split(np.asarray(members), count):
-            steps = sum(intervals[j]["steps"] for j in group)
-            lr_sum = sum(intervals[j]["mean_lr"] * intervals[j]["steps"] for j in group)
+            steps = sum(intervals[j].steps for j in group)
+            lr_sum = sum(intervals[j].mean_lr * intervals[j].steps for j in group)
+            first = intervals[int(group[0])]
             out.append({"ckpts": [int(j) + 1 for j in group], "steps": int(steps), "lr_sum": float(lr_sum),
-                        "pool": intervals[int(group[0])].get("pool")})
+                        "stage": first.stage, "pool": first.pool})
     return out
 
 
-def adam_preconditioner(ckpts: list[dict], indices: list[int], optimizer) -> torch.Tensor:
+def adam_preconditioner(ckpts, indices: list[int], optimizer) -> torch.Tensor:
     """Flat P = 1 / (sqrt(v_hat) + eps), v_hat (bias-corrected) averaged over the checkpoints."""
     b2 = optimizer.betas[1]
     v_hats = []
     for i in indices:
-        state = ckpts[i]["opt_state"]
+        state = ckpts[i].opt_state
         step = float(state["step"])
         if step < 1:
             raise TdaError("SOURCE with Adam needs checkpoints after at least one step")
@@ -92,21 +93,19 @@ def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tenso
     """[Q, N] SOURCE scores of one seed's training run. Segment l trained on the pool P_l (N_l
     examples): its response term weighs the examples of P_l by 1/N_l and the others by 0, and its
     curvature H_l is the (EK-FAC) curvature of the mean loss over P_l (multi-stage runs)."""
-    exp = ctx.exp
-    tcfg = exp.cfg["train"]
-    opt = build_optimizer(tcfg)
-    adam = tcfg["optimizer"] == "adam"
-    wd = float(tcfg["weight_decay"])
-    ckpts = ctx.checkpoints(seed)
-    meta = exp.load_model_meta(seed)
-    segments = segment_plan(meta, int(opts["n_segments"]))
-    n = exp.splits.n_train
+    traj = ctx.trajectory(seed)
+    opt = traj.optimizer
+    adam = isinstance(opt, Adam)
+    wd = traj.weight_decay
+    ckpts = traj.checkpoints
+    segments = segment_plan(traj.intervals, int(opts["n_segments"]))
+    n = ctx.n_train
     u = ctx.query_grads(seed, ctx.params(seed, -1)).double()  # v_q at theta_T
     total = torch.zeros(u.shape[0], n, dtype=torch.float64, device=u.device)
     for seg in reversed(segments):
         c = seg["lr_sum"] * opt.effective_lr_scale
         idx = seg["ckpts"]
-        pool = interval_pool(meta, seg, n)  # None: all N examples
+        pool = seg["pool"]  # None: all N examples
         if adam:
             P = adam_preconditioner(ckpts, idx, opt).to(u.device)
             half = P.sqrt()
@@ -130,8 +129,7 @@ def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tenso
 
 def _segment_train_grads(ctx, seed, idx, fast, pool=None) -> torch.Tensor:
     """[N, P] (or [N_l, P] for the examples of `pool`) train gradients averaged over the segment."""
-    s = ctx.exp.splits
-    xy = {} if pool is None else {"x": s.train_x[torch.as_tensor(pool)], "y": s.train_y[torch.as_tensor(pool)]}
+    xy = {} if pool is None else {"x": ctx.train_x[torch.as_tensor(pool)], "y": ctx.train_y[torch.as_tensor(pool)]}
     plist = [ctx.params(seed, i) for i in idx]
     if fast:
         avg = {k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}

@@ -3,13 +3,12 @@
 eta_c is the summed learning rate of the interval ending at checkpoint c (times the momentum
 scale 1/(1-beta)), divided by the number of examples N_c the interval trained on, so each
 checkpoint counts as much as the training it stands for. Multi-stage runs: N_c is the size of the
-interval's training pool (meta["pools"]), and examples outside that pool get 0 from it.
+interval's training pool (Interval.pool), and examples outside that pool get 0 from it.
 """
 import numpy as np
 import torch
 
-from ..training import build_optimizer
-from .base import Method, interval_pool
+from .base import Method
 
 
 class TracIn(Method):
@@ -18,19 +17,19 @@ class TracIn(Method):
 
     def score(self, ctx) -> np.ndarray:
         seed = ctx.seed
-        meta = ctx.exp.load_model_meta(seed)
-        scale = build_optimizer(ctx.exp.cfg["train"]).effective_lr_scale
-        ckpts = ctx.checkpoints(seed)
-        s = ctx.exp.splits
-        n = s.n_train
-        sums: dict = {}  # pool id -> (pool indices or None = all, sum over its intervals)
-        for c, seg in enumerate(meta["segments"], start=1):
-            pool = interval_pool(meta, seg, n)
-            eta = seg["mean_lr"] * seg["steps"] * scale
-            params = {k: v.to(ctx.device) for k, v in ckpts[c]["params"].items()}
-            xy = {} if pool is None else {"x": s.train_x[torch.as_tensor(pool)], "y": s.train_y[torch.as_tensor(pool)]}
+        traj = ctx.trajectory(seed)
+        scale = traj.optimizer.effective_lr_scale
+        n = ctx.n_train
+        sums: dict = {}  # stage -> (pool indices or None = all, sum over its intervals)
+        for c in range(1, len(traj.checkpoints)):
+            seg = traj.checkpoints[c].interval
+            pool = seg.pool
+            eta = seg.mean_lr * seg.steps * scale
+            params = ctx.params(seed, c)
+            rows = None if pool is None else torch.as_tensor(pool)
+            xy = {} if pool is None else {"x": ctx.train_x[rows], "y": ctx.train_y[rows]}
             part = -(ctx.query_grads(seed, params) @ ctx.train_grads(seed, params, **xy).T) * eta
-            key = None if pool is None else seg["pool"]
+            key = None if pool is None else seg.stage
             prev = sums.get(key, (pool, None))[1]
             sums[key] = (pool, part if prev is None else prev + part)
         total = None

@@ -58,26 +58,25 @@ class Trak(Method):
 
     def score(self, ctx) -> np.ndarray:
         o = self.opts  # declared in methods/options.py TRAK (checked, defaults filled)
-        exp, s = ctx.exp, ctx.exp.splits
         dtype = _DTYPES[o["dtype"]]
         rcond = float(_RCOND[dtype] if o["rcond"] is None else o["rcond"])
         n_params = sum(p.numel() for p in ctx.model(ctx.seeds[0]).parameters())
         proj = RandomProjector(n_params, int(o["proj_dim"]), int(o["proj_seed"]), o["proj_type"])
-        train_x, query_x = s.train_x.to(dtype), s.query_x.to(dtype)
-        classification = isinstance(exp.task, ClassificationTask)
-        total, reweight = None, torch.zeros(s.n_train, dtype=torch.float64, device=ctx.device)
+        train_x, query_x = ctx.train_x.to(dtype), ctx.query_x.to(dtype)
+        classification = isinstance(ctx.task, ClassificationTask)
+        total, reweight = None, torch.zeros(ctx.n_train, dtype=torch.float64, device=ctx.device)
         for seed in ctx.seeds:
             model = ctx.model(seed).to(dtype)
             params = {k: v.to(dtype) for k, v in ctx.params(seed).items()}
             if classification:
                 phi_fn = _margin
-                reweight += 1 - self._true_class_prob(model, params, train_x, s.train_y, ctx.chunk_size)
+                reweight += 1 - self._true_class_prob(model, params, train_x, ctx.train_y, ctx.chunk_size)
             else:
-                phi_fn = exp.task.attribution_loss
+                phi_fn = ctx.task.attribution_loss
                 reweight -= 1
-            phi = per_example_grads(model, params, phi_fn, train_x, s.train_y, ctx.chunk_size, proj,
+            phi = per_example_grads(model, params, phi_fn, train_x, ctx.train_y, ctx.chunk_size, proj,
                                     desc="trak features")
-            x = per_example_grads(model, params, exp.task.measure, query_x, s.query_y, ctx.chunk_size, proj)
+            x = per_example_grads(model, params, ctx.task.measure, query_x, ctx.query_y, ctx.chunk_size, proj)
             part = (x.double() @ ridge_inverse(phi, float(o["damping_rel"]), rcond)) @ phi.double().T
             total = part if total is None else total + part
         r = len(ctx.seeds)

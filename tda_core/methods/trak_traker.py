@@ -77,11 +77,10 @@ class TrakTraker(Method):
 
 
     def score(self, ctx) -> np.ndarray:
-        exp, s = ctx.exp, ctx.exp.splits
-        if not isinstance(exp.task, ClassificationTask) or exp.task.measurement != "margin":
+        if not isinstance(ctx.task, ClassificationTask) or ctx.task.measurement != "margin":
             raise TdaError(f"{self.name} supports classification with measurement 'margin' only")
         import_traker()
         models = [(ctx.model(seed), ctx.params(seed)) for seed in ctx.seeds]
-        out = traker_scores(models, s.train_x, s.train_y, s.query_x, s.query_y, int(self.opts["proj_dim"]),
+        out = traker_scores(models, ctx.train_x, ctx.train_y, ctx.query_x, ctx.query_y, int(self.opts["proj_dim"]),
                             int(self.opts["proj_seed"]), int(self.opts["batch_size"]), ctx.device)
         return out.astype(np.float32)

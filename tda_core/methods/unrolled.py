@@ -2,11 +2,12 @@
 
 The recorded training run is replayed step by step with the per-example loss weights w as inputs:
     theta_{t+1}, s_{t+1} = opt.step(theta_t, grad_theta (1/B) sum_{i in batch_t} w_i loss_i(theta_t), s_t, lr_t)
-(the exact batches from `run_schedule`, the mini-batch objective from `make_loss_fn`, the pure optimiser
-of `training/optim.py`). Reverse mode then carries the adjoint of (theta_t, s_t) from the query gradients
-v_q = grad f(z_q, theta_T) back to step 0; at step t the adjoint of w_batch is added to tau[:, batch_t].
-All queries are carried together (torch.func.vjp vmapped over the query axis), so one backward sweep
-gives tau for every (query, training example) pair.
+(the exact batches and learning rates of the trajectory's recorded `Schedule`, the mini-batch objective
+from `make_loss_fn`, the trajectory's pure optimiser of `training/optim.py`). Reverse mode then carries
+the adjoint of (theta_t, s_t) from the query gradients v_q = grad f(z_q, theta_T) back to step 0; at
+step t the adjoint of w_batch is added to tau[:, batch_t]. All queries are carried together
+(torch.func.vjp vmapped over the query axis), so one backward sweep gives tau for every (query,
+training example) pair.
 
 Memory: the trajectory is stored only at block starts (block = ceil(sqrt(T)) steps) and recomputed
 block by block during the backward sweep (O(sqrt(T) P) memory, about two forward replays of compute).
@@ -27,9 +28,9 @@ import torch
 from torch.func import functional_call, grad, vjp, vmap
 
 from ..errors import TdaError
-from ..training import build_optimizer
-from ..training.trainer import Run, make_loss_fn, run_schedule, task_generator
+from ..training.trainer import make_loss_fn
 from .base import Method
+from .context import Schedule
 
 log = logging.getLogger("tda")
 
@@ -44,38 +45,40 @@ def _split_state(state: dict) -> tuple[dict, dict]:
 
 
 def unrolled_weight_derivative(
-    exp_cfg: dict,
-    splits,
+    schedule: Schedule,
+    optimizer,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
     model: torch.nn.Module,
     task,
     params0: dict[str, torch.Tensor],
-    seed: int,
     query_x: torch.Tensor,
     query_y: torch.Tensor,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     query_chunk: int | None = None,
 ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-    """tau [Q, N] = d f(z_q, theta_T) / d w_i for the full-data run of `seed`, and the replayed theta_T."""
+    """tau [Q, N] = d f(z_q, theta_T) / d w_i for the run that `schedule` and `optimizer` replay from
+    `params0`, and the replayed theta_T."""
     device = torch.device(device)
     model = model.to(device=device, dtype=dtype)
     buffers = {k: v.to(device) for k, v in model.named_buffers()}
-    opt = build_optimizer(exp_cfg["train"])
-    n = splits.n_train
-    plan, batches = run_schedule(exp_cfg, Run(seed), n)
-    T = plan.total_steps
+    opt = optimizer
+    n = len(train_y)
+    batches = schedule.batches
+    T = len(batches)
     loss_fn = make_loss_fn(model, task, buffers, "fp32", device.type)
-    x_all = splits.train_x.to(device=device, dtype=dtype)
-    y_all = splits.train_y.to(device)
+    x_all = train_x.to(device=device, dtype=dtype)
+    y_all = train_y.to(device)
     # The task's random draws, drawn exactly as the trainer does (generator seeded per run).
-    gen = task_generator(seed)
+    gen = schedule.aux_generator()
     aux = [task.sample_aux(len(b), gen) for b in batches]
     aux = [None if a is None else {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
                                    for k, v in a.items()} for a in aux]
 
     def batch(t: int):
         idx = torch.as_tensor(batches[t], device=device)
-        return idx, x_all[idx], y_all[idx], aux[t], float(plan.lrs[t])
+        return idx, x_all[idx], y_all[idx], aux[t], float(schedule.lrs[t])
 
     def forward(params, state, t):
         _, x, y, a, lr = batch(t)
@@ -147,16 +150,17 @@ class Unrolled(Method):
 
     def score_seed(self, ctx, seed: int) -> np.ndarray:
         dtype_name = self.opts["dtype"]  # declared in methods/options.py UNROLLED
-        exp = ctx.exp
-        ckpts = ctx.checkpoints(seed)
-        if ckpts[0]["step"] != 0:
+        traj = ctx.trajectory(seed)
+        ckpts = traj.checkpoints
+        if ckpts[0].step != 0:
             raise TdaError(f"unrolled needs the initial parameters (checkpoint at step 0) of seed {seed}")
-        s = exp.splits
+        if traj.replay is None:
+            raise TdaError(f"unrolled needs the recorded schedule of seed {seed} to replay its training")
         tau, theta_T = unrolled_weight_derivative(
-            exp.cfg, s, exp.build_model(seed), exp.task, ckpts[0]["params"], seed, s.query_x, s.query_y,
-            _DTYPES[dtype_name], ctx.device, self.opts["query_chunk"],
+            traj.replay(), traj.optimizer, ctx.train_x, ctx.train_y, ctx.build_model(seed), ctx.task,
+            ckpts[0].params, ctx.query_x, ctx.query_y, _DTYPES[dtype_name], ctx.device, self.opts["query_chunk"],
         )
-        _check_replay(theta_T, ckpts[-1]["params"], seed)
+        _check_replay(theta_T, ckpts[-1].params, seed)
         return tau.astype(np.float32)
 
 

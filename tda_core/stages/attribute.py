@@ -23,11 +23,11 @@ import torch
 from .. import io
 from ..api import Experiment
 from ..errors import ArtifactError, TdaError
-from ..methods.base import AttributionContext
 from ..methods.registry import get_method
-from ..targets import DEFAULT_SELF_EXAMPLES, RANDOMIZED_SEED_OFFSET, score_stem, target_view
+from ..targets import DEFAULT_SELF_EXAMPLES, RANDOMIZED_SEED_OFFSET, score_stem, target_context
 from ..tracking import tracked_run
 from .common import CostMeter
+from .context import build_context, method_cache_dir
 
 log = logging.getLogger("tda")
 
@@ -36,15 +36,18 @@ STAGE_NOTE = "not stage-aware: uses all N training examples at the final model"
 
 def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_json, tracking: dict,
               target: str = "query", max_self: int | None = DEFAULT_SELF_EXAMPLES) -> dict:
-    exp = target_view(exp, target, max_self)  # val / train_self: the same method on other examples
     method = get_method(method_name)(**options)
     seeds = list(range(exp.cfg["seeds"])) if seed == "all" else [int(seed)]
-    ctx = AttributionContext(exp, seeds, chunk_size=exp.cfg.get("chunk_size", 256))
+    # what the method sees: the narrow records (methods/context.py), retargeted (val / train_self:
+    # other queries, measurement = loss; randomized: re-initialised params), its curvature cached in
+    # its own score directory
+    ctx = build_context(exp, seeds, cache_dir=method_cache_dir(exp, method_name, target))
+    ctx, query_index = target_context(ctx, target, val=(exp.splits.val_x, exp.splits.val_y), max_self=max_self)
     n_params = sum(v.numel() for v in exp.build_model(0).parameters())
     meta = {"config_hash": exp.hash, "method": method_name, "options": options, "seeds": seeds,
             "n_params": n_params, "device": str(exp.device), "status": "ok", "target": target}
-    if exp.query_index is not None:
-        meta["query_index"] = exp.query_index.tolist()
+    if query_index is not None:
+        meta["query_index"] = query_index.tolist()
     if target == "randomized":  # the seeds of the re-initialised models that replace the checkpoints
         meta["init_seeds"] = [s + RANDOMIZED_SEED_OFFSET for s in seeds]
     if exp.cfg.get("scenario") == "multi_stage" and not method.stage_aware:
@@ -58,16 +61,15 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
                                f"{method.max_params} (set method_options.{method_name}.max_params to override)")
             with CostMeter() as cost:
                 scores = np.asarray(method.score(ctx), dtype=np.float32)
-            s = exp.splits
-            expected = (len(s.query_y), s.n_train)
-            if method.per_seed_samples:  # [R, Q, N]: seed r's scores from its own model (methods/base.py)
+            expected = (ctx.n_query, ctx.n_train)
+            if method.per_seed_samples:  # [R, Q, N]: seed r's scores from its own model (methods/context.py)
                 expected = (len(seeds), *expected)
             if scores.shape != expected:
                 raise ValueError(f"{method_name} returned scores of shape {scores.shape}, expected {expected}")
             if not np.isfinite(scores).all():
                 raise TdaError(f"{method_name} produced non-finite scores")
             meta.update(cost.as_dict())
-            io.save_npy(exp.scores_path(method_name, seed), scores)
+            io.save_npy(exp.scores_path(method_name, seed, target), scores)
         except ArtifactError:
             raise  # a missing/corrupted input or an unwritable output fails the job; it is no method result
         except (TdaError, torch.OutOfMemoryError, MemoryError) as e:

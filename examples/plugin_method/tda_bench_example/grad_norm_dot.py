@@ -19,7 +19,7 @@ class GradNormDot(Method):
         "eps": Option(1e-12, "added to the norms"),
     }
 
-    def score(self, ctx) -> np.ndarray:
+    def score(self, ctx) -> np.ndarray:  # ctx: an AttributionContext (tda_core/methods/context.py)
         g = ctx.train_grads(ctx.seed)  # [N, P]
         v = ctx.query_grads(ctx.seed)  # [Q, P]
         norms = (g.norm(dim=1) + self.opts["eps"]) ** self.opts["power"]
