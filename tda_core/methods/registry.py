@@ -211,6 +211,11 @@ def method_entry(name: str) -> MethodEntry:
     path = _env_paths().get(name)
     if path and register_path(path) == name:
         return _EXTRA[name]
+    from ..tuning import split_variant  # a tuning variant "{method}.{option}-{value}" runs its base's class
+
+    variant = split_variant(name)
+    if variant is not None:
+        return method_entry(variant[0])
     raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
 
 
