@@ -69,7 +69,7 @@ _METHODS: dict[str, MethodEntry] = {
     "random": MethodEntry(_M + "random_scores:RandomScores"),
     "grad_dot": MethodEntry(_M + "grad_dot:GradDot"),
     "grad_cos": MethodEntry(_M + "grad_cos:GradCos"),
-    "tracin": MethodEntry(_M + "tracin:TracIn"),
+    "tracin": MethodEntry(_M + "tracin:TracIn", options=O.TRACIN),
     "if_exact": MethodEntry(_M + "if_exact:IfExact", options=O.IF_EXACT),
     "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF),
     "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF),

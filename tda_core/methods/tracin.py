@@ -4,10 +4,13 @@ eta_c is the summed learning rate of the interval ending at checkpoint c (times 
 scale 1/(1-beta)), divided by the number of examples N_c the interval trained on, so each
 checkpoint counts as much as the training it stands for. Multi-stage runs: N_c is the size of the
 interval's training pool (meta["pools"]), and examples outside that pool get 0 from it.
+Option last_checkpoints k sums over the last k saved checkpoints only (how many are saved is
+train.n_checkpoints, which retrains every model; this varies the sum without retraining).
 """
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..training import build_optimizer
 from .base import Method, interval_pool
 
@@ -24,7 +27,13 @@ class TracIn(Method):
         s = ctx.exp.splits
         n = s.n_train
         sums: dict = {}  # pool id -> (pool indices or None = all, sum over its intervals)
+        last = self.opts["last_checkpoints"]
+        if last is not None and not 1 <= last <= len(meta["segments"]):
+            raise ConfigError(f"tracin: last_checkpoints {last} is not in 1..{len(meta['segments'])} (the saved checkpoints)")
+        first = len(meta["segments"]) - last + 1 if last is not None else 1
         for c, seg in enumerate(meta["segments"], start=1):
+            if c < first:
+                continue
             pool = interval_pool(meta, seg, n)
             eta = seg["mean_lr"] * seg["steps"] * scale
             params = {k: v.to(ctx.device) for k, v in ckpts[c]["params"].items()}
