@@ -3,6 +3,7 @@ grid point on planted problems whose true LDS is computed independently (fresh d
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
@@ -124,3 +125,42 @@ def test_held_out_gain_is_unbiased_where_the_in_sample_one_is_optimistic():
     se = np.std(in_sample) / np.sqrt(len(in_sample))
     assert np.mean(in_sample) > 3 * se  # the optimism the split removes
     assert abs(np.mean(held)) < np.mean(in_sample) / 2
+
+
+@pytest.mark.slow
+def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_path):
+    """snakemake on tiny.yaml plus a 2-point grid (tracin's own row and last_checkpoints 1), no mocks."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
+    cfg["tracking"] = {"mode": "none"}
+    exp = cfg["experiments"]["tiny-mlp"]
+    # 9 jobs (prepare, train, one shard, gather, 2 attribute, evaluate, tune, leaderboard)
+    exp.update(methods=["grad_dot", "tracin"], seeds=1, tuning={"tracin": {"last_checkpoints": [1]}})
+    exp["groundtruth"]["shard_size"] = 8
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "tune.yaml"), "--cores", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = tmp_path / "results"
+    (row,) = json.loads((res / "tiny-mlp/tuning.json").read_text())["tuning"]
+    assert row["status"] == "ok" and row["variants"] == ["tracin", "tracin.last_checkpoints-1"]
+    assert row["labels"] == ["none", "1"] and row["n_select"] + row["n_report"] == 12
+    assert row["gain_ci_low"] <= row["gain"] <= row["gain_ci_high"]
+    # the variant's scores are its own (the last checkpoint only), not a copy of the method's row
+    full = np.load(res / "tiny-mlp/scores/tracin/seed0.npy")
+    last = np.load(res / "tiny-mlp/scores/tracin.last_checkpoints-1/seed0.npy")
+    assert full.shape == last.shape and not np.allclose(full, last)
+    meta = json.loads((res / "tiny-mlp/scores/tracin.last_checkpoints-1/seed0.json").read_text())
+    assert meta["options"] == {"last_checkpoints": 1} and meta["target"] == "query"
+    board = (res / "leaderboard.md").read_text()
+    assert "## Tuning sensitivity" in board and "| tiny-mlp     | tracin   | last_checkpoints |" in board
+    methods = {r["method"] for r in json.loads((res / "tiny-mlp/metrics.json").read_text())["results"]}
+    assert methods == {"grad_dot", "tracin"}  # variants are not ranked as methods
+    assert "tracin.last_checkpoints-1" not in set(pd.read_csv(res / "leaderboard.csv").method)
+    assert (res / "tiny-mlp/tuning.png").read_bytes()[:4] == b"\x89PNG"
