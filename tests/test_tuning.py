@@ -164,3 +164,43 @@ def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_p
     assert methods == {"grad_dot", "tracin"}  # variants are not ranked as methods
     assert "tracin.last_checkpoints-1" not in set(pd.read_csv(res / "leaderboard.csv").method)
     assert (res / "tiny-mlp/tuning.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tracin_last_checkpoints_sums_the_last_k_checkpoint_terms(tmp_path):
+    """TracIn with last_checkpoints k against the sum of its last k checkpoint terms
+    -eta_c grad f_q(theta_c) . grad loss_i(theta_c) / N, gradients by plain autograd one example at a time."""
+    import torch
+
+    from tda_core.api import load_experiment
+    from tda_core.methods.base import AttributionContext
+    from tda_core.methods.registry import get_method
+    from tda_core.stages.train import train_full
+
+    cfg = tiny_config(seeds=1, dataset={"n_train": 40, "n_query": 3}, model={"hidden": [6]},
+                      train={"momentum": 0.0, "epochs": 3, "n_checkpoints": 3})
+    cfg["results_dir"] = str(tmp_path)
+    exp = load_experiment(cfg, "tiny")
+    train_full(exp, 0, exp.model_path(0), {"mode": "none"})
+    meta, ckpts, s = exp.load_model_meta(0), exp.load_checkpoints(0), exp.splits
+    model = exp.build_model(0)
+
+    def grads(params, fn, x, y):
+        out = []
+        for i in range(len(x)):
+            p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+            value = fn(exp.caller(model, p), x[i:i + 1], y[i:i + 1]).sum()
+            out.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, list(p.values()))]))
+        return torch.stack(out).double()
+
+    terms = []  # checkpoint c = 1..3: the interval ending there
+    for c, seg in enumerate(meta["segments"], start=1):
+        params = ckpts[c]["params"]
+        gq = grads(params, exp.task.measure, s.query_x, s.query_y)
+        gi = grads(params, exp.task.attribution_loss, s.train_x, s.train_y)
+        terms.append((-(gq @ gi.T) * seg["mean_lr"] * seg["steps"] / s.n_train).numpy())
+    ctx = AttributionContext(exp, [0])
+    for k in (1, 2):
+        got = get_method("tracin")(last_checkpoints=k).score(ctx)
+        np.testing.assert_allclose(got, sum(terms[-k:]), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(get_method("tracin")().score(ctx), sum(terms), rtol=1e-4, atol=1e-7)
+    assert not np.allclose(terms[-1], sum(terms), rtol=0.05)  # the checkpoints differ: k matters
