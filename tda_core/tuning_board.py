@@ -9,7 +9,8 @@ from . import io
 
 TITLE = "Tuning sensitivity"
 TEXT = ("Per method and option (knob): 'default' is the value of the method's own row and 'default LDS' its LDS "
-        "on all queries [95% CI]; 'grid' lists every value's LDS on all queries (plot: tuning.png); 'selected' is "
+        "on all queries [95% CI] (per-seed methods: the per-seed LDS of the main table); 'grid' lists every "
+        "value's LDS on all queries (plot: tuning.png); 'selected' is "
         "the value with the best LDS on a seeded half A of the queries (the default wins ties); 'held-out LDS' "
         "gives selected / default on the other half B; 'gain' is their paired difference on half B [95% paired "
         "bootstrap CI over the same queries and subsets] - what tuning bought, free of the optimism of choosing and "
