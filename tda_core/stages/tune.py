@@ -82,20 +82,31 @@ def tuning_plot(experiment: str, rows: list[dict], path) -> None:
         if row["status"] != "ok":
             ax.text(0.5, 0.5, "failed", ha="center", va="center", transform=ax.transAxes)
             continue
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row["values"])
-        order = np.argsort(row["values"]) if numeric else np.arange(len(row["values"]))
-        x = np.asarray(row["values"], dtype=float)[order] if numeric else np.arange(len(order))
+        d_idx, s_idx = row["default_index"], row["selected"]
+        shown = [i for i, v in enumerate(row["values"]) if not (i == d_idx and v is None)]  # None: a line
+        numeric = all(isinstance(row["values"][i], (int, float)) and not isinstance(row["values"][i], bool)
+                      for i in shown)
+        order = sorted(shown, key=lambda i: row["values"][i]) if numeric else shown
+        x = np.asarray([row["values"][i] for i in order], dtype=float) if numeric else np.arange(len(order))
         pts = [row["points"][i] for i in order]
         y = np.array([p["value"] for p in pts])
         err = np.nan_to_num(np.vstack([y - [p["ci_low"] for p in pts], [p["ci_high"] for p in pts] - y])).clip(min=0)
         ax.errorbar(x, y, yerr=err, marker="o", ms=3, lw=1, capsize=2, color="tab:blue")
         where = {i: k for k, i in enumerate(order)}
-        d, s = where[row["default_index"]], where[row["selected"]]
-        ax.plot([x[d]], [y[d]], "s", color="k", ms=6, mfc="none", label="default")
-        ax.plot([x[s]], [y[s]], "*", color="tab:red", ms=9, label="selected (half A)")
-        if numeric and _log_x(row["values"]):
+        if d_idx in where:
+            ax.plot([x[where[d_idx]]], [y[where[d_idx]]], "s", color="k", ms=6, mfc="none", label="default")
+        else:  # the default has no value on the axis (None: the method's own rule)
+            dp = row["points"][d_idx]
+            chosen = ", selected (half A)" if s_idx == d_idx else ""
+            ax.axhline(dp["value"], color="k", ls="--", lw=1, label=f"default ({row['labels'][d_idx]}){chosen}")
+            ax.axhspan(dp["ci_low"], dp["ci_high"], color="k", alpha=0.06)
+        if s_idx in where:
+            ax.plot([x[where[s_idx]]], [y[where[s_idx]]], "*", color="tab:red", ms=9, label="selected (half A)")
+        if numeric and _log_x([row["values"][i] for i in shown]):
             ax.set_xscale("log")
         if not numeric:
+            ax.set_xticks(x, [row["labels"][i] for i in order], fontsize=6)
+        elif all(float(v).is_integer() for v in x):
             ax.set_xticks(x, [row["labels"][i] for i in order], fontsize=6)
         ax.set_xlabel(row["option"], fontsize=7)
         ax.set_ylabel("LDS (all queries)", fontsize=7)
