@@ -233,6 +233,8 @@ def cmd_leaderboard(args):
     # a file named twice (--merge DIR DIR, or a file also in --metrics) is read once
     args.metrics = _once(list(args.metrics or []) + merged_metrics)
     args.pruning = _once(list(args.pruning or []) + merged_pruning)
+    merged_tuning = [str(f) for d in args.merge or [] for f in sorted(Path(d).glob("*/tuning.json"))]
+    args.tuning = _once(list(args.tuning or []) + merged_tuning)
     merge = bool(args.merge)
     out = Path(args.out_dir)
     # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)
@@ -243,7 +245,8 @@ def cmd_leaderboard(args):
     tracking = _tracking(args, results_dir=out)  # the leaderboard's folder is the results_dir
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning):
+        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning,
+                                           args.tuning):
             if table is not None:
                 key = "".join(c if c.isalnum() else "_" for c in title)
                 run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))

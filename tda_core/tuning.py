@@ -74,7 +74,8 @@ def check_tuning(name: str, exp: dict) -> None:
             for v in values:
                 why = declared[option].check(v)
                 if why:
-                    raise ConfigError(f"experiment '{name}': tuning.{method}.{option}: {O.message(method, option, why, declared)}")
+                    raise ConfigError(f"experiment '{name}': tuning.{method}.{option}: "
+                                      f"{O.message(method, option, why, declared)}")
                 check_safe_name(variant_name(method, option, v), f"experiment '{name}': tuning variant")
             if len({value_text(v) for v in values}) != len(values):
                 raise ConfigError(f"experiment '{name}': tuning.{method}.{option} lists a value twice: {values}")

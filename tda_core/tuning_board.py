@@ -10,7 +10,7 @@ from . import io
 TITLE = "Tuning sensitivity"
 TEXT = ("Per method and option (knob): 'default' is the value of the method's own row and 'default LDS' its LDS "
         "on all queries [95% CI] (per-seed methods: the per-seed LDS of the main table); 'grid' lists every "
-        "value's LDS on all queries (plot: tuning.png); 'selected' is "
+        "value's LDS on all queries, (d) the default (plot: tuning.png); 'selected' is "
         "the value with the best LDS on a seeded half A of the queries (the default wins ties); 'held-out LDS' "
         "gives selected / default on the other half B; 'gain' is their paired difference on half B [95% paired "
         "bootstrap CI over the same queries and subsets] - what tuning bought, free of the optimism of choosing and "
@@ -20,6 +20,19 @@ TEXT = ("Per method and option (knob): 'default' is the value of the method's ow
 
 def _num(x, digits: int = 3) -> str:
     return "" if x is None or not np.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+
+def _ci(p: dict) -> str:
+    return f"{_num(p['value'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]"
+
+
+def _grid(r: dict) -> str:
+    """value: LDS for every grid point, by value where the values are numbers; the default marked (d)."""
+    order = list(range(len(r["values"])))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r["values"]):
+        order.sort(key=lambda i: r["values"][i])
+    return ", ".join(f"{r['labels'][i]}{' (d)' if i == r['default_index'] else ''}: {_num(r['points'][i]['value'])}"
+                     for i in order)
 
 
 def tuning_table(paths: list) -> pd.DataFrame | None:
@@ -34,10 +47,11 @@ def tuning_table(paths: list) -> pd.DataFrame | None:
                 continue
             pts, d, s, b = r["points"], r["default_index"], r["selected"], r["in_sample_best"]
             rows.append({**head,
-                         "default LDS": f"{_num(pts[d]['value'])} [{_num(pts[d]['ci_low'])}, {_num(pts[d]['ci_high'])}]",
-                         "grid": ", ".join(f"{lab}: {_num(p['value'])}" for lab, p in zip(r["labels"], pts)),
+                         "default LDS": _ci(pts[d]),
+                         "grid": _grid(r),
                          "selected": r["labels"][s],
-                         "held-out LDS (selected / default)": f"{_num(r['selected_value'])} / {_num(r['default_value'])}",
+                         "held-out LDS (selected / default)":
+                             f"{_num(r['selected_value'])} / {_num(r['default_value'])}",
                          "gain [95% CI]": f"{r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}]",
                          "in-sample best (optimistic)": f"{r['labels'][b]} ({r['in_sample_gain']:+.3f})",
                          "queries A / B": f"{r['n_select']} / {r['n_report']}"})
