@@ -140,7 +140,7 @@ def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_p
     cfg["tracking"] = {"mode": "none"}
     exp = cfg["experiments"]["tiny-mlp"]
     # 9 jobs (prepare, train, one shard, gather, 2 attribute, evaluate, tune, leaderboard)
-    exp.update(methods=["grad_dot", "tracin"], seeds=1, tuning={"tracin": {"last_checkpoints": [1]}})
+    exp.update(methods=["tracin"], seeds=1, tuning={"tracin": {"last_checkpoints": [1]}})
     exp["groundtruth"]["shard_size"] = 8
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
@@ -161,7 +161,7 @@ def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_p
     board = (res / "leaderboard.md").read_text()
     assert "## Tuning sensitivity" in board and "| tiny-mlp     | tracin   | last_checkpoints |" in board
     methods = {r["method"] for r in json.loads((res / "tiny-mlp/metrics.json").read_text())["results"]}
-    assert methods == {"grad_dot", "tracin"}  # variants are not ranked as methods
+    assert methods == {"tracin"}  # variants are not ranked as methods
     assert "tracin.last_checkpoints-1" not in set(pd.read_csv(res / "leaderboard.csv").method)
     assert (res / "tiny-mlp/tuning.png").read_bytes()[:4] == b"\x89PNG"
 
