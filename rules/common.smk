@@ -29,6 +29,8 @@ def score_targets(exp, method):
     randomized if the randomization sanity check is listed."""
     cfg = EXPERIMENTS[exp]
     targets = ["query"]
+    if method not in cfg["methods"]:  # a tuning variant (rules/tune.smk): scored by LDS only
+        return targets
     if method in ((cfg.get("pruning") or {}).get("methods") or []):
         targets.append("val")
     targets += [t for t in dict.fromkeys(t for m in cfg["metrics"] for t in metric_targets(m)) if t not in targets]
@@ -129,3 +131,23 @@ def fixed_shards(exp):
     if gt.get("track", "distributional") not in ("fixed_seed", "both"):
         return []
     return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))
+
+
+def tuning_grid(exp):
+    """The experiment's tuning grid points, the default point of each (method, option) included."""
+    from tda_core.tuning import grid_points
+
+    return grid_points(EXPERIMENTS[exp])
+
+
+def tuning_score_folders(exp):
+    """The methods and variants whose query scores the tune job reads."""
+    return list(dict.fromkeys(p["scores"] for p in tuning_grid(exp)))
+
+
+def tuning_files():
+    return [f"{R}/{exp}/tuning.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+
+
+def tuning_plots():
+    return [f"{R}/{exp}/tuning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]

@@ -5,7 +5,8 @@ rule leaderboard:
     input:
         metrics=all_metric_files() + loo_all_results(),
         pruning=pruning_summaries(),
-        images=pruning_plots() + loo_plots() + diffusion_picture_dirs(),
+        tuning=tuning_files(),
+        images=pruning_plots() + loo_plots() + tuning_plots() + diffusion_picture_dirs(),
     output:
         csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
         md=f"{R}/leaderboard.md",
@@ -21,5 +22,5 @@ rule leaderboard:
         "../envs/tda.yaml"
     localrule: True
     shell:
-        "tda --log {log} leaderboard --metrics {input.metrics} --pruning {input.pruning} --images {input.images}"
+        "tda --log {log} leaderboard --metrics {input.metrics} --pruning {input.pruning} --tuning {input.tuning} --images {input.images}"
         " --out-dir {params.out_dir} > /dev/null"

@@ -124,6 +124,19 @@ def cmd_evaluate(args):
             log.info("%s %s: %.3f [%.3f, %.3f]", res["method"], res["metric"], res["value"], res["ci_low"],
                      res["ci_high"])
 
+def cmd_tune(args):
+    from .stages.tune import tune_experiment
+
+    exp = _experiment(args)
+    grid = json.loads(args.grid) if args.grid else []
+    if not isinstance(grid, list):
+        raise ConfigError("--grid must be a JSON list of grid points (tda_core.tuning.grid_points)")
+    for row in tune_experiment(exp, grid, args.scores, args.groundtruth, args.out, args.plot):
+        if row["status"] == "ok":
+            log.info("%s %s: selected %s, held-out gain %.3f [%.3f, %.3f]", row["method"], row["option"],
+                     row["labels"][row["selected"]], row["gain"], row["gain_ci_low"], row["gain_ci_high"])
+
+
 def cmd_prune(args):
     from .stages.prune import prune_retrain
 
@@ -220,17 +233,20 @@ def cmd_leaderboard(args):
     # a file named twice (--merge DIR DIR, or a file also in --metrics) is read once
     args.metrics = _once(list(args.metrics or []) + merged_metrics)
     args.pruning = _once(list(args.pruning or []) + merged_pruning)
+    merged_tuning = [str(f) for d in args.merge or [] for f in sorted(Path(d).glob("*/tuning.json"))]
+    args.tuning = _once(list(args.tuning or []) + merged_tuning)
     merge = bool(args.merge)
     out = Path(args.out_dir)
     # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)
     args.images = [str(f) for img in args.images
                    for f in (sorted(Path(img).glob("*.png")) if Path(img).is_dir() else [img])]
     df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
-                   out / "leaderboard.html", args.images, args.pruning, merge=merge)
+                   out / "leaderboard.html", args.images, args.pruning, merge=merge, tuning_paths=args.tuning)
     tracking = _tracking(args, results_dir=out)  # the leaderboard's folder is the results_dir
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning):
+        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning,
+                                           args.tuning):
             if table is not None:
                 key = "".join(c if c.isalnum() else "_" for c in title)
                 run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
@@ -369,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
     sp.add_argument("--out-dir", required=True)
 
+    sp = stage("tune", cmd_tune, "tuning sensitivity: LDS over each method's option grid, chosen on held-out queries")
+    sp.add_argument("--grid", required=True, help="the grid points as JSON (tda_core.tuning.grid_points)")
+    sp.add_argument("--scores", nargs="+", required=True, help="query score sidecars of every grid point")
+    sp.add_argument("--groundtruth", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)
+
     sp = sub.add_parser("methods", help="list the attribution methods (built-in and plugins): seeds usage, options")
     sp.add_argument("name", nargs="*", help="only these methods (default: all)")
     sp.add_argument("--config", help="also the \"module:Class\" methods of this workflow config")
@@ -383,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "their ground truth (config_hash) and may not repeat a method")
     sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
     sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
+    sp.add_argument("--tuning", nargs="*", default=[], help="tuning sensitivity files (results/{exp}/tuning.json)")
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--tracking", help="W&B settings as JSON (default: {out-dir}/.tracking.json)")
     sp.set_defaults(fn=cmd_leaderboard)

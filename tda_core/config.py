@@ -16,10 +16,12 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
-             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel", "pictures")
+             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel", "pictures",
+             "tuning")
 # Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
 # so that changing them reruns only the jobs that use them.
-JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures")
+JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures",
+                  "tuning")
 
 
 def validate_config(config: dict) -> dict:
@@ -54,6 +56,7 @@ def _describe(err) -> str:
 def _check_names(config: dict) -> None:
     from .methods.registry import known_methods
     from .metrics.registry import known_metrics
+    from .tuning import check_tuning
 
     for name, exp in config["experiments"].items():
         check_safe_name(name, "experiment")
@@ -74,6 +77,7 @@ def _check_names(config: dict) -> None:
                     f"unknown metric '{m}' in experiment '{name}'; known: {', '.join(sorted(known_metrics()))}"
                 )
         _check_evaluation(name, exp, known_methods())
+        check_tuning(name, exp)
 
 
 def _check_methods(name: str, exp: dict) -> None:
@@ -204,4 +208,11 @@ def experiments_to_run(config: dict) -> list[str]:
 
 
 def method_options(exp: dict, method: str) -> dict[str, Any]:
+    """The options of a method of `methods:`, or of a tuning variant (its base's with the grid value)."""
+    if exp.get("tuning"):
+        from .tuning import variants
+
+        variant = variants(exp).get(method)
+        if variant is not None:
+            return dict(variant["options"])
     return dict(exp.get("method_options", {}).get(method, {}))

@@ -22,6 +22,7 @@ from .metrics.rows import carried_keys
 from .meta_eval import agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
 from .meta_eval import summary_line as meta_summary_line
+from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_table
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
@@ -326,7 +327,8 @@ def bar_plot(df: pd.DataFrame, path) -> None:
 
 
 # -- page --------------------------------------------------------------------------------------------
-def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list[tuple[int, str, str, object]]:
+def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
+             tuning_paths: list | None = None) -> list[tuple[int, str, str, object]]:
     """(level, title, text, table or None) in page order: legend, signal, claims, overview, per metric and
     experiment, classic vs distributional, pruning, LOO, cost."""
     out = [(2, "How to read this board", "", None)]
@@ -372,6 +374,9 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> list
     for title, table in pruning_tables(pruning_paths).items():
         out.append((2, title, "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring "
                                "seeds; every set retrained on the same seeds).", table))
+    tuning = tuning_table(tuning_paths or [])
+    if tuning is not None:
+        out.append((2, TUNING_TITLE, TUNING_TEXT, tuning))
     loo = loo_table(bundles)
     if loo is not None:
         out.append((2, "Leave-one-out: how many seeds resolve a LOO mean shift", "", loo))
@@ -404,11 +409,11 @@ def _noise_line(noise: dict) -> str:
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
-              pruning_paths: list | None = None, merge: bool = False) -> pd.DataFrame:
+              pruning_paths: list | None = None, merge: bool = False, tuning_paths: list | None = None) -> pd.DataFrame:
     bundles = load_bundles(metric_paths, pruning_paths, merge=merge)
     df = collect(metric_paths, bundles)
     io.write_bytes(out_csv, df.to_csv(index=False).encode())
-    page = sections(df, bundles, pruning_paths or [])
+    page = sections(df, bundles, pruning_paths or [], tuning_paths)
     io.write_bytes(out_md, _markdown(page).encode())
     bar_plot(df, out_png)
     agreement_png = agreement_plot_path(out_png)

@@ -95,6 +95,11 @@ TRAK: dict[str, Option] = {
     "dtype": Option("float32", "precision of the gradients (float64 for exactness checks)",
                     choices=("float32", "float64")),
 }
+TRACIN: dict[str, Option] = {
+    # the number saved is train.n_checkpoints (changing it retrains every model); this picks among the saved ones
+    "last_checkpoints": Option(None, "sum over only the last k saved checkpoints (default: all train.n_checkpoints)",
+                               type=int),
+}
 UNROLLED: dict[str, Option] = {
     "dtype": Option("float32", "precision of the replay", choices=("float32", "float64")),
     "query_chunk": Option(None, "queries per backward sweep (default: all at once)", type=int),

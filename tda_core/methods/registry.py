@@ -69,7 +69,7 @@ _METHODS: dict[str, MethodEntry] = {
     "random": MethodEntry(_M + "random_scores:RandomScores"),
     "grad_dot": MethodEntry(_M + "grad_dot:GradDot"),
     "grad_cos": MethodEntry(_M + "grad_cos:GradCos"),
-    "tracin": MethodEntry(_M + "tracin:TracIn"),
+    "tracin": MethodEntry(_M + "tracin:TracIn", options=O.TRACIN),
     "if_exact": MethodEntry(_M + "if_exact:IfExact", options=O.IF_EXACT),
     "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF),
     "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF),
@@ -211,6 +211,11 @@ def method_entry(name: str) -> MethodEntry:
     path = _env_paths().get(name)
     if path and register_path(path) == name:
         return _EXTRA[name]
+    from ..tuning import split_variant  # a tuning variant "{method}.{option}-{value}" runs its base's class
+
+    variant = split_variant(name)
+    if variant is not None:
+        return method_entry(variant[0])
     raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
 
 

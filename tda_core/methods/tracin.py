@@ -4,10 +4,13 @@ eta_c is the summed learning rate of the interval ending at checkpoint c (times 
 scale 1/(1-beta)), divided by the number of examples N_c the interval trained on, so each
 checkpoint counts as much as the training it stands for. Multi-stage runs: N_c is the size of the
 interval's training pool (Interval.pool), and examples outside that pool get 0 from it.
+Option last_checkpoints k sums over the last k saved checkpoints only (how many are saved is
+train.n_checkpoints, which retrains every model; this varies the sum without retraining).
 """
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import Method
 
 
@@ -21,7 +24,12 @@ class TracIn(Method):
         scale = traj.optimizer.effective_lr_scale
         n = ctx.n_train
         sums: dict = {}  # stage -> (pool indices or None = all, sum over its intervals)
-        for c in range(1, len(traj.checkpoints)):
+        n_saved = len(traj.checkpoints) - 1
+        last = self.opts["last_checkpoints"]
+        if last is not None and not 1 <= last <= n_saved:
+            raise ConfigError(f"tracin: last_checkpoints {last} is not in 1..{n_saved} (the saved checkpoints)")
+        first = n_saved - last + 1 if last is not None else 1
+        for c in range(first, n_saved + 1):
             seg = traj.checkpoints[c].interval
             pool = seg.pool
             eta = seg.mean_lr * seg.steps * scale
