@@ -172,8 +172,8 @@ def test_tracin_last_checkpoints_sums_the_last_k_checkpoint_terms(tmp_path):
     import torch
 
     from tda_core.api import load_experiment
-    from tda_core.methods.base import AttributionContext
     from tda_core.methods.registry import get_method
+    from tda_core.stages.context import build_context
     from tda_core.stages.train import train_full
 
     cfg = tiny_config(seeds=1, dataset={"n_train": 40, "n_query": 3}, model={"hidden": [6]},
@@ -198,7 +198,7 @@ def test_tracin_last_checkpoints_sums_the_last_k_checkpoint_terms(tmp_path):
         gq = grads(params, exp.task.measure, s.query_x, s.query_y)
         gi = grads(params, exp.task.attribution_loss, s.train_x, s.train_y)
         terms.append((-(gq @ gi.T) * seg["mean_lr"] * seg["steps"] / s.n_train).numpy())
-    ctx = AttributionContext(exp, [0])
+    ctx = build_context(exp, [0])
     for k in (1, 2):
         got = get_method("tracin")(last_checkpoints=k).score(ctx)
         np.testing.assert_allclose(got, sum(terms[-k:]), rtol=1e-4, atol=1e-7)
