@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
+from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
 # Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -41,16 +41,6 @@ def validate_config(config: dict) -> dict:
     config.update(fresh)
     _check_names(config)
     return config
-
-
-# Experiment and method names become folder and file names under results_dir.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def check_safe_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(f"{what} name {name!r} is not safe as a file name: use letters, digits, '_', '.', '-' "
-                          "(not starting with '.', no '..')")
 
 
 def _describe(err) -> str:

@@ -11,9 +11,9 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/{exp}/groundtruth/fixed_shard{k}.npz     the same, fixed-seed track
     {results_dir}/{exp}/groundtruth/measurements.npz       the gathered ground truth
     {results_dir}/{exp}/models/seed{r}.pt                  full-data model checkpoints
-    {results_dir}/{exp}/scores/{method}/{stem}.npy         scores (+ {stem}.json sidecar); stem:
-                                                           seed{r} / seedall, {target}_ prefixed
-                                                           for targets other than query
+    {results_dir}/{exp}/scores/{method}/seed{r}.npy        scores (+ .json sidecar); seedall for
+                                                           pooled / per_seed_samples methods;
+                                                           {target}_seed{r} for targets but query
     {results_dir}/{exp}/metrics.json                       every metric of every method
     {results_dir}/{exp}/pruning/{method}/{variant}/p{p}.json   one pruning job's retrains
     {results_dir}/{exp}/pruning/_random/p{p}.json          random-removal baseline
@@ -25,21 +25,32 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/logs/{exp}/{job}.log                     job logs
     {results_dir}/leaderboard.{csv,md,html,png}            the board (+ leaderboard_metric_agreement.png)
     {results_dir}/.tracking.json                           W&B settings of the run (tda_core/tracking.py)
+    {results_dir}/wandb/                                   W&B runs
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from .errors import ConfigError
 
 TARGETS = ("query", "val", "train_self", "randomized")
 SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
 ALL_SEEDS = "all"  # the seed of a pooled / per_seed_samples method's one score file (seedall)
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # experiment and method names become folder names
+
+
+def check_safe_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{what} name {name!r} is not safe as a file name: use letters, digits, '_', '.', '-' "
+                          "(not starting with '.', no '..')")
+
+
 def score_stem(target: str, seed) -> str:
     """File stem of a score file: seed{r} for queries, {target}_seed{r} otherwise."""
     if target not in TARGETS:
-        from .errors import ConfigError
-
         raise ConfigError(f"unknown attribution target '{target}'; known: {', '.join(TARGETS)}")
     return f"seed{seed}" if target == "query" else f"{target}_seed{seed}"
 

@@ -159,7 +159,7 @@ def register_path(path: str) -> str:
     for name, row in _EXTRA.items():
         if row.path == path and row.source == "inline":
             return name
-    from ..config import check_safe_name
+    from ..layout import check_safe_name
 
     cls = _load_class(path, f"method '{path}'")
     name = cls.name or path
