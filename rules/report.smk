@@ -14,7 +14,7 @@ rule leaderboard:
                          labels={"figure": "do the metrics agree"}),
         html=report(BOARD.leaderboard("html"), category="Leaderboard", labels={"table": "html"}),
     params:
-        out_dir=BOARD.results_dir,
+        out_dir=lambda w, output: os.path.dirname(output.csv) or ".",
     log:
         BOARD.log("leaderboard"),
     conda:
