@@ -17,7 +17,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from tda_core.config import (experiments_to_run, method_options, resolve_experiment,
+from tda_core.config import (experiment_block, experiments_to_run, method_options, resolve_experiment,
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
 from tda_core.layout import SAFE_NAME

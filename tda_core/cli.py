@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import ConfigError, TdaError
 from .pruning import VARIANTS
-from .targets import DEFAULT_SELF_EXAMPLES, TARGETS
+from .config import block_defaults
+from .layout import TARGETS
 
 log = logging.getLogger("tda")
 
@@ -114,8 +115,7 @@ def cmd_evaluate(args):
     from .stages.evaluate import evaluate_experiment
 
     exp = _experiment(args)
-    groundtruth = args.groundtruth or exp.layout.groundtruth
-    results = evaluate_experiment(exp, args.metric, args.method, _score_dirs(args), groundtruth, args.out,
+    results = evaluate_experiment(exp, args.metric, args.method, _score_dirs(args), args.groundtruth, args.out,
                                   _tracking(args, exp))
     for res in results:
         if res["status"] == "ok" and res.get("value") is not None:
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--options", help="method options as JSON")
     sp.add_argument("--target", nargs="+", default=["query"], choices=TARGETS,
                     help="examples to explain: query (default), val (validation loss), train_self (self-influence)")
-    sp.add_argument("--self-examples", type=int, default=DEFAULT_SELF_EXAMPLES,
+    sp.add_argument("--self-examples", type=int, default=block_defaults("mislabel")["max_examples"],
                     help="train_self: at most this many training examples attribute themselves")
 
     sp = stage("evaluate", cmd_evaluate, "score the methods' attributions with the metrics (one bundle)")
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", nargs="+", required=True)
     sp.add_argument("--scores-dir", nargs="+", help="each --method's score folder, in order (default: "
                     "results/{exp}/scores/{method}, tda_core/layout.py)")
-    sp.add_argument("--groundtruth", help="the ground truth (default: results/{exp}/groundtruth/measurements.npz)")
+    sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
 
     sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain every retrain seed")

@@ -26,11 +26,12 @@ import dataclasses
 
 import numpy as np
 
+from .config import block_defaults
 from .errors import ConfigError
 from .layout import TARGETS, score_stem  # noqa: F401 (re-exported: the layout names the score files)
 
 LOSS_TARGETS = ("val", "train_self")
-DEFAULT_SELF_EXAMPLES = 2000  # train_self attributes K x N scores: cap K on large training sets
+DEFAULT_SELF_EXAMPLES = block_defaults("mislabel")["max_examples"]  # train_self: K x N scores, cap K (schema)
 RANDOMIZED_SEED_OFFSET = 10_000  # randomized: seed r's checkpoints become build_model(r + offset)'s init
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
+from ..config import block_defaults
 from ..errors import ConfigError
 from ..metrics.loo import evaluate_loo
 from ..metrics.rows import board_rows, result_rows, row_inputs
@@ -19,7 +20,7 @@ from ..tracking import tracked_run
 from ..training import Run, train_models
 from .common import CostMeter, measure, result_head, score_dir_of
 
-DEFAULTS = {"n_points": 4, "points": None, "seeds": 32, "point_seed": 0}
+DEFAULTS = block_defaults("loo")  # the schema's (tda_core/schemas/config.schema.yaml)
 
 
 def loo_points(n_train: int, options: dict) -> np.ndarray:
