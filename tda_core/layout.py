@@ -22,6 +22,7 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/{exp}/loo/measurements.npz               leave-one-out retrains
     {results_dir}/{exp}/loo/results.json                   leave-one-out bundle (+ loo.png)
     {results_dir}/{exp}/pictures/                          diffusion pictures
+    {results_dir}/{exp}/curvature/{key}.pt                 cached curvature fits (K-FAC, EK-FAC, ...)
     {results_dir}/logs/{exp}/{job}.log                     job logs
     {results_dir}/leaderboard.{csv,md,html,png}            the board (+ leaderboard_metric_agreement.png)
     {results_dir}/.tracking.json                           W&B settings of the run (tda_core/tracking.py)
@@ -164,6 +165,10 @@ class ExperimentLayout:
     @property
     def loo_plot(self) -> str:
         return f"{self.root}/loo/loo.png"
+
+    def curvature(self, key: str) -> str:
+        """A fitted curvature cached for reuse across methods (tda_core/curvature/store.py)."""
+        return f"{self.root}/curvature/{key}.pt"
 
     @property
     def pictures(self) -> str:

@@ -26,7 +26,7 @@ def _templates() -> dict[str, str]:
         "metrics": e.metrics, "pruning_run": e.pruning_run("{method}", "{variant}", "{p}"),
         "pruning_random": e.pruning_random("{p}"), "pruning_full": e.pruning_full, "pruning_summary": e.pruning_summary,
         "loo": e.loo_measurements, "loo_results": e.loo_results, "pictures": e.pictures + "/",
-        "log": e.log("{job}"), "tracking": b.tracking_settings,
+        "log": e.log("{job}"), "tracking": b.tracking_settings, "curvature": e.curvature("{key}"),
     }
 
 

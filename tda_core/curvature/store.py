@@ -20,7 +20,7 @@ log = logging.getLogger("tda")
 def curvature_path(exp, key: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.+\-]+", key):
         raise ValueError(f"bad curvature cache key {key!r}")
-    return Path(exp.root) / "curvature" / f"{key}.pt"
+    return Path(exp.layout.curvature(key))
 
 
 def load_or_fit(exp, key: str, fit: Callable[[], Curvature], cache: bool = True) -> Curvature:
