@@ -18,7 +18,7 @@ from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..scores import method_scores
 from ..tracking import tracked_run
 from ..training import Run, train_models
-from .common import CostMeter, measure, result_head, score_dir_of
+from .common import CostMeter, measure, result_head
 
 DEFAULTS = block_defaults("loo")  # the schema's (tda_core/schemas/config.schema.yaml)
 
@@ -69,7 +69,7 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_dirs: dict | None, l
 
     loo_gt, loo_meta = io.load_npz(loo_path, expect_hash=exp.hash)
     rows = [row for m in methods
-            for row in result_rows(*_loo_result(exp, m, score_dir_of(exp, m, score_dirs), loo_gt))]
+            for row in result_rows(*_loo_result(exp, m, (score_dirs or {}).get(m), loo_gt))]
     results, pairwise = board_rows({"loo_shift": rows})
     settings = {k: loo_meta.get(k) for k in DEFAULTS}  # the loo_train settings: its ground truth
     settings["points"] = [int(k) for k in loo_gt["points"]]
@@ -80,6 +80,7 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_dirs: dict | None, l
 
 
 def _loo_result(exp: Experiment, method: str, score_dir, loo_gt: dict):
+    """score_dir: the method's score folder (None: the layout's)."""
     scores = method_scores(exp, method, "query", score_dir)
     result, inputs = result_head(exp, method, "loo_shift", scores), None
     if scores.ok:
