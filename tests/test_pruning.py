@@ -131,9 +131,10 @@ def test_pruning_by_attribution_beats_random_pruning_on_mislabelled_digits(noisy
 
 def test_failed_attribution_gives_failed_pruning_row(noisy_digits, tmp_path):
     exp = noisy_digits
-    for seed in range(exp.cfg["seeds"]):  # seed 0's attribution failed, seed 1's is missing: seed 0 decides
-        io.write_json(tmp_path / f"val_seed{seed}.json", {"status": "failed", "reason": "OutOfMemoryError: too big", "method": "x"})
-    r = prune_retrain(exp, "x", "fixed", 20, RETRAIN, tmp_path, tmp_path / "out.json", NONE)
+    for seed in range(exp.cfg["seeds"]):  # every scoring seed's validation attribution failed
+        io.write_json(tmp_path / f"val_seed{seed}.json",
+                      {"status": "failed", "reason": "OutOfMemoryError: too big", "method": "tracin"})
+    r = prune_retrain(exp, "tracin", "fixed", 20, RETRAIN, tmp_path, tmp_path / "out.json", NONE)
     assert r["status"] == "failed" and "OutOfMemory" in r["reason"]
     summary = prune_summary(exp, [tmp_path / "out.json"], tmp_path / "s.json", tmp_path / "s.png")
     assert summary["rows"][0]["status"] == "failed"
