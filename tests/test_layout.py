@@ -166,3 +166,13 @@ def test_layout_imports_neither_torch_nor_numpy():
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {"torch", "numpy"} & {m.split(".")[0] for m in imported}
+
+
+def test_cli_pairs_score_folders_with_methods(capsys):
+    """--scores-dir names one folder per --method (paired by position, never parsed from the path)."""
+    from tda_core.cli import main
+
+    rc = main(["evaluate", "--config", str(REPO / "workflow/config/tiny.yaml"), "--experiment", "tiny-mlp",
+               "--tracking", '{"mode": "none"}', "--metric", "lds", "--method", "grad_dot", "tracin",
+               "--scores-dir", "only/one", "--out", "unused.json"])
+    assert rc == 2 and "--scores-dir gives 1 folders for 2 --method names" in capsys.readouterr().err
