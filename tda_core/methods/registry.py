@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..errors import ConfigError
+from ..layout import SEED_USAGES  # score files are named by seed usage: the layout owns the names
 from . import options as O
 from .options import Option
 
-SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
 ENTRY_POINT_GROUP = "tda_bench.methods"
 PATHS_ENV = "TDA_METHOD_PATHS"  # JSON {name: "module:Class"} of inline methods (register_path)
 
