@@ -17,9 +17,10 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from tda_core.config import (experiments_to_run, method_options, resolve_experiment,
+from tda_core.config import (experiment_block, experiments_to_run, method_options, resolve_experiment,
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
+from tda_core.layout import SAFE_NAME
 from tda_core.tracking import write_settings as write_tracking_settings
 from tda_core.methods.registry import method_entry
 
@@ -49,7 +50,7 @@ onstart:
 
 wildcard_constraints:
     exp="|".join(re.escape(e) for e in EXPERIMENTS),
-    method=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",  # tda_core.config.SAFE_NAME (plugin names may hold . and -)
+    method=SAFE_NAME.pattern,  # plugin names may hold . and -
     metric=r"[A-Za-z0-9_]+",
     seed=r"\d+|all",
     shard=r"\d+",

@@ -7,17 +7,17 @@
 
 rule attribute:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        models=lambda w: expand(f"{R}/{w.exp}/models/seed{{s}}.pt", s=full_seeds(w.exp)),
+        config=L("{exp}").config,
+        models=lambda w: model_files(w.exp),
     output:
-        directory(f"{R}/{{exp}}/scores/{{method}}"),
+        directory(L("{exp}").score_dir("{method}")),
     params:
         seeds=lambda w: " ".join(map(str, score_seeds(w.exp, w.method))),
         targets=lambda w: " ".join(score_targets(w.exp, w.method)),
         options=lambda w: json.dumps(method_options(EXPERIMENTS[w.exp], w.method)),
-        self_examples=lambda w: (EXPERIMENTS[w.exp].get("mislabel") or {}).get("max_examples", 2000),
+        self_examples=lambda w: experiment_block(EXPERIMENTS[w.exp], "mislabel")["max_examples"],
     log:
-        f"{R}/logs/{{exp}}/attribute_{{method}}.log",
+        L("{exp}").log("attribute_{method}"),
     conda:
         "../envs/tda.yaml"
     threads: 1

@@ -1,23 +1,35 @@
 # Helper functions of the rules (attribute, evaluate, loo, prune, diffusion, report), kept
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
-from tda_core.metrics.registry import metric_target, metric_targets
+from tda_core.metrics.registry import metric_targets
 from tda_core.pruning import percent_tag, retrain_seeds
-from tda_core.targets import score_stem
+from tda_core import layout
+
+
+BOARD = layout.ResultsLayout(R)  # the leaderboard's files
+
+
+def L(exp):
+    """Experiment `exp`'s artifact paths (tda_core/layout.py; exp may be the "{exp}" wildcard)."""
+    return layout.ExperimentLayout(R, exp)
 
 
 def full_seeds(exp):
     return range(EXPERIMENTS[exp]["seeds"])
 
 
+def model_files(exp):
+    return [L(exp).model(s) for s in full_seeds(exp)]
+
+
 def score_seeds(exp, method):
     """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
-    return ["all"] if method_entry(method).ensemble else list(full_seeds(exp))
+    return layout.score_seeds(method_entry(method).seeds, EXPERIMENTS[exp]["seeds"])
 
 
 def score_dir(exp, method):
     """The attribute job's output folder: every seed and target of the method."""
-    return f"{R}/{exp}/scores/{method}"
+    return L(exp).score_dir(method)
 
 
 def score_dirs(exp):
@@ -35,10 +47,6 @@ def score_targets(exp, method):
         targets.append("val")
     targets += [t for t in dict.fromkeys(t for m in cfg["metrics"] for t in metric_targets(m)) if t not in targets]
     return targets
-
-
-def score_jsons(exp, method, target="query"):
-    return [f"{score_dir(exp, method)}/{score_stem(target, s)}.json" for s in score_seeds(exp, method)]
 
 
 def pruning_cfg(exp):
@@ -65,26 +73,21 @@ def pruning_seed_args(w):
 def pruning_runs(exp):
     """One job file per (method, variant, p), per p for random removal, one for the full-data baseline;
     each holds the runs of every retrain seed."""
-    cfg, base = pruning_cfg(exp), f"{R}/{exp}/pruning"
-    runs = [f"{base}/_full.json"]
+    cfg = pruning_cfg(exp)
+    runs = [L(exp).pruning_full]
     for p in map(percent_tag, cfg["percents"]):
         if cfg["random_baseline"]:
-            runs.append(f"{base}/_random/p{p}.json")
-        runs += [f"{base}/{m}/{v}/p{p}.json" for m in cfg["methods"] for v in pruning_variants(exp, m)]
+            runs.append(L(exp).pruning_random(p))
+        runs += [L(exp).pruning_run(m, v, p) for m in cfg["methods"] for v in pruning_variants(exp, m)]
     return runs
 
 
-def pruning_val_scores(w):
-    """Every scoring seed's validation scores (fixed: retrain seed k uses seed k mod R's; dtda: their mean)."""
-    return score_jsons(w.exp, w.method, "val")
-
-
 def pruning_summaries():
-    return [f"{R}/{exp}/pruning/summary.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+    return [L(exp).pruning_summary for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
 
 
 def pruning_plots():
-    return [f"{R}/{exp}/pruning/pruning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+    return [L(exp).pruning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
 
 
 def loo_experiments():
@@ -92,11 +95,11 @@ def loo_experiments():
 
 
 def loo_all_results():
-    return [f"{R}/{exp}/loo/results.json" for exp in loo_experiments()]
+    return [L(exp).loo_results for exp in loo_experiments()]
 
 
 def loo_plots():
-    return [f"{R}/{exp}/loo/loo.png" for exp in loo_experiments()]
+    return [L(exp).loo_plot for exp in loo_experiments()]
 
 
 def diffusion_experiments():
@@ -105,22 +108,19 @@ def diffusion_experiments():
 
 def diffusion_picture_dirs():
     """results/{exp}/pictures of every diffusion experiment (influence grids per query, samples)."""
-    return [f"{R}/{exp}/pictures" for exp in diffusion_experiments()]
-
-
-def all_score_jsons(exp):
-    return [p for m in EXPERIMENTS[exp]["methods"] for p in score_jsons(exp, m)]
-
-
-def evaluation_score_jsons(exp):
-    """Every method's score files of every target the experiment's metrics need."""
-    targets = dict.fromkeys(t for m in EXPERIMENTS[exp]["metrics"] for t in metric_targets(m))
-    return [p for m in EXPERIMENTS[exp]["methods"] for t in targets for p in score_jsons(exp, m, t)]
+    return [L(exp).pictures for exp in diffusion_experiments()]
 
 
 def all_metric_files():
     """One evaluation bundle (every metric of every method) per experiment."""
-    return [f"{R}/{exp}/metrics.json" for exp in EXPERIMENTS]
+    return [L(exp).metrics for exp in EXPERIMENTS]
+
+
+def shards(exp):
+    """The ground truth's shards (shard_size subsets each)."""
+    from tda_core.config import n_shards
+
+    return [L(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
 
 
 def fixed_shards(exp):
@@ -130,7 +130,7 @@ def fixed_shards(exp):
     gt = EXPERIMENTS[exp]["groundtruth"]
     if gt.get("track", "distributional") not in ("fixed_seed", "both"):
         return []
-    return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))
+    return [L(exp).fixed_shard(k) for k in range(n_shards(gt))]
 
 
 def tuning_grid(exp):
@@ -146,8 +146,8 @@ def tuning_score_folders(exp):
 
 
 def tuning_files():
-    return [f"{R}/{exp}/tuning.json" for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+    return [L(exp).tuning for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
 
 
 def tuning_plots():
-    return [f"{R}/{exp}/tuning.png" for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+    return [L(exp).tuning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]

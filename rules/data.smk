@@ -3,12 +3,12 @@
 
 rule prepare:
     output:
-        config=f"{R}/{{exp}}/config.json",
-        masks=f"{R}/{{exp}}/groundtruth/masks.npy",
+        config=L("{exp}").config,
+        masks=L("{exp}").masks,
     params:
         experiment=lambda w: json.dumps(shared_experiment_config(EXPERIMENTS[w.exp])),
     log:
-        f"{R}/logs/{{exp}}/prepare.log",
+        L("{exp}").log("prepare"),
     conda:
         "../envs/tda.yaml"
     resources:

@@ -5,17 +5,17 @@
 
 rule diffusion_pictures:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        models=lambda w: expand(f"{R}/{w.exp}/models/seed{{s}}.pt", s=full_seeds(w.exp)),
+        config=L("{exp}").config,
+        models=lambda w: model_files(w.exp),
         scores=lambda w: score_dirs(w.exp),
     output:
-        report(directory(f"{R}/{{exp}}/pictures"), patterns=["{name}.png"], category="Diffusion",
+        report(directory(L("{exp}").pictures), patterns=["{name}.png"], category="Diffusion",
                labels={"experiment": "{exp}", "figure": "{name}"}),
     params:
-        score_files=lambda w: all_score_jsons(w.exp),
+        methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
         pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}),
     log:
-        f"{R}/logs/{{exp}}/diffusion_pictures.log",
+        L("{exp}").log("diffusion_pictures"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -23,5 +23,6 @@ rule diffusion_pictures:
         mem_mb=2000,
         runtime=20,
     shell:
-        "tda --log {log} --threads {threads} diffusion-pictures --exp-config {input.config} --scores {params.score_files}"
+        "tda --log {log} --threads {threads} diffusion-pictures --exp-config {input.config} --method {params.methods}"
+        " --scores-dir {input.scores}"
         " --pictures {params.pictures:q} --out-dir {output}"

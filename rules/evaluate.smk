@@ -5,18 +5,16 @@
 
 rule evaluate:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        groundtruth=f"{R}/{{exp}}/groundtruth/measurements.npz",
-        scores=lambda w: score_dirs(w.exp),
+        config=L("{exp}").config,
+        groundtruth=L("{exp}").groundtruth,
+        scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
     output:
-        f"{R}/{{exp}}/metrics.json",
+        L("{exp}").metrics,
     params:
-        # query scores, plus those of each metric's own target (mislabel_auc: train_self)
-        score_files=lambda w: evaluation_score_jsons(w.exp),
         metrics=lambda w: " ".join(EXPERIMENTS[w.exp]["metrics"]),
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
     log:
-        f"{R}/logs/{{exp}}/evaluate.log",
+        L("{exp}").log("evaluate"),
     conda:
         "../envs/tda.yaml"
     resources:
@@ -24,5 +22,5 @@ rule evaluate:
         runtime=30,
     shell:
         "tda --log {log} evaluate --exp-config {input.config} --metric {params.metrics}"
-        " --method {params.methods} --scores {params.score_files} --groundtruth {input.groundtruth}"
+        " --method {params.methods} --scores-dir {input.scores} --groundtruth {input.groundtruth}"
         " --out {output}"

@@ -5,13 +5,13 @@
 
 rule loo_train:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
     output:
-        f"{R}/{{exp}}/loo/measurements.npz",
+        L("{exp}").loo_measurements,
     params:
         options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"]),
     log:
-        f"{R}/logs/{{exp}}/loo_train.log",
+        L("{exp}").log("loo_train"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -25,18 +25,17 @@ rule loo_train:
 
 rule loo_evaluate:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        loo=f"{R}/{{exp}}/loo/measurements.npz",
-        scores=lambda w: score_dirs(w.exp),
+        config=L("{exp}").config,
+        loo=L("{exp}").loo_measurements,
+        scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
     output:
-        results=f"{R}/{{exp}}/loo/results.json",
-        plot=report(f"{R}/{{exp}}/loo/loo.png", category="Leave-one-out",
+        results=L("{exp}").loo_results,
+        plot=report(L("{exp}").loo_plot, category="Leave-one-out",
                     labels={"experiment": "{exp}", "figure": "predicted vs actual LOO shift"}),
     params:
-        score_files=lambda w: all_score_jsons(w.exp),
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
     log:
-        f"{R}/logs/{{exp}}/loo_evaluate.log",
+        L("{exp}").log("loo_evaluate"),
     conda:
         "../envs/tda.yaml"
     resources:
@@ -44,4 +43,4 @@ rule loo_evaluate:
         runtime=20,
     shell:
         "tda --log {log} loo-evaluate --exp-config {input.config} --method {params.methods}"
-        " --scores {params.score_files} --loo {input.loo} --out {output.results} --plot {output.plot}"
+        " --scores-dir {input.scores} --loo {input.loo} --out {output.results} --plot {output.plot}"

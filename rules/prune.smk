@@ -11,18 +11,17 @@
 
 rule prune_retrain:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
         scores=lambda w: score_dir(w.exp, w.method),
     output:
-        f"{R}/{{exp}}/pruning/{{method}}/{{variant}}/p{{p}}.json",
+        L("{exp}").pruning_run("{method}", "{variant}", "{p}"),
     wildcard_constraints:
         variant="fixed|dtda",
         p=r"[0-9]+(\.[0-9]+)?",
     params:
-        score_files=pruning_val_scores,
         seeds=pruning_seed_args,
     log:
-        f"{R}/logs/{{exp}}/prune_{{method}}_{{variant}}_p{{p}}.log",
+        L("{exp}").log("prune_{method}_{variant}_p{p}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -32,20 +31,20 @@ rule prune_retrain:
     shell:
         "tda --log {log} --threads {threads} prune --exp-config {input.config} --method {wildcards.method}"
         " --variant {wildcards.variant} --p {wildcards.p} --retrain-seeds {params.seeds}"
-        " --scores {params.score_files} --out {output}"
+        " --scores-dir {input.scores} --out {output}"
 
 
 rule prune_random:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
     output:
-        f"{R}/{{exp}}/pruning/_random/p{{p}}.json",
+        L("{exp}").pruning_random("{p}"),
     wildcard_constraints:
         p=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=pruning_seed_args,
     log:
-        f"{R}/logs/{{exp}}/prune_random_p{{p}}.log",
+        L("{exp}").log("prune_random_p{p}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -59,13 +58,13 @@ rule prune_random:
 
 rule prune_full:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
     output:
-        f"{R}/{{exp}}/pruning/_full.json",
+        L("{exp}").pruning_full,
     params:
         seeds=pruning_seed_args,
     log:
-        f"{R}/logs/{{exp}}/prune_full.log",
+        L("{exp}").log("prune_full"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -79,14 +78,14 @@ rule prune_full:
 
 rule prune_summary:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
         runs=lambda w: pruning_runs(w.exp),
     output:
-        json=f"{R}/{{exp}}/pruning/summary.json",
-        png=report(f"{R}/{{exp}}/pruning/pruning.png", category="Pruning",
+        json=L("{exp}").pruning_summary,
+        png=report(L("{exp}").pruning_plot, category="Pruning",
                    labels={"experiment": "{exp}", "figure": "pruning curve"}),
     log:
-        f"{R}/logs/{{exp}}/prune_summary.log",
+        L("{exp}").log("prune_summary"),
     conda:
         "../envs/tda.yaml"
     localrule: True

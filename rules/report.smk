@@ -8,16 +8,16 @@ rule leaderboard:
         tuning=tuning_files(),
         images=pruning_plots() + loo_plots() + tuning_plots() + diffusion_picture_dirs(),
     output:
-        csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
-        md=f"{R}/leaderboard.md",
-        png=report(f"{R}/leaderboard.png", category="Leaderboard", labels={"figure": "LDS by method"}),
-        agreement=report(f"{R}/leaderboard_metric_agreement.png", category="Leaderboard",
+        csv=report(BOARD.leaderboard("csv"), category="Leaderboard", labels={"table": "csv"}),
+        md=BOARD.leaderboard("md"),
+        png=report(BOARD.leaderboard("png"), category="Leaderboard", labels={"figure": "LDS by method"}),
+        agreement=report(BOARD.metric_agreement_plot, category="Leaderboard",
                          labels={"figure": "do the metrics agree"}),
-        html=report(f"{R}/leaderboard.html", category="Leaderboard", labels={"table": "html"}),
+        html=report(BOARD.leaderboard("html"), category="Leaderboard", labels={"table": "html"}),
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv) or ".",
     log:
-        f"{R}/logs/leaderboard.log",
+        BOARD.log("leaderboard"),
     conda:
         "../envs/tda.yaml"
     localrule: True

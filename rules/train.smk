@@ -1,16 +1,16 @@
 # Stage 2: full-data models (R seeds, checkpoints) and the subset models of the ground truth
 # (M subsets x seeds_per_subset, trained shard by shard; only their query measurements are kept).
 # W&B tracking is no param here (nor in any rule): jobs read {R}/.tracking.json, see the Snakefile.
-from tda_core.config import n_shards  # torch-free: building the DAG imports no torch
+# Paths: tda_core/layout.py (through L() of rules/common.smk).
 
 
 rule train_full:
     input:
-        config=f"{R}/{{exp}}/config.json",
+        config=L("{exp}").config,
     output:
-        f"{R}/{{exp}}/models/seed{{seed}}.pt",
+        L("{exp}").model("{seed}"),
     log:
-        f"{R}/logs/{{exp}}/train_seed{{seed}}.log",
+        L("{exp}").log("train_seed{seed}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -24,12 +24,12 @@ rule train_full:
 
 rule train_shard:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        masks=f"{R}/{{exp}}/groundtruth/masks.npy",
+        config=L("{exp}").config,
+        masks=L("{exp}").masks,
     output:
-        f"{R}/{{exp}}/groundtruth/shard{{shard}}.npz",
+        L("{exp}").shard("{shard}"),
     log:
-        f"{R}/logs/{{exp}}/shard{{shard}}.log",
+        L("{exp}").log("shard{shard}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -45,12 +45,12 @@ rule train_fixed_shard:
     # groundtruth.track fixed_seed / both: each subset retrained from each full-data seed (same init and
     # batch order, removed examples zero-weighted).
     input:
-        config=f"{R}/{{exp}}/config.json",
-        masks=f"{R}/{{exp}}/groundtruth/masks.npy",
+        config=L("{exp}").config,
+        masks=L("{exp}").masks,
     output:
-        f"{R}/{{exp}}/groundtruth/fixed_shard{{shard}}.npz",
+        L("{exp}").fixed_shard("{shard}"),
     log:
-        f"{R}/logs/{{exp}}/fixed_shard{{shard}}.log",
+        L("{exp}").log("fixed_shard{shard}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -64,16 +64,15 @@ rule train_fixed_shard:
 
 rule gather_groundtruth:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        masks=f"{R}/{{exp}}/groundtruth/masks.npy",
-        shards=lambda w: expand(f"{R}/{w.exp}/groundtruth/shard{{k}}.npz",
-                                k=range(n_shards(EXPERIMENTS[w.exp]["groundtruth"]))),
-        models=lambda w: expand(f"{R}/{w.exp}/models/seed{{s}}.pt", s=full_seeds(w.exp)),
+        config=L("{exp}").config,
+        masks=L("{exp}").masks,
+        shards=lambda w: shards(w.exp),
+        models=lambda w: model_files(w.exp),
         fixed=lambda w: fixed_shards(w.exp),
     output:
-        f"{R}/{{exp}}/groundtruth/measurements.npz",
+        L("{exp}").groundtruth,
     log:
-        f"{R}/logs/{{exp}}/gather_groundtruth.log",
+        L("{exp}").log("gather_groundtruth"),
     conda:
         "../envs/tda.yaml"
     resources:

@@ -6,22 +6,21 @@
 
 rule tune:
     input:
-        config=f"{R}/{{exp}}/config.json",
-        groundtruth=f"{R}/{{exp}}/groundtruth/measurements.npz",
+        config=L("{exp}").config,
+        groundtruth=L("{exp}").groundtruth,
         scores=lambda w: [score_dir(w.exp, m) for m in tuning_score_folders(w.exp)],
     output:
-        json=f"{R}/{{exp}}/tuning.json",
-        png=f"{R}/{{exp}}/tuning.png",
+        json=L("{exp}").tuning,
+        png=L("{exp}").tuning_plot,
     params:
         grid=lambda w: json.dumps(tuning_grid(w.exp)),
-        score_files=lambda w: [p for m in tuning_score_folders(w.exp) for p in score_jsons(w.exp, m)],
     log:
-        f"{R}/logs/{{exp}}/tune.log",
+        L("{exp}").log("tune"),
     conda:
         "../envs/tda.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
-        "tda --log {log} tune --exp-config {input.config} --grid {params.grid:q} --scores {params.score_files}"
+        "tda --log {log} tune --exp-config {input.config} --grid {params.grid:q}"
         " --groundtruth {input.groundtruth} --out {output.json} --plot {output.png}"

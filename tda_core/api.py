@@ -18,6 +18,7 @@ from .config import load_config, resolve_experiment, validate_config
 from .data import Splits, load_splits, subset_masks
 from .device import resolve_device
 from .errors import ArtifactError
+from .layout import ExperimentLayout
 from .models import build_model
 from .tasks import build_task
 
@@ -27,7 +28,8 @@ class Experiment:
         self.cfg = cfg
         self.name: str = cfg["name"]
         self.hash: str = cfg["config_hash"]
-        self.root = Path(cfg.get("results_dir", "results")) / self.name
+        self.layout = ExperimentLayout(str(cfg.get("results_dir", "results")), self.name)
+        self.root = Path(self.layout.root)
 
     # -- data, model, task ---------------------------------------------------------------------
     @cached_property
@@ -60,18 +62,16 @@ class Experiment:
 
     # -- artifact paths ------------------------------------------------------------------------
     def model_path(self, seed: int) -> Path:
-        return self.root / "models" / f"seed{seed}.pt"
+        return Path(self.layout.model(seed))
 
     target: str = "query"  # which examples the scores explain (tda_core.targets; views set it)
     query_index = None  # train_self views: the training indices of the queries
 
     def scores_path(self, method: str, seed: int | str, target: str | None = None) -> Path:
-        from .targets import score_stem
-
-        return self.root / "scores" / method / f"{score_stem(target or self.target, seed)}.npy"
+        return Path(self.layout.score_file(method, target or self.target, seed, ".npy"))
 
     def groundtruth_path(self) -> Path:
-        return self.root / "groundtruth" / "measurements.npz"
+        return Path(self.layout.groundtruth)
 
     def load_checkpoints(self, seed: int) -> list[dict]:
         blob = io.load_torch(self.model_path(seed), expect_hash=self.hash)

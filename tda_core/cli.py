@@ -12,21 +12,27 @@ from pathlib import Path
 
 from .errors import ConfigError, TdaError
 from .pruning import VARIANTS
-from .targets import DEFAULT_SELF_EXAMPLES, TARGETS
+from .config import block_defaults
+from .layout import TARGETS
 
 log = logging.getLogger("tda")
 
 
 def _experiment(args):
+    """The experiment of every stage, from one of: --exp-config (results/{exp}/config.json, what the
+    workflow passes), --experiment-json (prepare: the resolved config from the Snakefile), or
+    --config and --experiment (a workflow YAML, for use by hand)."""
     from . import io
     from .api import Experiment, load_experiment
-    from .config import config_hash
+    from .config import config_hash, shared_experiment_config
 
     if getattr(args, "exp_config", None):
         cfg = io.read_json(args.exp_config)
         if config_hash(cfg) != cfg.get("config_hash"):
             raise ConfigError(f"{args.exp_config} was edited by hand (its hash does not match); rerun `tda prepare`")
         return Experiment(cfg)
+    if getattr(args, "experiment_json", None):
+        return Experiment(shared_experiment_config(_json_arg(args.experiment_json, "--experiment-json")))
     if not (args.config and args.experiment):
         raise ConfigError("give --exp-config, or --config and --experiment")
     return load_experiment(args.config, args.experiment)
@@ -58,17 +64,12 @@ def _tracking(args, exp=None, results_dir=None) -> dict:
 
 
 def cmd_prepare(args):
-    from .api import Experiment, load_experiment
+    from .api import Experiment
     from .config import shared_experiment_config
     from .stages.prepare import prepare
 
-    if args.experiment_json:
-        config = _json_arg(args.experiment_json, "--experiment-json")
-        exp = Experiment(shared_experiment_config(config))
-    else:
-        exp = load_experiment(args.config, args.experiment)
-        exp = Experiment(shared_experiment_config(exp.cfg))
-    prepare(exp, args.out_config, args.out_masks)
+    exp = _experiment(args)
+    prepare(Experiment(shared_experiment_config(exp.cfg)), args.out_config, args.out_masks)
 
 
 def cmd_train(args):
@@ -80,15 +81,10 @@ def cmd_train(args):
 
 
 def cmd_train_shard(args):
-    from .stages.train import train_shard
+    from .stages.train import train_fixed_shard, train_shard
 
     exp = _experiment(args)
-    if args.fixed:
-        from .stages.train import train_fixed_shard
-
-        train_fixed_shard(exp, args.shard, args.masks, args.out, _tracking(args, exp))
-        return
-    train_shard(exp, args.shard, args.masks, args.out, _tracking(args, exp))
+    (train_fixed_shard if args.fixed else train_shard)(exp, args.shard, args.masks, args.out, _tracking(args, exp))
 
 
 def cmd_gather(args):
@@ -98,26 +94,28 @@ def cmd_gather(args):
 
 
 def cmd_attribute(args):
-    from .stages.attribute import attribute, attribute_method
+    from .stages.attribute import attribute_method
 
     exp, options = _experiment(args), _json_arg(args.options, "--options")
-    tracking = _tracking(args, exp)
-    if args.out is None:
-        attribute_method(exp, args.method, args.seed, args.target, options, tracking, max_self=args.self_examples)
-        return
-    if len(args.seed) != 1 or len(args.target) != 1:
-        raise ConfigError("--out names one sidecar file: give one --seed and one --target with it "
-                          "(without --out every sidecar goes beside its scores)")
-    meta = attribute(exp, args.method, args.seed[0], options, args.out, tracking, target=args.target[0],
+    attribute_method(exp, args.method, args.seed, args.target, options, _tracking(args, exp),
                      max_self=args.self_examples)
-    log.info("%s seed %s (%s): %s", args.method, args.seed[0], args.target[0], meta["status"])
+
+
+def _score_dirs(args) -> dict | None:
+    """--method M... with --scores-dir D... (one folder per method, in order), or None: the layout's."""
+    if not args.scores_dir:
+        return None
+    if len(args.scores_dir) != len(args.method):
+        raise ConfigError(f"--scores-dir gives {len(args.scores_dir)} folders for {len(args.method)} --method names "
+                          "(one score folder per method, in the same order)")
+    return dict(zip(args.method, args.scores_dir))
 
 
 def cmd_evaluate(args):
     from .stages.evaluate import evaluate_experiment
 
     exp = _experiment(args)
-    results = evaluate_experiment(exp, args.metric, args.method, args.scores, args.groundtruth, args.out,
+    results = evaluate_experiment(exp, args.metric, args.method, _score_dirs(args), args.groundtruth, args.out,
                                   _tracking(args, exp))
     for res in results:
         if res["status"] == "ok" and res.get("value") is not None:
@@ -131,7 +129,7 @@ def cmd_tune(args):
     grid = json.loads(args.grid) if args.grid else []
     if not isinstance(grid, list):
         raise ConfigError("--grid must be a JSON list of grid points (tda_core.tuning.grid_points)")
-    for row in tune_experiment(exp, grid, args.scores, args.groundtruth, args.out, args.plot):
+    for row in tune_experiment(exp, grid, args.groundtruth, args.out, args.plot):
         if row["status"] == "ok":
             log.info("%s %s: selected %s, held-out gain %.3f [%.3f, %.3f]", row["method"], row["option"],
                      row["labels"][row["selected"]], row["gain"], row["gain_ci_low"], row["gain_ci_high"])
@@ -141,7 +139,7 @@ def cmd_prune(args):
     from .stages.prune import prune_retrain
 
     exp = _experiment(args)
-    prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores, args.out,
+    prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores_dir, args.out,
                   _tracking(args, exp))
 
 
@@ -181,7 +179,7 @@ def cmd_loo_train(args):
 def cmd_loo_evaluate(args):
     from .stages.loo import loo_evaluate
 
-    for res in loo_evaluate(_experiment(args), args.method, args.scores, args.loo, args.out, args.plot):
+    for res in loo_evaluate(_experiment(args), args.method, _score_dirs(args), args.loo, args.out, args.plot):
         if res["status"] == "ok":
             log.info("%s LOO mean shift: r=%.3f (split-half reliability %.3f)", res["method"], res["value"],
                      res["split_half_reliability"])
@@ -191,69 +189,18 @@ def cmd_diffusion_pictures(args):
     from .stages.diffusion_pictures import diffusion_pictures
 
     exp = _experiment(args)
-    paths = diffusion_pictures(exp, args.scores, _json_arg(args.pictures, "--pictures"), args.out_dir,
-                               _tracking(args, exp))
+    args.method = args.method or exp.cfg["methods"]
+    paths = diffusion_pictures(exp, args.method, _score_dirs(args), _json_arg(args.pictures, "--pictures"),
+                               args.out_dir, _tracking(args, exp))
     log.info("wrote %d pictures to %s", len(paths), args.out_dir)
 
 
-def _for_wandb(df):
-    """Missing numbers as None (wandb.Table columns must keep one type; '' in a number column fails)."""
-    return df.astype(object).where(df.notna(), None)
-
-
-def _merge_inputs(dirs: list) -> tuple[list[str], list[str]]:
-    """Bundles and pruning summaries of results folders: DIR/*/metrics.json, DIR/*/loo/results.json,
-    DIR/*/pruning/summary.json (folders made on different machines)."""
-    metrics, pruning = [], []
-    for d in map(Path, dirs):
-        if not d.is_dir():
-            raise ConfigError(f"--merge {d}: not a folder")
-        found = sorted(d.glob("*/metrics.json")) + sorted(d.glob("*/loo/results.json"))
-        if not found:
-            raise ConfigError(f"--merge {d}: no result bundles (*/metrics.json or */loo/results.json) in it")
-        metrics += [str(f) for f in found]
-        pruning += [str(f) for f in sorted(d.glob("*/pruning/summary.json"))]
-    return metrics, pruning
-
-
-def _once(paths: list) -> list:
-    seen: dict = {}
-    for p in paths:
-        seen.setdefault(Path(p).resolve(), p)
-    return list(seen.values())
-
-
 def cmd_leaderboard(args):
-    from .leaderboard import load_bundles, sections, write_all
-    from .tracking import tracked_run
+    from .stages.report import leaderboard
 
-    if not args.metrics and not args.merge:
-        raise ConfigError("leaderboard: give --metrics FILE... or --merge DIR...")
-    merged_metrics, merged_pruning = _merge_inputs(args.merge or [])
-    # a file named twice (--merge DIR DIR, or a file also in --metrics) is read once
-    args.metrics = _once(list(args.metrics or []) + merged_metrics)
-    args.pruning = _once(list(args.pruning or []) + merged_pruning)
-    merged_tuning = [str(f) for d in args.merge or [] for f in sorted(Path(d).glob("*/tuning.json"))]
-    args.tuning = _once(list(args.tuning or []) + merged_tuning)
-    merge = bool(args.merge)
-    out = Path(args.out_dir)
-    # a folder in --images stands for the PNGs in it (e.g. results/{exp}/pictures of diffusion experiments)
-    args.images = [str(f) for img in args.images
-                   for f in (sorted(Path(img).glob("*.png")) if Path(img).is_dir() else [img])]
-    df = write_all(args.metrics, out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png",
-                   out / "leaderboard.html", args.images, args.pruning, merge=merge, tuning_paths=args.tuning)
-    tracking = _tracking(args, results_dir=out)  # the leaderboard's folder is the results_dir
-    with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
-        run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in sections(df, load_bundles(args.metrics, args.pruning, merge=merge), args.pruning,
-                                           args.tuning):
-            if table is not None:
-                key = "".join(c if c.isalnum() else "_" for c in title)
-                run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
-        run.log_image("leaderboard_plot", out / "leaderboard.png")
-        for img in args.images:
-            run.log_image(f"plots/{Path(img).parent.parent.name}/{Path(img).stem}", img)
-    print((out / "leaderboard.md").read_text())
+    tracking = _tracking(args, results_dir=args.out_dir)  # the leaderboard's folder is the results_dir
+    print(leaderboard(args.metrics, args.pruning, args.images, args.merge, args.out_dir, tracking,
+                      tuning=args.tuning))
 
 
 def cmd_methods(args):
@@ -300,13 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--exp-config", help="results/{exp}/config.json written by `tda prepare`")
         sp.add_argument("--config", help="a workflow config YAML (with --experiment)")
         sp.add_argument("--experiment")
+        sp.add_argument("--experiment-json", help="the resolved experiment config as JSON (the Snakefile's prepare)")
         sp.add_argument("--tracking", help="W&B settings as JSON, e.g. '{\"mode\": \"offline\"}' (default: the "
                         "experiment's tracking block, else {results_dir}/.tracking.json as the workflow wrote it)")
         sp.set_defaults(fn=fn)
         return sp
 
     sp = stage("prepare", cmd_prepare, "write the resolved experiment config and subset masks")
-    sp.add_argument("--experiment-json", help="the resolved experiment config as JSON (from the Snakefile)")
     sp.add_argument("--out-config", required=True)
     sp.add_argument("--out-masks", required=True)
 
@@ -333,15 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--options", help="method options as JSON")
     sp.add_argument("--target", nargs="+", default=["query"], choices=TARGETS,
                     help="examples to explain: query (default), val (validation loss), train_self (self-influence)")
-    sp.add_argument("--self-examples", type=int, default=DEFAULT_SELF_EXAMPLES,
+    sp.add_argument("--self-examples", type=int, default=block_defaults("mislabel")["max_examples"],
                     help="train_self: at most this many training examples attribute themselves")
-    sp.add_argument("--out", help="one seed and target only: the sidecar JSON (default: beside the scores, "
-                                   "results/{exp}/scores/{method}/{stem}.json)")
 
     sp = stage("evaluate", cmd_evaluate, "score the methods' attributions with the metrics (one bundle)")
     sp.add_argument("--metric", nargs="+", required=True)
     sp.add_argument("--method", nargs="+", required=True)
-    sp.add_argument("--scores", nargs="+", required=True, help="score sidecar JSON files (scores/{method}/...)")
+    sp.add_argument("--scores-dir", nargs="+", help="each --method's score folder, in order (default: "
+                    "results/{exp}/scores/{method}, tda_core/layout.py)")
     sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
 
@@ -351,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
     sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
                     help="fresh seeds to retrain with (disjoint from the scoring seeds 0..R-1)")
-    sp.add_argument("--scores", nargs="+", required=True,
-                    help="validation-target score sidecar JSON files (every scoring seed's, or the ensemble's)")
+    sp.add_argument("--scores-dir", help="the method's score folder holding its validation-target scores "
+                    "(default: results/{exp}/scores/{method}, tda_core/layout.py)")
     sp.add_argument("--out", required=True)
 
     sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
@@ -374,20 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("loo-evaluate", cmd_loo_evaluate,
                "leave-one-out study: every method's predicted vs actual shifts, and their scatter plot")
     sp.add_argument("--method", nargs="+", required=True)
-    sp.add_argument("--scores", nargs="+", required=True, help="query score sidecar JSON files (scores/{method}/...)")
+    sp.add_argument("--scores-dir", nargs="+", help="each --method's score folder, in order (default: "
+                    "results/{exp}/scores/{method})")
     sp.add_argument("--loo", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--plot", required=True, help="PNG of the scatter plots")
 
     sp = stage("diffusion-pictures", cmd_diffusion_pictures,
                "diffusion: influential training images per query, samples of every seed")
-    sp.add_argument("--scores", nargs="*", default=[], help="score sidecar JSON files (all methods)")
+    sp.add_argument("--method", nargs="*", default=[], help="the methods shown (default: the experiment's)")
+    sp.add_argument("--scores-dir", nargs="*", default=[], help="each --method's score folder, in order "
+                    "(default: results/{exp}/scores/{method})")
     sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
     sp.add_argument("--out-dir", required=True)
 
     sp = stage("tune", cmd_tune, "tuning sensitivity: LDS over each method's option grid, chosen on held-out queries")
     sp.add_argument("--grid", required=True, help="the grid points as JSON (tda_core.tuning.grid_points)")
-    sp.add_argument("--scores", nargs="+", required=True, help="query score sidecars of every grid point")
     sp.add_argument("--groundtruth", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--plot", required=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
 # Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -22,6 +24,24 @@ _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download
 # so that changing them reruns only the jobs that use them.
 JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures",
                   "tuning")
+
+
+@functools.cache
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def block_defaults(block: str) -> dict:
+    """The schema's defaults of an optional experiment block (loo, pictures, diffusion, mislabel): the
+    one place they are written. `validate` fills them only into a block the config has; jobs and
+    library callers that get no block (or a partial one) read them here."""
+    props = _schema()["$defs"]["experiment"]["properties"][block]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
+def experiment_block(exp: dict, block: str) -> dict:
+    """An experiment's optional block with the schema's defaults for what it leaves out."""
+    return {**block_defaults(block), **(exp.get(block) or {})}
 
 
 def validate_config(config: dict) -> dict:
@@ -42,10 +62,6 @@ def validate_config(config: dict) -> dict:
     config.update(fresh)
     _check_names(config)
     return config
-
-
-# Experiment and method names become folder and file names under results_dir (tda_core/names.py).
-from .names import SAFE_NAME, check_safe_name  # noqa: E402,F401
 
 
 def _describe(err) -> str:
@@ -142,7 +158,7 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
         for m in exp["pruning"]["methods"]:
             if m not in methods:
                 raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
-        seeds = exp["pruning"].get("retrain_seeds", 5)
+        seeds = exp["pruning"]["retrain_seeds"]  # validated: the schema's default filled in
         overlap = sorted(set(seeds) & set(range(exp["seeds"]))) if isinstance(seeds, list) else []
         if overlap:
             raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "

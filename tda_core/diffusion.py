@@ -17,15 +17,16 @@ import math
 
 import torch
 
+from .config import block_defaults
 from .errors import ConfigError
 from .models.unet import pack_timestep
 
 Call = "Callable[[torch.Tensor], torch.Tensor]"
 
 # Mirrors the `diffusion` block of tda_core/schemas/config.schema.yaml (used when the block is absent).
-DEFAULTS = {"num_train_timesteps": 100, "beta_schedule": "squaredcos_cap_v2", "measure_draws": 16, "draw_seed": 0}
+DEFAULTS = block_defaults("diffusion")  # the schema's (tda_core/schemas/config.schema.yaml)
 # Mirrors the schema's `pictures` block (job-local: changing it retrains nothing).
-PICTURE_DEFAULTS = {"n_queries": 4, "top_k": 6, "n_samples": 12, "sample_seed": 0}
+PICTURE_DEFAULTS = block_defaults("pictures")
 IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashionmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 

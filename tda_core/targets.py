@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from .config import block_defaults
 from .errors import ConfigError
+from .layout import TARGETS, score_stem  # noqa: F401 (re-exported: the layout names the score files)
 
-TARGETS = ("query", "val", "train_self", "randomized")
 LOSS_TARGETS = ("val", "train_self")
-DEFAULT_SELF_EXAMPLES = 2000  # train_self attributes K x N scores: cap K on large training sets
+DEFAULT_SELF_EXAMPLES = block_defaults("mislabel")["max_examples"]  # train_self: K x N scores, cap K (schema)
 RANDOMIZED_SEED_OFFSET = 10_000  # randomized: seed r's checkpoints become build_model(r + offset)'s init
 
 
@@ -40,12 +41,6 @@ def self_index(n_train: int, max_examples: int | None = DEFAULT_SELF_EXAMPLES, s
     if max_examples is None or max_examples >= n_train:
         return np.arange(n_train)
     return np.sort(np.random.default_rng([seed, 1009]).choice(n_train, size=max_examples, replace=False))
-
-
-def score_stem(target: str, seed) -> str:
-    """File stem of a score file: seed{r} for queries, {target}_seed{r} otherwise."""
-    check_target(target)
-    return f"seed{seed}" if target == "query" else f"{target}_seed{seed}"
 
 
 def check_target(target: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ArtifactError
+from .layout import ResultsLayout
 
 
 class _NoRun:
@@ -53,11 +54,8 @@ class _WandbRun:
         self.run.log({key: wandb.Image(str(path))})
 
 
-SETTINGS_FILE = ".tracking.json"
-
-
 def settings_path(results_dir: str | os.PathLike) -> Path:
-    return Path(results_dir) / SETTINGS_FILE
+    return Path(ResultsLayout(str(results_dir)).tracking_settings)
 
 
 def write_settings(results_dir: str | os.PathLike, tracking: dict) -> bool:

@@ -16,8 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
-
-SEP_OPTION, SEP_VALUE = ".", "-"  # {method}.{option}-{value}
+from .methods.registry import SEP_OPTION, SEP_VALUE, split_variant  # noqa: F401 (variants are named there)
 
 
 def value_text(value: Any) -> str:
@@ -33,21 +32,6 @@ def variant_name(method: str, option: str, value: Any) -> str:
     return f"{method}{SEP_OPTION}{option}{SEP_VALUE}{value_text(value)}"
 
 
-def split_variant(name: str) -> tuple[str, str] | None:
-    """(base method, option) if `name` reads `{method}.{option}-{value}` with a known method that declares
-    that option, else None. Tries every '.' (plugin names may hold dots themselves)."""
-    from .methods.registry import known_methods, method_entry
-
-    known = set(known_methods())
-    for i, ch in enumerate(name):
-        if ch != SEP_OPTION or name[:i] not in known:
-            continue
-        option, sep, value = name[i + 1:].partition(SEP_VALUE)
-        if sep and value and option in method_entry(name[:i]).options:
-            return name[:i], option
-    return None
-
-
 def default_value(exp: dict, method: str, option: str) -> Any:
     """The option's value in the method's own row: method_options, else the declared default."""
     from .methods.registry import method_entry
@@ -59,7 +43,7 @@ def default_value(exp: dict, method: str, option: str) -> Any:
 def check_tuning(name: str, exp: dict) -> None:
     """One-line ConfigErrors: a tuned method the experiment does not list, an option it does not declare,
     a grid value of the wrong type, a variant name that is not a safe file name."""
-    from .config import check_safe_name
+    from .layout import check_safe_name
     from .methods import options as O
     from .methods.registry import method_entry
 

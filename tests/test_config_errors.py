@@ -47,8 +47,7 @@ def _tda(*args, cwd=None):
 def test_cli_unknown_experiment_and_method_are_one_line(tmp_path, repo):
     cfg = repo / "workflow" / "config" / "tiny.yaml"
     out = tmp_path / "x.json"
-    r = _tda("attribute", "--config", str(cfg), "--experiment", "ghost", "--method", "random", "--seed", "0",
-             "--out", str(out))
+    r = _tda("attribute", "--config", str(cfg), "--experiment", "ghost", "--method", "random", "--seed", "0")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["tda: error: unknown experiment 'ghost'; known: tiny-mlp"]
     r = _tda("prepare", "--config", str(tmp_path / "missing.yaml"), "--experiment", "x", "--out-config",
              str(out), "--out-masks", str(tmp_path / "m.npy"))

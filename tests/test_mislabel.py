@@ -44,7 +44,7 @@ def test_self_influence_auc_well_above_chance(noisy_digits_mlp):
     aucs = {}
     for method in ("random", "grad_dot", "tracin"):
         out, _, _ = _self_scores(exp, method)
-        res = evaluate(exp, "mislabel_auc", method, [out], None, exp.root / f"{method}_auc.json", NONE)
+        res = evaluate(exp, "mislabel_auc", method, out.parent, None, exp.root / f"{method}_auc.json", NONE)
         assert res["status"] == "ok" and res["n_examples"] == 1000 and res["n_corrupted"] == 100
         aucs[method] = res
     # observed: tracin 0.995 [0.991, 0.998], grad_dot 0.985 [0.978, 0.991], random 0.48 [0.42, 0.54]

@@ -95,7 +95,8 @@ def test_pruning_by_attribution_beats_random_pruning_on_mislabelled_digits(noisy
     pr = exp.root / "pruning"
     runs = [prune_full(exp, RETRAIN, pr / "_full.json", NONE), prune_random(exp, 20, RETRAIN, pr / "_random/p20.json", NONE)]
     for variant in ("fixed", "dtda"):
-        runs.append(prune_retrain(exp, "tracin", variant, 20, RETRAIN, val, pr / f"tracin/{variant}/p20.json", NONE))
+        runs.append(prune_retrain(exp, "tracin", variant, 20, RETRAIN, val[0].parent, pr / f"tracin/{variant}/p20.json",
+                                  NONE))
     jobs = sorted(str(p) for p in pr.rglob("*.json"))
     assert len(jobs) == len(runs) == 4
     summary = prune_summary(exp, jobs, pr / "summary.json", pr / "pruning.png")
@@ -130,9 +131,10 @@ def test_pruning_by_attribution_beats_random_pruning_on_mislabelled_digits(noisy
 
 def test_failed_attribution_gives_failed_pruning_row(noisy_digits, tmp_path):
     exp = noisy_digits
-    side = tmp_path / "val_seed0.json"
-    io.write_json(side, {"status": "failed", "reason": "OutOfMemoryError: too big", "method": "x"})
-    r = prune_retrain(exp, "x", "fixed", 20, RETRAIN, [side], tmp_path / "out.json", NONE)
+    for seed in range(exp.cfg["seeds"]):  # every scoring seed's validation attribution failed
+        io.write_json(tmp_path / f"val_seed{seed}.json",
+                      {"status": "failed", "reason": "OutOfMemoryError: too big", "method": "tracin"})
+    r = prune_retrain(exp, "tracin", "fixed", 20, RETRAIN, tmp_path, tmp_path / "out.json", NONE)
     assert r["status"] == "failed" and "OutOfMemory" in r["reason"]
     summary = prune_summary(exp, [tmp_path / "out.json"], tmp_path / "s.json", tmp_path / "s.png")
     assert summary["rows"][0]["status"] == "failed"

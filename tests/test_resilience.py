@@ -158,9 +158,9 @@ def test_corrupted_checkpoint_fails_attribution_naming_the_file(reference, tmp_p
     cfg = json.loads((exp_dir / "config.json").read_text())
     cfg["results_dir"] = str(tmp_path / "results")  # not hashed: the copy is the same experiment
     io.write_json(tmp_path / "config.json", cfg)
-    out = tmp_path / "scores.json"
+    out = tmp_path / "results" / "tiny-mlp" / "scores" / "tracin" / "seed0.json"  # where the layout puts it
     res = tda("attribute", "--exp-config", str(tmp_path / "config.json"), "--method", "tracin", "--seed", "0",
-              "--tracking", '{"mode": "none"}', "--out", str(out), cwd=tmp_path)
+              "--tracking", '{"mode": "none"}', cwd=tmp_path)
     assert_one_line_error(res, "corrupted checkpoint", str(ckpt))
     assert not out.exists()  # no 'failed' sidecar: the job fails and Snakemake can rerun it
 
@@ -168,15 +168,15 @@ def test_corrupted_checkpoint_fails_attribution_naming_the_file(reference, tmp_p
 @pytest.mark.slow
 def test_corrupted_score_file_fails_evaluation_naming_the_file(reference, tmp_path):
     exp_dir = reference["results"] / "tiny-mlp"
-    scores = tmp_path / "scores" / "grad_dot"  # the evaluate stage tells methods apart by this folder
+    scores = tmp_path / "scores" / "grad_dot"  # given as grad_dot's score folder (--scores-dir)
     scores.mkdir(parents=True)
-    for ext in ("json", "npy"):
+    for ext in ("json", "npy"):  # the reference run has one full-data seed
         (scores / f"seed0.{ext}").write_bytes((exp_dir / "scores" / "grad_dot" / f"seed0.{ext}").read_bytes())
     npy = scores / "seed0.npy"
     npy.write_bytes(npy.read_bytes()[:100])  # header intact, data cut off
     out = tmp_path / "metric.json"
     res = tda("evaluate", "--exp-config", str(exp_dir / "config.json"), "--metric", "lds", "--method", "grad_dot",
-              "--scores", str(scores / "seed0.json"),
+              "--scores-dir", str(scores),
               "--groundtruth", str(exp_dir / "groundtruth" / "measurements.npz"),
               "--tracking", '{"mode": "none"}', "--out", str(out), cwd=tmp_path)
     assert_one_line_error(res, "corrupted", str(npy))

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..errors import ConfigError
+from ..layout import SEED_USAGES  # score files are named by seed usage: the layout owns the names
 from . import options as O
 from .options import Option
 
-SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
 ENTRY_POINT_GROUP = "tda_bench.methods"
 PATHS_ENV = "TDA_METHOD_PATHS"  # JSON {name: "module:Class"} of inline methods (register_path)
 
@@ -136,9 +136,9 @@ def _load_class(path: str, what: str):
             raise ConfigError(f"{what}: module {module!r} has no {attr!r}")
     if not isinstance(obj, type):
         raise ConfigError(f"{what}: {path} is not a class (a subclass of tda_core.methods.base.Method)")
-    from .base import Method  # (torch: the plugin's module imports it anyway)
-
-    if not issubclass(obj, Method):
+    # base.Method by its qualified name: importing methods.base here would close an import cycle
+    # (base reads its class defaults from this registry)
+    if "tda_core.methods.base.Method" not in (f"{k.__module__}.{k.__qualname__}" for k in obj.__mro__):
         raise ConfigError(f"{what}: {path} is not a subclass of tda_core.methods.base.Method")
     return obj
 
@@ -159,7 +159,7 @@ def register_path(path: str) -> str:
     for name, row in _EXTRA.items():
         if row.path == path and row.source == "inline":
             return name
-    from ..names import check_safe_name
+    from ..layout import check_safe_name
 
     cls = _load_class(path, f"method '{path}'")
     name = cls.name or path
@@ -211,12 +211,26 @@ def method_entry(name: str) -> MethodEntry:
     path = _env_paths().get(name)
     if path and register_path(path) == name:
         return _EXTRA[name]
-    from ..tuning import split_variant  # a tuning variant "{method}.{option}-{value}" runs its base's class
-
-    variant = split_variant(name)
+    variant = split_variant(name)  # a tuning variant runs its base's class
     if variant is not None:
         return method_entry(variant[0])
     raise ConfigError(f"unknown method '{name}'; known: {', '.join(known_methods())}")
+
+
+SEP_OPTION, SEP_VALUE = ".", "-"  # tuning variants (tda_core/tuning.py): {method}.{option}-{value}
+
+
+def split_variant(name: str) -> tuple[str, str] | None:
+    """(base method, option) if `name` reads `{method}.{option}-{value}` with a known method that declares
+    that option, else None. Tries every '.' (plugin names may hold dots themselves)."""
+    known = set(known_methods())
+    for i, ch in enumerate(name):
+        if ch != SEP_OPTION or name[:i] not in known:
+            continue
+        option, sep, value = name[i + 1:].partition(SEP_VALUE)
+        if sep and value and option in method_entry(name[:i]).options:
+            return name[:i], option
+    return None
 
 
 def get_method(name: str):

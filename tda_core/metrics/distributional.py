@@ -29,24 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactError
+from ..scores import per_seed as scores_per_seed
 from .stats import estimate, reliability, spearman_bootstrap, spearman_columns, target_fields
 
 DELTAS = ("mean", "variance", "w2")
-
-
-# -- scores ----------------------------------------------------------------------------------------
-def scores_per_seed(scores_by_seed: list[np.ndarray]) -> list[np.ndarray]:
-    """One [Q, N] array per full-data seed, or a single one that stands for every seed.
-
-    Accepts what the evaluate stage loads: R per-seed files ([Q, N] each), one per-seed-samples
-    file ([R, Q, N]) or one ensemble / single-seed file ([Q, N]).
-    """
-    if len(scores_by_seed) == 1 and np.ndim(scores_by_seed[0]) == 3:
-        return [np.asarray(s, dtype=np.float64) for s in scores_by_seed[0]]
-    for s in scores_by_seed:
-        if np.ndim(s) != 2:
-            raise ArtifactError(f"scores must be [n_query, n_train] per seed or [R, n_query, n_train], got {np.shape(s)}")
-    return [np.asarray(s, dtype=np.float64) for s in scores_by_seed]
 
 
 def predicted_samples(scores: list[np.ndarray], masks: np.ndarray, full: np.ndarray) -> np.ndarray:

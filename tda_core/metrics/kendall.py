@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import seed_rows
+
 from .lds import group_predictions
 from .stats import LEVEL, _counts, _percentile_ci, _remove_double_count, _weighted_nanmean, bootstrap_draws, estimate
 
@@ -129,7 +131,7 @@ def evaluate_lds_kendall(scores_by_seed: list[np.ndarray], groundtruth: dict, n_
     """lds's result (value, CI, paired replicates, per_seed, the seed-averaged variant of a per-seed
     method) with Kendall's tau-b in place of Spearman; no reliability / ceiling fields (Spearman scale)."""
     masks, measured = groundtruth["masks"], groundtruth["subset"]
-    scores_by_seed = [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores_by_seed]
+    scores_by_seed = seed_rows(scores_by_seed)
     preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
     target = measured.mean(axis=1)
     boot = kendall_bootstrap(preds, target, n_boot=n_boot, seed=seed)

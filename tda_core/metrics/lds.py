@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import seed_rows
+
 from .stats import estimate, lds_bootstrap, reliability, spearman_columns, target_fields
 
 
@@ -26,7 +28,7 @@ def lds_per_query(scores: np.ndarray, masks: np.ndarray, subset_measurements: np
 
 def evaluate_lds(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     masks, measured = groundtruth["masks"], groundtruth["subset"]
-    scores_by_seed = [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores_by_seed]
+    scores_by_seed = seed_rows(scores_by_seed)
     preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
     target = measured.mean(axis=1)
     boot = lds_bootstrap(preds, target, n_boot=n_boot, seed=seed)

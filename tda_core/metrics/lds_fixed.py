@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import seed_rows
+
 from .lds import group_predictions
 from .stats import estimate, spearman_bootstrap
 
@@ -30,7 +32,7 @@ def evaluate_lds_fixed_seed(scores_by_seed: list[np.ndarray], groundtruth: dict,
         raise ValueError("lds_fixed_seed needs the fixed-seed ground truth (groundtruth.track: fixed_seed or both)")
     masks, fixed = groundtruth["masks"], np.asarray(groundtruth["fixed"], dtype=np.float64)  # [M, R, Q]
     n_r = fixed.shape[1]
-    scores_by_seed = [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores_by_seed]
+    scores_by_seed = seed_rows(scores_by_seed)
     preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
     if len(preds) == 1:  # pooled / ensemble file: one prediction for every seed's target
         preds = np.repeat(preds, n_r, axis=0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from .distributional import scores_per_seed
+from ..scores import per_seed as scores_per_seed
 from .stats import LEVEL, bootstrap_draws
 
 

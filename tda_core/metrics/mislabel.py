@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..errors import ConfigError
-from .distributional import scores_per_seed
+from ..scores import per_seed as scores_per_seed
 from .stats import estimate
 
 

@@ -20,26 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import structure as score_structure
 from .compare import compare_methods
 from .registry import lower_is_better
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
             "p_vs_best", "p_vs_best_adjusted")
-
-
-def score_structure(scores: list[np.ndarray]) -> str:
-    """per_seed (R files [Q, N]), samples (one [R, Q, N]), or one [Q, N] file: pooled (by a pooled
-    method) / single (one seed's model) - the last two are told apart by the caller."""
-    if len(scores) == 1 and np.ndim(scores[0]) == 3:
-        return "samples"
-    return "per_seed" if len(scores) > 1 else "one"
-
-
-def _per_seed(scores: list[np.ndarray]) -> list[np.ndarray]:
-    if len(scores) == 1 and np.ndim(scores[0]) == 3:
-        return list(np.asarray(scores[0]))
-    return list(scores)
 
 
 def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: int) -> dict:
@@ -49,7 +36,7 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     the same number by construction and are folded into one.
     """
     structure = score_structure(scores)
-    seeds = _per_seed(scores)
+    seeds = list(np.asarray(scores[0])) if structure == "samples" else list(scores)
     mean = [np.mean(np.asarray(seeds, dtype=np.float64), axis=0)]
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)

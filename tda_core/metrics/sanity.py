@@ -24,16 +24,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from ..scores import per_seed
 from .stats import LEVEL, _corr, _counts, _percentile_ci, _weighted_nanmean, bootstrap_draws, estimate
 
 MAX_CORRELATION = 0.5
-
-
-def _per_seed(scores: list[np.ndarray]) -> list[np.ndarray]:
-    """[Q, N] arrays, one per scoring seed (a [R, Q, N] samples file gives R of them)."""
-    if len(scores) == 1 and np.ndim(scores[0]) == 3:
-        return [np.asarray(s, dtype=np.float64) for s in scores[0]]
-    return [np.asarray(s, dtype=np.float64) for s in scores]
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,8 +39,8 @@ def evaluate_randomization(scores_by_seed: list[np.ndarray], groundtruth: dict, 
                            seed: int = 0, level: float = LEVEL) -> dict:
     """scores_by_seed: the `randomized` target's scores; groundtruth["reference_scores"]: the same
     method's query scores from the trained models (given by the evaluate stage), in the same layout."""
-    randomized = _per_seed(scores_by_seed)
-    trained = _per_seed(groundtruth["reference_scores"])
+    randomized = per_seed(scores_by_seed)
+    trained = per_seed(groundtruth["reference_scores"])
     if len(trained) != len(randomized) or any(t.shape != r.shape for t, r in zip(trained, randomized)):
         raise ValueError(f"randomized scores {[r.shape for r in randomized]} and query scores "
                          f"{[t.shape for t in trained]} do not match")

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import io
+from ..scores import Scores
 
 
 def measure(exp, params: dict, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -46,29 +45,20 @@ class CostMeter:
                 "peak_rss_mb": self.peak_rss_mb, "peak_cuda_mb": self.peak_cuda_mb}
 
 
-def read_scores(exp, score_jsons: list) -> tuple[list[dict], str | None, list | None]:
-    """Sidecars, the reason of the first failed attribution (or None), and the score arrays (None if
-    one failed). Sidecars of another config fail with one line naming the method."""
-    sidecars = [io.read_json(p) for p in score_jsons]
-    failed = [s for s in sidecars if s.get("status") != "ok"]
-    if failed:
-        return sidecars, failed[0].get("reason", "unknown"), None
-    for s in sidecars:
-        io.check_hash(s.get("method"), s.get("config_hash"), exp.hash)
-    return sidecars, None, [io.load_npy(Path(p).with_suffix(".npy")) for p in score_jsons]
+def score_dir_of(exp, method: str, score_dirs: dict | None):
+    """The method's score folder: as given (a stage's --scores-dir), else the layout's."""
+    given = (score_dirs or {}).get(method)
+    return given if given is not None else exp.layout.score_dir(method)
 
 
-def load_method_scores(exp, method: str, metric: str, score_jsons: list) -> tuple[dict, list | None, list | None]:
-    """A method's score files for one metric: (result head, sidecars, scores).
-
-    The head names the experiment, method and metric and carries the attribution cost; if any
-    attribution failed it is a finished failed result and sidecars / scores are None.
-    """
-    sidecars, failed_reason, scores = read_scores(exp, score_jsons)
+def result_head(exp, method: str, metric: str, scores: Scores) -> dict:
+    """The head of a method's result for one metric: experiment, method, metric and the attribution
+    cost; if any attribution failed, a finished failed result."""
+    sidecars = scores.sidecars
     head = {"config_hash": exp.hash, "experiment": exp.name, "method": method, "metric": metric,
             "seeds": [s.get("seeds") for s in sidecars],
             "wall_time_s": sum(s.get("wall_time_s", 0.0) for s in sidecars) / max(1, len(sidecars)),
             "peak_memory_mb": max((s.get("peak_memory_mb", 0.0) for s in sidecars), default=0.0)}
-    if failed_reason is not None:
-        return {**head, "status": "failed", "reason": failed_reason}, None, None
-    return head, sidecars, scores
+    if not scores.ok:
+        return {**head, "status": "failed", "reason": scores.failed_reason}
+    return head

@@ -15,7 +15,6 @@ from ..methods.context import AttributionContext, Checkpoint, Interval, Schedule
 from ..training import Run, build_optimizer
 from ..training.trainer import run_schedule, task_generator
 
-CACHE_DIR = "_cache"  # inside a method's score directory: results/{exp}/scores/{method}/_cache/
 
 
 def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: int | None = None) -> AttributionContext:
@@ -37,10 +36,8 @@ def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: i
 
 
 def method_cache_dir(exp, method: str, target: str) -> Path:
-    """A method's curvature cache: inside its score directory (the attribute job's declared output).
-    The randomized target's checkpoints hold other parameters, so its fits are kept apart."""
-    root = exp.scores_path(method, 0, "query").parent / CACHE_DIR
-    return root / "randomized" if target == "randomized" else root
+    """A method's curvature cache: inside its score directory (tda_core/layout.py)."""
+    return Path(exp.layout.curvature_cache(method, target))
 
 
 def intervals_of(meta: dict, n_train: int) -> list[Interval]:

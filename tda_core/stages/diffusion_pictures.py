@@ -15,20 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
 from ..diffusion import PICTURE_DEFAULTS
 from ..plots import pyplot, save_figure
+from ..scores import method_scores
 from ..tracking import tracked_run
+from .common import score_dir_of
 
 log = logging.getLogger("tda")
 
 
-def diffusion_pictures(exp, score_jsons: list, pictures: dict, out_dir, tracking: dict) -> list[Path]:
+def diffusion_pictures(exp, methods: list[str], score_dirs: dict | None, pictures: dict, out_dir,
+                       tracking: dict) -> list[Path]:
+    """`score_dirs` maps a method to its score folder (default: the layout's scores/{method})."""
     opts = {**PICTURE_DEFAULTS, **(pictures or {})}
     s = exp.splits
     n_queries = min(opts["n_queries"], len(s.query_x))
     out_dir = Path(out_dir)
-    scores = method_scores(score_jsons)
+    scores = seed_averaged_scores(exp, methods, score_dirs)
     paths = []
     for q in range(n_queries):
         fig = influence_figure(s.query_x[q], s.train_x, {m: v[q] for m, v in scores.items()}, opts["top_k"],
@@ -46,19 +49,17 @@ def diffusion_pictures(exp, score_jsons: list, pictures: dict, out_dir, tracking
     return paths
 
 
-def method_scores(score_jsons: list) -> dict[str, np.ndarray]:
-    """method -> [Q, N] scores averaged over its seed files (and over the per-seed samples of d-TDA
-    estimators, whose one file holds [R, Q, N]); failed methods are left out."""
-    by_method: dict[str, list] = {}
-    for path in score_jsons:
-        meta = io.read_json(path)
-        method = meta.get("method", Path(path).parent.name)
-        if meta.get("status") != "ok":
-            log.warning("pictures: %s left out (%s)", method, meta.get("reason", "failed"))
+def seed_averaged_scores(exp, methods: list[str], score_dirs: dict | None) -> dict[str, np.ndarray]:
+    """method -> [Q, N] query scores averaged over its seeds (per-seed files, or the per-seed samples
+    of d-TDA estimators); failed methods are left out."""
+    out = {}
+    for method in methods:
+        scores = method_scores(exp, method, "query", score_dir_of(exp, method, score_dirs))
+        if not scores.ok:
+            log.warning("pictures: %s left out (%s)", method, scores.failed_reason)
             continue
-        scores = io.load_npy(Path(path).with_suffix(".npy"))
-        by_method.setdefault(method, []).extend(scores if scores.ndim == 3 else [scores])
-    return {m: np.mean(v, axis=0) for m, v in by_method.items()}
+        out[method] = np.mean(scores.array, axis=0)
+    return out
 
 
 def generate_by_seed(exp, seeds, n: int, sample_seed: int) -> np.ndarray:

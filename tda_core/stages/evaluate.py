@@ -1,8 +1,6 @@
 """Stage 5: score the methods' attributions with the metrics against the ground truth."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -10,54 +8,56 @@ from .. import io
 from ..api import Experiment
 from ..bundle import provenance
 from ..errors import ArtifactError
-from ..methods.registry import get_method
 from ..metrics.registry import get_metric, metric_reference, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..metrics.compare import power
 from ..metrics.lds import group_predictions
 from ..metrics.stats import variance_components
-from ..targets import score_stem
+from ..scores import method_scores
 from ..tracking import tracked_run
-from .common import load_method_scores, read_scores
+from .common import result_head, score_dir_of
 
 
-def compute(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path,
-            with_inputs: bool = False):
+def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_path, with_inputs: bool = False):
     """One metric for one method (no side effects); a failed attribution gives a failed result.
 
-    With `with_inputs`, also the canonical score arrays of each row (tda_core.metrics.rows.row_inputs),
-    which the experiment-level evaluation uses to fold rows that read identical scores. A metric with a
-    reference target (registry.metric_reference; randomization) also reads that target's files beside
-    its own, as groundtruth["reference_scores"]; if they failed, so does the result.
+    `score_dir`: the method's score folder (None: the layout's). With `with_inputs`, also the
+    canonical score arrays of each row (tda_core.metrics.rows.row_inputs), which the experiment-level
+    evaluation uses to fold rows that read identical scores. A metric with a reference target
+    (registry.metric_reference; randomization) also reads that target's files beside its own, as
+    groundtruth["reference_scores"]; if they failed, so does the result.
     """
-    result, sidecars, scores = load_method_scores(exp, method, metric, score_jsons)
+    target = metric_target(metric)
+    scores = method_scores(exp, method, target, score_dir)
+    result = result_head(exp, method, metric, scores)
     inputs = None
     reference = metric_reference(metric)  # randomization: the query scores it compares with
-    if scores is not None and reference is not None:
-        _, failed_reason, ref_scores = read_scores(exp, reference_files(score_jsons, metric_target(metric), reference))
-        if failed_reason is not None:
-            result.update(status="failed", reason=f"{reference} attribution: {failed_reason}")
-            scores = None
-    if scores is not None:
+    ok = scores.ok
+    if ok and reference is not None:
+        ref = method_scores(exp, method, reference, score_dir)
+        if not ref.ok:
+            result.update(status="failed", reason=f"{reference} attribution: {ref.failed_reason}")
+            ok = False
+    if ok:
         groundtruth, gt_meta = io.load_npz(groundtruth_path, expect_hash=exp.hash) if groundtruth_path else ({}, {})
-        groundtruth.update(target_groundtruth(exp, metric_target(metric), sidecars))
+        groundtruth.update(target_groundtruth(exp, target, scores.sidecars))
         if reference is not None:
-            groundtruth["reference_scores"] = ref_scores
-        result.update(status="ok", **get_metric(metric)(scores, groundtruth))
-        if metric_target(metric) == "query" and groundtruth_path:  # metrics against the subset models
+            groundtruth["reference_scores"] = ref.metric_input()
+        result.update(status="ok", **get_metric(metric)(scores.metric_input(), groundtruth))
+        if target == "query" and groundtruth_path:  # metrics against the subset models
             result["groundtruth_steps"] = gt_meta.get("groundtruth_steps", "same_epochs")
-        notes = [s["note"] for s in sidecars if s.get("note")]
+        notes = [s["note"] for s in scores.sidecars if s.get("note")]
         if notes:
             result["note"] = "; ".join(filter(None, [result.get("note"), notes[0]]))
         if with_inputs:
-            inputs = row_inputs(metric, scores, pooled=get_method(method).ensemble, n_models=exp.cfg["seeds"])
+            inputs = row_inputs(metric, scores.metric_input(), pooled=scores.usage == "pooled",
+                                n_models=exp.cfg["seeds"])
     return (result, inputs) if with_inputs else result
 
 
-def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groundtruth_path, out,
-             tracking: dict) -> dict:
+def evaluate(exp: Experiment, metric: str, method: str, score_dir, groundtruth_path, out, tracking: dict) -> dict:
     """One metric, written to its own file (library use and single-metric checks)."""
-    result = compute(exp, metric, method, score_jsons, groundtruth_path)
+    result = compute(exp, metric, method, score_dir, groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/{metric}/{method}",
                      {"experiment": exp.name, "method": method, "metric": metric}) as run:
         run.summary_update({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
@@ -65,30 +65,21 @@ def evaluate(exp: Experiment, metric: str, method: str, score_jsons: list, groun
     return result
 
 
-def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str], score_jsons: list,
+def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str], score_dirs: dict | None,
                         groundtruth_path, out, tracking: dict) -> list[dict]:
     """Every metric of every method of one experiment in one job: the workflow's path.
 
     One process start and one W&B run per experiment instead of one per method (process start-up,
-    mostly importing torch, is most of a small evaluation's cost). `score_jsons` holds the files of
-    every method (scores/{method}/...) and every target the metrics need; each metric takes those of
-    its own target (query files are named seed{r}.json, others {target}_seed{r}.json).
+    mostly importing torch, is most of a small evaluation's cost). `score_dirs` maps a method to its
+    score folder (default: the layout's scores/{method}); each metric reads the files of its own
+    target there, named by tda_core.layout.
     """
-    by_method = {m: [] for m in methods}
-    for p in score_jsons:
-        method = Path(p).parent.name
-        if method not in by_method:
-            raise ArtifactError(f"{p}: score file of method '{method}', which is not in --method {' '.join(methods)}")
-        by_method[method].append(p)
     per_metric: dict[str, list] = {m: [] for m in metrics}
     for method in tqdm(methods, desc=f"{exp.name} evaluate", leave=False, disable=None):
+        score_dir = score_dir_of(exp, method, score_dirs)
         for metric in metrics:
-            target = metric_target(metric)
-            prefix = score_stem(target, "")  # seed{r} / {target}_seed{r}
-            mine = [p for p in by_method[method] if Path(p).name.startswith(prefix)]
-            if not mine:
-                raise ArtifactError(f"{exp.name}: no {target} score files of '{method}' were given for {metric}")
-            per_metric[metric] += result_rows(*compute(exp, metric, method, mine, groundtruth_path, with_inputs=True))
+            per_metric[metric] += result_rows(*compute(exp, metric, method, score_dir, groundtruth_path,
+                                                       with_inputs=True))
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
               "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
@@ -153,17 +144,6 @@ def results_table(results: list[dict]):
     cols = ["method", "metric", "variant", "models", "status", "value", "ci_low", "ci_high", "rank", "rank_ci_low",
             "rank_ci_high", "tied_with_best", "ceiling", "wall_time_s", "peak_memory_mb"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in results], columns=cols)
-
-
-def reference_files(score_jsons: list, target: str, reference: str) -> list[Path]:
-    """The `reference` target's sidecars beside each of `target`'s (same method folder, same seed)."""
-    prefix = score_stem(target, "")
-    out = []
-    for p in map(Path, score_jsons):
-        if not p.name.startswith(prefix):
-            raise ArtifactError(f"{p}: not a {target} score file")
-        out.append(p.with_name(f"{score_stem(reference, p.stem[len(prefix):])}.json"))
-    return out
 
 
 def target_groundtruth(exp: Experiment, target: str, sidecars: list[dict]) -> dict:

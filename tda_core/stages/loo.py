@@ -6,22 +6,21 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
-from ..errors import ArtifactError, ConfigError
-from ..methods.registry import get_method
+from ..config import block_defaults
+from ..errors import ConfigError
 from ..metrics.loo import evaluate_loo
 from ..metrics.rows import board_rows, result_rows, row_inputs
+from ..scores import method_scores
 from ..tracking import tracked_run
 from ..training import Run, train_models
-from .common import CostMeter, load_method_scores, measure
+from .common import CostMeter, measure, result_head
 
-DEFAULTS = {"n_points": 4, "points": None, "seeds": 32, "point_seed": 0}
+DEFAULTS = block_defaults("loo")  # the schema's (tda_core/schemas/config.schema.yaml)
 
 
 def loo_points(n_train: int, options: dict) -> np.ndarray:
@@ -60,16 +59,17 @@ def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
                 loo=np.stack(loo))
 
 
-def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_path, out, out_png) -> list[dict]:
+def loo_evaluate(exp: Experiment, methods: list[str], score_dirs: dict | None, loo_path, out, out_png) -> list[dict]:
     """Every method's predicted vs actual leave-one-out mean shifts (one bundle, one scatter plot).
 
-    `score_jsons` are the methods' query score files (scores/{method}/seed{r}.json or seedall.json).
+    `score_dirs` maps a method to its score folder (default: the layout's scores/{method}); the
+    query scores there are read.
     """
     from ..plots import loo_scatter
 
     loo_gt, loo_meta = io.load_npz(loo_path, expect_hash=exp.hash)
     rows = [row for m in methods
-            for row in result_rows(*_loo_result(exp, m, [p for p in score_jsons if Path(p).parent.name == m], loo_gt))]
+            for row in result_rows(*_loo_result(exp, m, (score_dirs or {}).get(m), loo_gt))]
     results, pairwise = board_rows({"loo_shift": rows})
     settings = {k: loo_meta.get(k) for k in DEFAULTS}  # the loo_train settings: its ground truth
     settings["points"] = [int(k) for k in loo_gt["points"]]
@@ -79,12 +79,12 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_jsons: list, loo_pat
     return results
 
 
-def _loo_result(exp: Experiment, method: str, score_jsons: list, loo_gt: dict):
-    if not score_jsons:
-        raise ArtifactError(f"{exp.name}: no score files of '{method}' were given to the leave-one-out study")
-    result, _, scores = load_method_scores(exp, method, "loo_shift", score_jsons)
-    inputs = None
-    if scores is not None:
-        result.update(status="ok", **evaluate_loo(scores, loo_gt))
-        inputs = row_inputs("loo_shift", scores, pooled=get_method(method).ensemble, n_models=exp.cfg["seeds"])
+def _loo_result(exp: Experiment, method: str, score_dir, loo_gt: dict):
+    """score_dir: the method's score folder (None: the layout's)."""
+    scores = method_scores(exp, method, "query", score_dir)
+    result, inputs = result_head(exp, method, "loo_shift", scores), None
+    if scores.ok:
+        result.update(status="ok", **evaluate_loo(scores.metric_input(), loo_gt))
+        inputs = row_inputs("loo_shift", scores.metric_input(), pooled=scores.usage == "pooled",
+                            n_models=exp.cfg["seeds"])
     return result, inputs

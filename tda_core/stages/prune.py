@@ -22,12 +22,12 @@ import torch.nn.functional as F
 
 from .. import io
 from ..api import Experiment
-from ..metrics.distributional import scores_per_seed
 from ..pruning import (fixed_scoring_seed, n_removed, random_removals, removal_benefit, select_removals,
                        variant_scores)
+from ..scores import method_scores
 from ..tracking import tracked_run
 from ..training import Run, full_data_steps, train_models
-from .common import CostMeter, read_scores
+from .common import CostMeter
 
 log = logging.getLogger("tda")
 
@@ -95,16 +95,16 @@ def _finish(exp, head, rows, cost, out, tracking, name):
     return _write(exp, out, result, tracking, name)
 
 
-def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int], score_jsons: list,
+def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int], score_dir,
                   out, tracking: dict) -> dict:
-    """Every retrain seed without the method's picks (`score_jsons`: every scoring seed's val sidecar,
-    or the one ensemble file)."""
+    """Every retrain seed without the method's picks, read from the validation-target scores in
+    `score_dir` (None: the layout's scores/{method}): every scoring seed's, or the ensemble's."""
     head = _head(exp, method, variant, percent, seeds)
     name = f"{exp.name}/prune/{method}/{variant}/p{percent:g}"
-    _, failed_reason, scores = read_scores(exp, score_jsons)
-    if failed_reason is not None:  # the attribution failed: a failed row, never a silently missing one
-        return _write(exp, out, {**head, "status": "failed", "reason": failed_reason}, tracking, name)
-    per_seed = scores_per_seed(scores)
+    scores = method_scores(exp, method, "val", score_dir)
+    if not scores.ok:  # the attribution failed: a failed row, never a silently missing one
+        return _write(exp, out, {**head, "status": "failed", "reason": scores.failed_reason}, tracking, name)
+    per_seed = scores.per_seed()
     k = n_removed(percent, exp.splits.n_train)
     scoring = [fixed_scoring_seed(i, exp.cfg["seeds"]) if variant == "fixed" else None for i in range(len(seeds))]
     sets: dict = {}

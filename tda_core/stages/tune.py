@@ -8,38 +8,31 @@ A grid point whose attribution failed leaves its (method, option) row failed, wi
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
-from ..errors import ArtifactError
 from ..metrics.lds import group_predictions
 from ..metrics.tuning import tuning_result
 from ..tuning import value_text
-from .common import read_scores
+from ..scores import method_scores, seed_rows
 
 
-def _predictions(exp: Experiment, files: list, masks: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """[S, M, Q] subset predictions of one grid point's score files (d-TDA [R, Q, N]: their seed mean), or why not."""
-    _, failed, scores = read_scores(exp, files)
-    if failed is not None:
-        return None, failed
-    scores = [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores]
-    return np.stack([group_predictions(s, masks) for s in scores]), None
+def _predictions(exp: Experiment, name: str, masks: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """[S, M, Q] subset predictions of one grid point's query scores (the layout's scores/{name};
+    d-TDA [R, Q, N]: their seed mean), or why not."""
+    scores = method_scores(exp, name, "query")
+    if not scores.ok:
+        return None, scores.failed_reason
+    return np.stack([group_predictions(s, masks) for s in seed_rows(scores.metric_input())]), None
 
 
-def tune_experiment(exp: Experiment, grid: list[dict], score_jsons: list, groundtruth_path, out, plot,
-                    n_boot: int = 1000) -> list[dict]:
-    """grid: tda_core.tuning.grid_points (each {method, option, value, default, scores}); score_jsons: the
-    query sidecars of every grid point's scores folder (scores/{name}/seed*.json)."""
+def tune_experiment(exp: Experiment, grid: list[dict], groundtruth_path, out, plot, n_boot: int = 1000) -> list[dict]:
+    """grid: tda_core.tuning.grid_points (each {method, option, value, default, scores}); each point's
+    query scores are read from its folder in the layout (scores/{point['scores']})."""
     gt, _ = io.load_npz(groundtruth_path, expect_hash=exp.hash)
     target = gt["subset"].mean(axis=1)
-    by_folder: dict[str, list] = {}
-    for p in score_jsons:
-        by_folder.setdefault(Path(p).parent.name, []).append(p)
     rows = []
     groups: dict[tuple, list[dict]] = {}
     for point in grid:
@@ -50,10 +43,7 @@ def tune_experiment(exp: Experiment, grid: list[dict], score_jsons: list, ground
                "default_index": next(i for i, p in enumerate(points) if p["default"]), "status": "ok"}
         preds = []
         for p in points:
-            files = sorted(by_folder.get(p["scores"], []))
-            if not files:
-                raise ArtifactError(f"{exp.name}: no query score files of '{p['scores']}' were given to the tune stage")
-            pr, failed = _predictions(exp, files, gt["masks"])
+            pr, failed = _predictions(exp, p["scores"], gt["masks"])
             if pr is None:
                 row.update(status="failed", reason=f"{p['scores']}: {failed}")
                 break
