@@ -62,6 +62,7 @@ include: "rules/attribute.smk"
 include: "rules/evaluate.smk"
 include: "rules/loo.smk"
 include: "rules/prune.smk"
+include: "rules/removal.smk"
 include: "rules/diffusion.smk"
 include: "rules/report.smk"
 

@@ -129,3 +129,45 @@ def fixed_shards(exp):
     if gt.get("track", "distributional") not in ("fixed_seed", "both"):
         return []
     return expand(f"{R}/{exp}/groundtruth/fixed_shard{{k}}.npz", k=range(n_shards(gt)))
+
+
+def removal_cfg(exp):
+    return EXPERIMENTS[exp].get("removal")
+
+
+def removal_experiments():
+    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("removal")]
+
+
+def removal_seed_args(w):
+    """The fresh seeds of every removal job (removal.retrain_seeds; disjoint from 0..R-1 and pruning's)."""
+    from tda_core.removal import retrain_seeds as removal_seeds
+
+    cfg = EXPERIMENTS[w.exp]
+    pruning = pruning_retrain_seeds(w.exp) if cfg.get("pruning") else []
+    return " ".join(map(str, removal_seeds(cfg["seeds"], removal_cfg(w.exp)["retrain_seeds"], pruning)))
+
+
+def removal_options(w):
+    """The removal settings that change the jobs' numbers (not methods nor ks: one job per method and k)."""
+    cfg = removal_cfg(w.exp)
+    return json.dumps({k: cfg[k] for k in ("queries", "query_seed", "steps")})
+
+
+def removal_runs(exp):
+    """One job file per (method, k), per k for random removal (removal.random_baseline); the full-data
+    baseline is the summary's own input."""
+    cfg, base = removal_cfg(exp), f"{R}/{exp}/removal"
+    tags = [f"{k:g}" for k in cfg["ks"]]
+    runs = [f"{base}/methods/{m}/k{k}.json" for m in cfg["methods"] for k in tags]
+    if cfg["random_baseline"]:
+        runs += [f"{base}/baselines/random_k{k}.json" for k in tags]
+    return runs
+
+
+def removal_bundles():
+    return [f"{R}/{exp}/removal/results.json" for exp in removal_experiments()]
+
+
+def removal_plots():
+    return [f"{R}/{exp}/removal/removal.png" for exp in removal_experiments()]

@@ -3,9 +3,9 @@
 
 rule leaderboard:
     input:
-        metrics=all_metric_files() + loo_all_results(),
+        metrics=all_metric_files() + loo_all_results() + removal_bundles(),
         pruning=pruning_summaries(),
-        images=pruning_plots() + loo_plots() + diffusion_picture_dirs(),
+        images=pruning_plots() + loo_plots() + removal_plots() + diffusion_picture_dirs(),
     output:
         csv=report(f"{R}/leaderboard.csv", category="Leaderboard", labels={"table": "csv"}),
         md=f"{R}/leaderboard.md",

@@ -158,6 +158,30 @@ def cmd_prune_summary(args):
     prune_summary(_experiment(args), args.runs, args.out, args.plot)
 
 
+def cmd_removal(args):
+    from .removal import k_values, retrain_seeds
+    from .stages.removal import removal_full, removal_random, removal_retrain
+
+    exp, options = _experiment(args), _json_arg(args.options, "--options")
+    seeds = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds)
+    if args.kind == "full":
+        removal_full(exp, options, seeds, args.out)
+        return
+    if args.k is None or (args.kind == "method" and not (args.method and args.scores)):
+        raise ConfigError("removal --kind method needs --method, --k and --scores; --kind random needs --k")
+    k = k_values([args.k], exp.splits.n_train)[0]
+    if args.kind == "random":
+        removal_random(exp, k, options, seeds, args.out)
+    else:
+        removal_retrain(exp, args.method, k, options, seeds, args.scores, args.out)
+
+
+def cmd_removal_summary(args):
+    from .stages.removal import removal_summary
+
+    removal_summary(_experiment(args), args.full, args.runs, args.out, args.plot)
+
+
 def cmd_loo_train(args):
     from .stages.loo import loo_train
 
@@ -348,6 +372,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = stage("prune-summary", cmd_prune_summary, "pruning: mean, std and 95%% CI table, the pruning curve")
     sp.add_argument("--runs", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)
+
+    sp = stage("removal", cmd_removal, "top-k removal: retrain every (sampled query, seed) without a method's "
+               "top k, k random examples, or nothing (the full-data baseline)")
+    sp.add_argument("--kind", required=True, choices=["method", "random", "full"])
+    sp.add_argument("--method")
+    sp.add_argument("--k", type=float, help="examples removed per query (a count, or a fraction in (0, 1))")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds (disjoint from the scoring seeds 0..R-1 and from pruning's)")
+    sp.add_argument("--options", help="the removal settings as JSON: queries, query_seed, steps")
+    sp.add_argument("--scores", nargs="*", help="the method's query score sidecar JSON files")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("removal-summary", cmd_removal_summary, "top-k removal: one bundle (drop per k, brittleness), the curve")
+    sp.add_argument("--full", required=True, help="the full-data baseline job")
+    sp.add_argument("--runs", nargs="+", required=True, help="the method and random-removal jobs")
     sp.add_argument("--out", required=True)
     sp.add_argument("--plot", required=True)
 
