@@ -220,6 +220,7 @@ def _merge_inputs(dirs: list) -> tuple[list[str], list[str]]:
         if not d.is_dir():
             raise ConfigError(f"--merge {d}: not a folder")
         found = sorted(d.glob("*/metrics.json")) + sorted(d.glob("*/loo/results.json"))
+        found += sorted(d.glob("*/removal/results.json"))  # top-k removal bundles
         if not found:
             raise ConfigError(f"--merge {d}: no result bundles (*/metrics.json or */loo/results.json) in it")
         metrics += [str(f) for f in found]
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", default=[], help="result bundles (results/{exp}/metrics.json, "
-                    "results/{exp}/loo/results.json)")
+                    "results/{exp}/loo/results.json, results/{exp}/removal/results.json)")
     sp.add_argument("--merge", nargs="+", metavar="DIR", default=[],
                     help="results folders (e.g. made on different machines): one board from their DIR/*/metrics.json, "
                          "DIR/*/loo/results.json and DIR/*/pruning/summary.json; one experiment's bundles must share "
