@@ -348,9 +348,9 @@ def removal_table(bundles: list[dict]) -> pd.DataFrame | None:
                 cells["brittleness (median k)"] = "n/a"
             else:
                 ks = r.get("ks") or []
-                median = f">{ks[-1]}" if r.get("censored") and ks else f"{r['value']:g}"
-                cells["brittleness (median k)"] = (f"{median} [{r['ci_low']:g}, {r['ci_high']:g}]{star} "
-                                                   f"of {r.get('n_eligible')}")
+                k_cell = (lambda v: f">{ks[-1]}" if ks and v > ks[-1] else f"{v:g}")  # k_max + 1: censored
+                cells["brittleness (median k)"] = (f"{k_cell(r['value'])} [{k_cell(r['ci_low'])}, "
+                                                   f"{k_cell(r['ci_high'])}]{star} of {r.get('n_eligible')}")
                 for kk, frac in zip(ks, r.get("flipped_fraction") or []):
                     cells[f"flipped by k={kk}"] = _num(frac, 2)
     if not rows:
