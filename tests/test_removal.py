@@ -202,3 +202,19 @@ def test_exact_loo_ranking_beats_random_and_its_negation_loses(removal_run):
     assert _row(rows, f"topk_drop_k{KS[-1]}", "grad_dot")["rank"] == 1
     loo_b = _row(rows, "brittleness", "grad_dot")["value"]
     assert loo_b is not None and loo_b <= _row(rows, "brittleness", RANDOM_BASELINE)["value"]
+
+
+def test_a_failed_attribution_gives_failed_rows_not_missing_ones(removal_run, tmp_path):
+    exp, full, jobs, _, _ = removal_run
+    side = tmp_path / "seed0.json"
+    side.write_text(json.dumps({"status": "failed", "reason": "out of memory", "method": "grad_dot"}))
+    opts = {"queries": N_QUERY, "query_seed": 0, "steps": "full_data"}
+    failed = tmp_path / "grad_dot_k2.json"
+    removal_retrain(exp, "grad_dot", 2, opts, FRESH_SEEDS, [str(side)], failed)
+    assert io.read_json(failed)["status"] == "failed"
+    random_jobs = [p for p in jobs if p.name.startswith("random_")]
+    rows = removal_summary(exp, full, [failed, *random_jobs], tmp_path / "results.json", tmp_path / "removal.png")
+    for metric in ("topk_drop_k2", "brittleness"):
+        row = _row(rows, metric, "grad_dot")
+        assert row["status"] == "failed" and row["reason"] == "out of memory" and row["rank"] is None
+    assert _row(rows, "topk_drop_k2", RANDOM_BASELINE)["status"] == "ok"
