@@ -163,17 +163,17 @@ def cmd_removal(args):
     from .stages.removal import removal_full, removal_random, removal_retrain
 
     exp, options = _experiment(args), _json_arg(args.options, "--options")
-    seeds = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds)
+    seeds, tracking = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds), _tracking(args, exp)
     if args.kind == "full":
-        removal_full(exp, options, seeds, args.out)
+        removal_full(exp, options, seeds, args.out, tracking)
         return
     if args.k is None or (args.kind == "method" and not (args.method and args.scores)):
         raise ConfigError("removal --kind method needs --method, --k and --scores; --kind random needs --k")
     k = k_values([args.k], exp.splits.n_train)[0]
     if args.kind == "random":
-        removal_random(exp, k, options, seeds, args.out)
+        removal_random(exp, k, options, seeds, args.out, tracking)
     else:
-        removal_retrain(exp, args.method, k, options, seeds, args.scores, args.out)
+        removal_retrain(exp, args.method, k, options, seeds, args.scores, args.out, tracking)
 
 
 def cmd_removal_summary(args):

@@ -89,7 +89,8 @@ def removal_scores(per_seed: list[np.ndarray]) -> np.ndarray:
     return np.mean(np.asarray(per_seed, dtype=np.float64), axis=0)
 
 
-def bootstrap_indices(n_queries: int, n_seeds: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_indices(n_queries: int, n_seeds: int, n_boot: int = N_BOOT,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Shared draws ([B, Q] query and [B, S] seed indices): a pure function of the shape, so every method's
     replicates resample the same queries and seeds (paired comparison)."""
     rng = np.random.default_rng([seed, n_queries, n_seeds, 777])

@@ -26,12 +26,14 @@ from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..methods.registry import get_method
 from ..removal import RANDOM_BASELINE, brittleness, mean_drop, random_set, removal_scores, sample_queries, top_k
 from ..tasks import margin
+from ..tracking import tracked_run
 from ..training import Run, full_data_steps, train_models
 from .common import CostMeter, load_method_scores, measure
 
 log = logging.getLogger("tda")
 
 DEFAULTS = {"queries": 10, "query_seed": 0, "steps": "full_data"}
+NO_TRACKING = {"mode": "none"}
 
 
 def _options(options: dict) -> dict:
@@ -86,17 +88,29 @@ def _head(exp, method, k, opts, seeds, queries) -> dict:
             "total_steps": full_data_steps(exp.cfg, exp.splits.n_train) if opts["steps"] == "full_data" else None}
 
 
-def _finish(exp, head, removed, seeds, queries, opts, out, desc) -> dict:
+def _finish(exp, head, removed, seeds, queries, opts, out, desc, tracking) -> dict:
     f, m, cost = retrain_and_measure(exp, seeds, removed, queries, opts["steps"], desc)
     result = {**head, "status": "ok", "measurement": f.tolist(), "margin": None if m is None else m.tolist(),
               "removed": [np.asarray(r).tolist() for r in removed], "retrain": cost}
     log.info("%s: mean f over %d queries x %d seeds: %.4f", desc, len(queries), len(seeds), float(f.mean()))
+    return _write(exp, out, result, tracking)
+
+
+def _write(exp, out, result: dict, tracking: dict) -> dict:
+    """The job file, and its W&B run (job type removal): the settings and the mean measurement."""
+    name = f"{exp.name}/removal/{result['method']}/k{result['k']}"
+    head = {k: v for k, v in result.items() if k not in ("measurement", "margin", "removed", "retrain")}
+    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "removal", name, head) as run:
+        summary = {"status": result["status"]}
+        if result.get("measurement") is not None:
+            summary.update(mean_measurement=float(np.mean(result["measurement"])), **result["retrain"])
+        run.summary_update(summary)
     io.write_json(out, result)
     return result
 
 
 def removal_retrain(exp: Experiment, method: str, k: int, options: dict, seeds: list[int], score_jsons: list,
-                    out) -> dict:
+                    out, tracking: dict = NO_TRACKING) -> dict:
     """Every sampled query without its top k of the method's query scores (averaged over scoring seeds)."""
     opts = _options(options)
     queries = _queries(exp, opts)
@@ -104,25 +118,25 @@ def removal_retrain(exp: Experiment, method: str, k: int, options: dict, seeds: 
     result, _, scores = load_method_scores(exp, method, f"topk_drop_k{k}", score_jsons)
     head.update(attribution={k2: result[k2] for k2 in ("wall_time_s", "peak_memory_mb")})
     if scores is None:  # the attribution failed: a failed job, never a silently missing one
-        io.write_json(out, {**head, "status": "failed", "reason": result["reason"]})
-        return head
+        return _write(exp, out, {**head, "status": "failed", "reason": result["reason"]}, tracking)
     variant, models, _ = row_inputs("topk_drop", scores, pooled=get_method(method).ensemble,
                                     n_models=exp.cfg["seeds"])[""]
     head.update(variant=variant, models=models)
     tau = removal_scores(scores_per_seed(scores))[queries]
     removed = [top_k(row, k) for row in tau]
-    return _finish(exp, head, removed, seeds, queries, opts, out, f"{exp.name} removal {method} k={k}")
+    return _finish(exp, head, removed, seeds, queries, opts, out, f"{exp.name} removal {method} k={k}", tracking)
 
 
-def removal_random(exp: Experiment, k: int, options: dict, seeds: list[int], out) -> dict:
+def removal_random(exp: Experiment, k: int, options: dict, seeds: list[int], out,
+                   tracking: dict = NO_TRACKING) -> dict:
     opts = _options(options)
     queries = _queries(exp, opts)
     head = {**_head(exp, RANDOM_BASELINE, k, opts, seeds, queries), "variant": "baseline", "models": None}
     removed = [random_set(exp.splits.n_train, k, int(q)) for q in queries]
-    return _finish(exp, head, removed, seeds, queries, opts, out, f"{exp.name} removal random k={k}")
+    return _finish(exp, head, removed, seeds, queries, opts, out, f"{exp.name} removal random k={k}", tracking)
 
 
-def removal_full(exp: Experiment, options: dict, seeds: list[int], out) -> dict:
+def removal_full(exp: Experiment, options: dict, seeds: list[int], out, tracking: dict = NO_TRACKING) -> dict:
     """The full-data models on the removal seeds: one run per seed, measured on every sampled query."""
     opts = _options(options)
     queries = _queries(exp, opts)
@@ -138,8 +152,7 @@ def removal_full(exp: Experiment, options: dict, seeds: list[int], out) -> dict:
     m = np.stack([_margin(exp, r.params, x, y) for r in results]) if _is_classification(exp) else None
     result = {**head, "status": "ok", "measurement": f.tolist(), "margin": None if m is None else m.tolist(),
               "retrain": cost.as_dict()}
-    io.write_json(out, result)
-    return result
+    return _write(exp, out, result, tracking)
 
 
 # -- summary ---------------------------------------------------------------------------------------
