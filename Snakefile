@@ -64,6 +64,7 @@ include: "rules/evaluate.smk"
 include: "rules/loo.smk"
 include: "rules/prune.smk"
 include: "rules/tune.smk"
+include: "rules/removal.smk"
 include: "rules/diffusion.smk"
 include: "rules/report.smk"
 

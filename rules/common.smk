@@ -151,3 +151,45 @@ def tuning_files():
 
 def tuning_plots():
     return [L(exp).tuning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+
+
+def removal_cfg(exp):
+    return EXPERIMENTS[exp].get("removal")
+
+
+def removal_experiments():
+    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("removal")]
+
+
+def removal_seed_args(w):
+    """The fresh seeds of every removal job (removal.retrain_seeds; disjoint from 0..R-1 and pruning's)."""
+    from tda_core.removal import retrain_seeds as removal_seeds
+
+    cfg = EXPERIMENTS[w.exp]
+    pruning = pruning_retrain_seeds(w.exp) if cfg.get("pruning") else []
+    return " ".join(map(str, removal_seeds(cfg["seeds"], removal_cfg(w.exp)["retrain_seeds"], pruning)))
+
+
+def removal_options(w):
+    """The removal settings that change the jobs' numbers (not methods nor ks: one job per method and k)."""
+    cfg = removal_cfg(w.exp)
+    return json.dumps({k: cfg[k] for k in ("queries", "query_seed", "steps")})
+
+
+def removal_runs(exp):
+    """One job file per (method, k), per k for random removal (removal.random_baseline); the full-data
+    baseline is the summary's own input."""
+    cfg = removal_cfg(exp)
+    tags = [f"{k:g}" for k in cfg["ks"]]
+    runs = [L(exp).removal_run(m, k) for m in cfg["methods"] for k in tags]
+    if cfg["random_baseline"]:
+        runs += [L(exp).removal_random(k) for k in tags]
+    return runs
+
+
+def removal_bundles():
+    return [L(exp).removal_results for exp in removal_experiments()]
+
+
+def removal_plots():
+    return [L(exp).removal_plot for exp in removal_experiments()]

@@ -3,10 +3,10 @@
 
 rule leaderboard:
     input:
-        metrics=all_metric_files() + loo_all_results(),
+        metrics=all_metric_files() + loo_all_results() + removal_bundles(),
         pruning=pruning_summaries(),
         tuning=tuning_files(),
-        images=pruning_plots() + loo_plots() + tuning_plots() + diffusion_picture_dirs(),
+        images=pruning_plots() + loo_plots() + tuning_plots() + removal_plots() + diffusion_picture_dirs(),
     output:
         csv=report(BOARD.leaderboard("csv"), category="Leaderboard", labels={"table": "csv"}),
         md=BOARD.leaderboard("md"),

@@ -169,6 +169,30 @@ def cmd_prune_summary(args):
     prune_summary(_experiment(args), args.runs, args.out, args.plot)
 
 
+def cmd_removal(args):
+    from .removal import k_values, retrain_seeds
+    from .stages.removal import removal_full, removal_random, removal_retrain
+
+    exp, options = _experiment(args), _json_arg(args.options, "--options")
+    seeds, tracking = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds), _tracking(args, exp)
+    if args.kind == "full":
+        removal_full(exp, options, seeds, args.out, tracking)
+        return
+    if args.k is None or (args.kind == "method" and not args.method):
+        raise ConfigError("removal --kind method needs --method and --k; --kind random needs --k")
+    k = k_values([args.k], exp.splits.n_train)[0]
+    if args.kind == "random":
+        removal_random(exp, k, options, seeds, args.out, tracking)
+    else:
+        removal_retrain(exp, args.method, k, options, seeds, args.scores_dir, args.out, tracking)
+
+
+def cmd_removal_summary(args):
+    from .stages.removal import removal_summary
+
+    removal_summary(_experiment(args), args.full, args.runs, args.out, args.plot)
+
+
 def cmd_loo_train(args):
     from .stages.loo import loo_train
 
@@ -313,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--plot", required=True)
 
+    sp = stage("removal", cmd_removal, "top-k removal: retrain every (sampled query, seed) without a method's "
+               "top k, k random examples, or nothing (the full-data baseline)")
+    sp.add_argument("--kind", required=True, choices=["method", "random", "full"])
+    sp.add_argument("--method")
+    sp.add_argument("--k", type=float, help="examples removed per query (a count, or a fraction in (0, 1))")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds (disjoint from the scoring seeds 0..R-1 and from pruning's)")
+    sp.add_argument("--options", help="the removal settings as JSON: queries, query_seed, steps")
+    sp.add_argument("--scores-dir", help="the method's score folder (default: the layout's scores/{method})")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("removal-summary", cmd_removal_summary, "top-k removal: one bundle (drop per k, brittleness), the curve")
+    sp.add_argument("--full", required=True, help="the full-data baseline job")
+    sp.add_argument("--runs", nargs="+", required=True, help="the method and random-removal jobs")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)
+
     sp = stage("loo-train", cmd_loo_train, "leave-one-out study: retrain without a few points, many seeds")
     sp.add_argument("--options", help="the experiment's loo block as JSON")
     sp.add_argument("--out", required=True)
@@ -347,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", default=[], help="result bundles (results/{exp}/metrics.json, "
-                    "results/{exp}/loo/results.json)")
+                    "results/{exp}/loo/results.json, results/{exp}/removal/results.json)")
     sp.add_argument("--merge", nargs="+", metavar="DIR", default=[],
                     help="results folders (e.g. made on different machines): one board from their DIR/*/metrics.json, "
                          "DIR/*/loo/results.json and DIR/*/pruning/summary.json; one experiment's bundles must share "

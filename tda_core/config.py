@@ -19,11 +19,11 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # adding a method or renaming the results folder never invalidates trained models.
 _UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
              "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel", "pictures",
-             "tuning")
+             "tuning", "removal")
 # Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
 # so that changing them reruns only the jobs that use them.
 JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures",
-                  "tuning")
+                  "tuning", "removal")
 
 
 @functools.cache
@@ -76,7 +76,8 @@ def _check_names(config: dict) -> None:
 
     for name, exp in config["experiments"].items():
         check_safe_name(name, "experiment")
-        for m in [*exp["methods"], *exp.get("method_options", {}), *exp.get("pruning", {}).get("methods", [])]:
+        for m in [*exp["methods"], *exp.get("method_options", {}), *exp.get("pruning", {}).get("methods", []),
+                  *exp.get("removal", {}).get("methods", [])]:
             if ":" not in m or m not in exp["methods"]:  # "module:Class" entries: their class's name is checked
                 check_safe_name(m, f"experiment '{name}': method")
     run = config.get("run_experiments")
@@ -115,6 +116,8 @@ def _check_methods(name: str, exp: dict) -> None:
     exp["methods"] = resolved
     if exp.get("pruning"):
         exp["pruning"]["methods"] = [paths.get(m, m) for m in exp["pruning"]["methods"]]
+    if exp.get("removal"):
+        exp["removal"]["methods"] = [paths.get(m, m) for m in exp["removal"]["methods"]]
     for m, given in exp.get("method_options", {}).items():
         if m not in resolved:
             known = f"known options of {m}: {O.known_list(method_entry(m).options)}" if _is_method(m) else \
@@ -163,6 +166,24 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
         if overlap:
             raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
                               f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
+    if "removal" in exp:
+        _check_removal(name, exp)
+
+
+def _check_removal(name: str, exp: dict) -> None:
+    """removal.methods must be the experiment's methods; its seeds fresh (tda_core.removal.retrain_seeds)."""
+    from .pruning import retrain_seeds as pruning_seeds
+    from .removal import retrain_seeds
+
+    for m in exp["removal"]["methods"]:
+        if m not in exp["methods"]:
+            raise ConfigError(f"method '{m}' in experiments.{name}.removal.methods is not in its methods "
+                              f"[{', '.join(exp['methods'])}]")
+    pruning = pruning_seeds(exp["seeds"], exp["pruning"].get("retrain_seeds", 5)) if "pruning" in exp else []
+    try:
+        retrain_seeds(exp["seeds"], exp["removal"].get("retrain_seeds", 4), pruning)
+    except ConfigError as e:
+        raise ConfigError(f"experiments.{name}: {e}") from None
 
 
 def load_config(path: str | Path) -> dict:

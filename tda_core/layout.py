@@ -21,6 +21,10 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/{exp}/pruning/summary.json               pruning summary (+ pruning.png)
     {results_dir}/{exp}/loo/measurements.npz               leave-one-out retrains
     {results_dir}/{exp}/loo/results.json                   leave-one-out bundle (+ loo.png)
+    {results_dir}/{exp}/removal/methods/{method}/k{k}.json   one top-k removal job's retrains
+    {results_dir}/{exp}/removal/baselines/random_k{k}.json   random removal of k examples
+    {results_dir}/{exp}/removal/baselines/full.json        full-data baseline on the removal seeds
+    {results_dir}/{exp}/removal/results.json               top-k removal bundle (+ removal.png)
     {results_dir}/{exp}/pictures/                          diffusion pictures
     {results_dir}/{exp}/scores/{method}/_cache/            curvature fits cached by the method's own
                                                            attribute job (randomized: _cache/randomized/)
@@ -182,6 +186,24 @@ class ExperimentLayout:
     @property
     def tuning_plot(self) -> str:
         return f"{self.root}/tuning.png"
+
+    def removal_run(self, method: str, k) -> str:
+        return f"{self.root}/removal/methods/{method}/k{k}.json"
+
+    def removal_random(self, k) -> str:
+        return f"{self.root}/removal/baselines/random_k{k}.json"
+
+    @property
+    def removal_full(self) -> str:
+        return f"{self.root}/removal/baselines/full.json"
+
+    @property
+    def removal_results(self) -> str:
+        return f"{self.root}/removal/results.json"
+
+    @property
+    def removal_plot(self) -> str:
+        return f"{self.root}/removal/removal.png"
 
     @property
     def pictures(self) -> str:

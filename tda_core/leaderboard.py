@@ -27,7 +27,8 @@ from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_tab
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
            "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
-METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift"]
+METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift",
+                "topk_drop", "brittleness"]
 LOW_SIGNAL_CEILING = 0.5
 
 # What each metric's cell means (shown above its tables).
@@ -45,6 +46,11 @@ METRIC_NOTES = {
     "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
     "randomization": "Model-randomization sanity check: Spearman between the scores of the trained model and of "
                      "a re-initialised one, mean over queries; lower is better (ranked so), passes below 0.5.",
+    "topk_drop": "Top-k removal: mean over the sampled queries and the fresh retrain seeds of f(z_q) of the retrained "
+                 "full-data model minus f(z_q) of the model retrained without the k training examples the method "
+                 "scores most positive for that query; higher is better; CI resamples queries and seeds.",
+    "brittleness": "Median smallest k (of the grid) whose removal flips a correct prediction (seed-mean margin < 0); "
+                   "lower is better (ranked so); queries that never flip count as above the largest k.",
     "loo_shift": "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
                  "split-half = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
 }
@@ -103,8 +109,26 @@ def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFra
     return df.drop(columns=["order", "metric_order"]).reset_index(drop=True)
 
 
-def _metric_order(metric: str) -> int:
+def _metric_order(metric: str) -> float:
+    k = _removal_k(metric)
+    if k is not None:  # topk_drop_k{k}: by k, between topk_drop and the next metric
+        return METRIC_ORDER.index("topk_drop") + k / (1.0 + k)
     return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
+
+
+def _removal_k(metric: str) -> float | None:
+    """k of a top-k removal metric (topk_drop_k{k}), else None."""
+    try:
+        return float(metric[len("topk_drop_k"):]) if metric.startswith("topk_drop_k") else None
+    except ValueError:
+        return None
+
+
+def metric_note(metric: str) -> str:
+    k = _removal_k(metric)
+    if k is not None:
+        return METRIC_NOTES["topk_drop"].replace("the k ", f"the k = {k:g} ")
+    return METRIC_NOTES.get(metric, "")
 
 
 def _row_order(status, value, rank) -> float:
@@ -208,7 +232,8 @@ def overview_table(df: pd.DataFrame, metric: str = "lds") -> pd.DataFrame | None
 
 def cost_table(df: pd.DataFrame) -> pd.DataFrame | None:
     """Attribution wall time (s, per seed file) and peak memory (MB): rows methods, columns experiments."""
-    part = df[df.metric != "loo_shift"].drop_duplicates(["experiment", "method"])
+    removal = df.metric.str.startswith("topk_drop_k") | (df.metric == "brittleness")  # retraining, not attribution
+    part = df[(df.metric != "loo_shift") & ~removal].drop_duplicates(["experiment", "method"])
     if part.empty:
         return None
     cells = [("failed" if st != "ok" else f"{_num(t, 1)} s / {_num(m, 0)} MB")
@@ -293,6 +318,52 @@ def loo_table(bundles: list[dict]) -> pd.DataFrame | None:
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
+REMOVAL_TEXT = (
+    "Per sampled query, the k training examples with the largest scores of the method (averaged over its scoring "
+    "seeds) are removed and the model retrained on fresh seeds (disjoint from the scoring and pruning seeds; the "
+    "full-data step count unless removal.steps says otherwise). drop k=...: f(z_q) of the full-data models retrained "
+    "on the same seeds minus f(z_q) without those k, mean over queries and seeds [95% bootstrap CI resampling both]; "
+    "higher = the method's top examples matter more; ★ = tied with the best at that k (paired bootstrap, Holm). "
+    "random-removal: k random examples per query (the baseline; a useful method beats it). brittleness: median over "
+    "the queries the retrained full-data models classify correctly of the smallest k whose removal flips the "
+    "prediction (margin averaged over seeds < 0) [95% CI]; '>k' when most queries never flip within the grid; lower = "
+    "fewer removals suffice = better. flipped by k: share of those queries flipped. Curve: removal.png per experiment.")
+
+
+def removal_table(bundles: list[dict]) -> pd.DataFrame | None:
+    """Rows experiment / method (variant), columns: the drop at each k, brittleness, the share flipped by each k."""
+    rows: dict[tuple, dict] = {}
+    for b in bundles:
+        for r in b["results"]:
+            k = _removal_k(r.get("metric", ""))
+            if k is None and r.get("metric") != "brittleness":
+                continue
+            cells = rows.setdefault((r["experiment"], row_label(r["method"], r.get("variant") or "")), {})
+            if r.get("status") != "ok":
+                cells["status"] = "failed"
+                continue
+            star = "★" if r.get("tied_with_best") is True else ""
+            if k is not None:
+                cells[f"drop k={k:g}"] = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{star}"
+            elif r.get("value") is None:
+                cells["brittleness (median k)"] = "n/a"
+            else:
+                ks = r.get("ks") or []
+                k_cell = (lambda v: f">{ks[-1]}" if ks and v > ks[-1] else f"{v:g}")  # k_max + 1: censored
+                cells["brittleness (median k)"] = (f"{k_cell(r['value'])} [{k_cell(r['ci_low'])}, "
+                                                   f"{k_cell(r['ci_high'])}]{star} of {r.get('n_eligible')}")
+                for kk, frac in zip(ks, r.get("flipped_fraction") or []):
+                    cells[f"flipped by k={kk}"] = _num(frac, 2)
+    if not rows:
+        return None
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["experiment", "method"])
+    drops = sorted((c for c in table.columns if c.startswith("drop k=")), key=lambda c: float(c[7:]))
+    flips = sorted((c for c in table.columns if c.startswith("flipped by k=")), key=lambda c: float(c[13:]))
+    rest = [c for c in ("brittleness (median k)", "status") if c in table.columns]
+    return table[drops + rest[:1] + flips + rest[1:]].sort_index().fillna("")
+
+
 # -- plot --------------------------------------------------------------------------------------------
 def bar_plot(df: pd.DataFrame, path) -> None:
     """One panel per (metric, experiment): horizontal bars (labels never overlap), best at the top,
@@ -359,7 +430,7 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
                     "the row ran in.", overview))
     ceilings = {b["experiment"]: b.get("noise", {}) for b in bundles}
     for metric in sorted(set(df.metric), key=_metric_order):
-        out.append((2, metric, METRIC_NOTES.get(metric, ""), None))
+        out.append((2, metric, metric_note(metric), None))
         for exp, part in df[df.metric == metric].groupby("experiment", sort=True):
             noise = ceilings.get(exp, {}).get(metric, {}) or _noise_from_rows(part)
             out.append((3, f"{metric} on {exp}", _noise_line(noise), experiment_table(part, metric)))
@@ -377,6 +448,9 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     tuning = tuning_table(tuning_paths or [])
     if tuning is not None:
         out.append((2, TUNING_TITLE, TUNING_TEXT, tuning))
+    removal = removal_table(bundles)
+    if removal is not None:
+        out.append((2, "Top-k removal and brittleness", REMOVAL_TEXT, removal))
     loo = loo_table(bundles)
     if loo is not None:
         out.append((2, "Leave-one-out: how many seeds resolve a LOO mean shift", "", loo))

@@ -96,3 +96,52 @@ def loo_scatter(results: list[dict], experiment: str, path) -> None:
         ax.set_ylabel("actual mean shift (+- 1 SE)", fontsize=8)
     fig.suptitle(f"{experiment}: leave-one-out ({ok[0]['n_seeds'] if ok else '?'} seeds)", fontsize=9)
     save_figure(fig, path)
+
+
+def removal_curve(rows: list[dict], experiment: str, path) -> None:
+    """Top-k removal: mean drop of f(z_q) (95% bootstrap CI) vs k, one line per method (random removal
+    dashed); beside it, the fraction of correctly classified queries whose prediction flipped by k."""
+    drops = [r for r in rows if str(r.get("metric", "")).startswith("topk_drop_k")]
+    flips = [r for r in rows if r.get("metric") == "brittleness" and r.get("status") == "ok"
+             and r.get("value") is not None]
+    fig, axes = panel_grid(2 if flips else 1, 4.8, 3.8)
+    ax = axes[0]
+    lines: dict[str, list[dict]] = {}
+    for r in drops:
+        for name in [r["method"]] + [a.split(" (")[0] for a in filter(None, (r.get("aliases") or "").split(", "))]:
+            lines.setdefault(name, []).append(r)
+    for name, pts in sorted(lines.items()):
+        pts = sorted((r for r in pts if r.get("status") == "ok"), key=lambda r: r["k"])
+        if not pts:
+            ax.plot([], [], label=f"{name}: failed", color="lightgrey")
+            continue
+        v = np.array([r["value"] for r in pts])
+        err = np.array([[r["value"] - r["ci_low"], r["ci_high"] - r["value"]] for r in pts]).T.clip(min=0)
+        style = {"color": "k", "ls": "--"} if name == "random-removal" else {}
+        ax.errorbar([r["k"] for r in pts], v, yerr=err, marker="o", capsize=3, label=name, **style)
+    ax.axhline(0, color="grey", lw=0.5)
+    _k_axis(ax, sorted({r["k"] for r in drops}))
+    ax.set_xlabel("k (training examples removed per query)")
+    ax.set_ylabel("drop of f(z_q): full - retrained (mean, 95% CI)")
+    ax.set_title(f"{experiment}: top-k removal (fresh seeds)", fontsize=9)
+    ax.legend(fontsize=6)
+    if flips:
+        ax = axes[1]
+        for r in sorted(flips, key=lambda r: r["method"]):
+            ax.plot(r["ks"], r["flipped_fraction"], marker="o", label=r["method"],
+                    **({"color": "k", "ls": "--"} if r["method"] == "random-removal" else {}))
+        _k_axis(ax, flips[0]["ks"])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("k")
+        ax.set_ylabel("fraction of correct queries flipped")
+        ax.set_title(f"{experiment}: brittleness", fontsize=9)
+        ax.legend(fontsize=6)
+    save_figure(fig, path)
+
+
+def _k_axis(ax, ks) -> None:
+    """A log k axis ticked at the grid's k (plain numbers, no minor ticks)."""
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    if ks:
+        ax.set_xticks(ks, [f"{k:g}" for k in ks])

@@ -27,7 +27,8 @@ def _templates() -> dict[str, str]:
         "pruning_random": e.pruning_random("{p}"), "pruning_full": e.pruning_full, "pruning_summary": e.pruning_summary,
         "loo": e.loo_measurements, "loo_results": e.loo_results, "pictures": e.pictures + "/",
         "log": e.log("{job}"), "tracking": b.tracking_settings, "curvature": e.curvature_cache("{method}") + "/",
-        "tuning": e.tuning,
+        "tuning": e.tuning, "removal_run": e.removal_run("{method}", "{k}"), "removal_random": e.removal_random("{k}"),
+        "removal_full": e.removal_full, "removal_results": e.removal_results,
     }
 
 
@@ -79,11 +80,14 @@ def test_dry_run_plans_exactly_the_files_the_layout_predicts(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     planned = {line.split("\t")[0] for line in res.stdout.splitlines()[1:] if line.strip()}
     e, b = ExperimentLayout(str(results), "tiny-mlp"), ResultsLayout(str(results))
-    # tiny.yaml: 2 seeds, 8 subsets in shards of 4, methods random, grad_dot, tracin; no pruning / loo
+    # tiny.yaml: 2 seeds, 8 subsets in shards of 4, methods random, grad_dot, tracin; no pruning / loo;
+    # top-k removal of grad_dot's top 4 and 30 (with random removal and the full-data baseline)
     want = {e.config, e.masks, e.groundtruth, e.metrics, b.metric_agreement_plot,
             *(e.model(r) for r in range(2)), *(e.shard(k) for k in range(2)),
             *(e.score_dir(m) for m in ("random", "grad_dot", "tracin")),
-            *(b.leaderboard(x) for x in ("csv", "md", "html", "png"))}
+            *(b.leaderboard(x) for x in ("csv", "md", "html", "png")),
+            *(e.removal_run("grad_dot", k) for k in (4, 30)), *(e.removal_random(k) for k in (4, 30)),
+            e.removal_full, e.removal_results, e.removal_plot}
     assert planned == want
 
 

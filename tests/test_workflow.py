@@ -61,6 +61,25 @@ def test_tiny_workflow_writes_the_leaderboard(tiny_run):
     assert gt["subset"].shape == (8, 2, 12) and gt["full"].shape == (2, 12) and gt["masks"].shape == (8, 120)
 
 
+def test_tiny_workflow_runs_top_k_removal_into_the_leaderboard(tiny_run):
+    res = tiny_run / "results"
+    bundle = load_bundle(res / "tiny-mlp" / "removal" / "results.json")  # the schema accepts it
+    cfg = json.loads((res / "tiny-mlp" / "config.json").read_text())
+    assert bundle["stage"] == "removal" and bundle["config_hash"] == cfg["config_hash"]
+    assert bundle["removal"]["retrain_seeds"] == [2, 3] and len(bundle["removal"]["queries"]) == 3
+    full = json.loads((res / "tiny-mlp" / "removal" / "baselines" / "full.json").read_text())
+    job = json.loads((res / "tiny-mlp" / "removal" / "methods" / "grad_dot" / "k30.json").read_text())
+    assert np.shape(job["measurement"]) == (2, 3) and [len(r) for r in job["removed"]] == [30, 30, 30]
+    drop = np.mean(np.asarray(full["measurement"]) - np.asarray(job["measurement"]))
+    df = pd.read_csv(res / "leaderboard.csv")
+    row = df[(df.metric == "topk_drop_k30") & (df.method == "grad_dot")].iloc[0]
+    assert row.value == pytest.approx(drop) and row.ci_low <= row.value <= row.ci_high
+    assert set(df[df.metric == "topk_drop_k4"].method) == {"grad_dot", "random-removal"}
+    assert set(df[df.metric == "brittleness"].method) == {"grad_dot", "random-removal"}
+    assert "## Top-k removal and brittleness" in (res / "leaderboard.md").read_text()
+    assert "alt='removal.png'" in (res / "leaderboard.html").read_text()
+
+
 def test_wandb_offline_runs_hold_the_logged_metrics(tiny_run):
     res = tiny_run / "results"
     logs = glob.glob(str(res / "wandb" / "offline-run-*" / "run-*.wandb"))

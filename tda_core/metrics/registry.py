@@ -41,7 +41,9 @@ _REFERENCES: dict[str, str] = {
 }
 
 # Metrics where a lower value is better: rank_rows (tda_core.metrics.rows) ranks them by -value.
-_LOWER_IS_BETTER = {"randomization"}
+# brittleness: the bundle metric of the removal stage (tda_core.removal), the smallest k that flips a
+# prediction; not computed by the evaluate stage, so not in _METRICS.
+_LOWER_IS_BETTER = {"randomization", "brittleness"}
 
 
 def known_metrics() -> list[str]:

@@ -18,6 +18,7 @@ def merge_inputs(dirs: list) -> tuple[list[str], list[str], list[str]]:
             raise ConfigError(f"--merge {d}: not a folder")
         every = ExperimentLayout(".", "*")  # the layout's relative paths, any experiment
         found = sorted(d.glob(every.metrics)) + sorted(d.glob(every.loo_results))
+        found += sorted(d.glob(every.removal_results))  # top-k removal bundles
         if not found:
             raise ConfigError(f"--merge {d}: no result bundles (*/metrics.json or */loo/results.json) in it")
         metrics += [str(f) for f in found]
