@@ -18,19 +18,56 @@ has the same step count and batch shapes, so n models cost n times one such proc
 Timing: best of --repeats, the three ways alternating, so load from other processes hits all alike.
 Threads: --threads 1 by default, like the workflow's jobs (`--threads 1`, several jobs side by side).
 The ratio columns are vectorised models/min over the other way's. `max |f diff|` is the largest
-difference between the vectorised and one-at-a-time query measurements: ~1e-6 on the MLP (vmap
-reorders float sums), larger on the ViT and UNet, whose Adam training amplifies round-off (one vs two
-threads alone moves f by as much); a bug shows as a difference of the size of f itself.
+difference between the vectorised and one-at-a-time query measurements: 0 on the MLP at 1 thread
+(~1e-5 with more, where vmap reorders float sums), ~1e-6 on the UNet, O(0.1-1) on the ViT, whose Adam
+training is chaotic in float32 and amplifies round-off (one vs two threads alone moves f by as much):
+on the ViT this column is no bug detector; the trainer's tests compare the two ways on the MLP.
 
-Where the time goes (torch.profiler, 1 thread, vectorised steps; see bench/README or the commit
-messages for the measured numbers): the MLP is overhead-bound (a few hundred tiny ops per step), so
-vmap divides that cost by the number of models. The ViT and the UNet are compute-bound already per
-model: per model-step the vmapped ViT spends most of its time in batched matmuls (attention's
-[M*B*heads, 17, 16] products are too small for efficient GEMM) plus elementwise layer-norm / GELU /
-softmax passes; the UNet in grouped convolutions (vmap turns a stack of conv weights into one conv with
-M groups; its weight gradient is the largest single cost) and group norm. vmap removes per-op
-overhead, not FLOPs, so their vectorised gain over one model at a time is bounded by the overhead
-share of the one-model step.
+Where the time goes (1 thread, this 2-core machine shared with other jobs: load 3-9, so absolute
+times move 2-4x between runs; torch.profiler op self times, whose shares are what count):
+  MLP   overhead-bound: a few hundred tiny ops per step; vmap divides that cost by the number of models.
+  ViT   (timm, 17 tokens x 32 dims, batch 64) one model: ~2100 op calls per step, about half the wall
+        outside the ops (Python, dispatch). vmap over 16 models cuts the outside-ops time ~10x per
+        model, but the matrix products cost the same per model stacked or not (26 vs 24 ms/model-step
+        under the profiler, 39% of the vectorised op time): the linear layers' [M, 1088, 32] x
+        [M, 32, 32..96] and attention's [M*64*2, 17, 16] x [16, 17] products are small-K GEMMs that
+        stacking does not make cheaper. Then elementwise 22% (bias adds and the layer-norm affine, which
+        vmap splits off the norm; GELU), copies/layout 16% (qkv permute, head reshapes), norms 6%,
+        softmax 5%. Fused attention (timm fused_attn / SDPA) does not help: torch.func has no batching
+        rule for the CPU flash kernel (vmap warns and loops per example: 97 vs 56 ms for 8 x 64
+        examples' attention forward+backward) and unvmapped it is still slower than the plain path at
+        17 tokens (68 vs 49 ms).
+  UNet  (diffusers, 8x8 images, 8/16 channels, batch 50) one model: ~7000 op calls per step, ~half the
+        wall outside the ops. Vectorised (16 models) the op time is 46% convolutions: vmap turns the
+        stacked conv weights into one conv with M groups, and mkldnn's grouped conv forward + backward
+        (its backward is the largest single cost) gains only ~2x per model over M separate convs
+        (im2col + bmm and the non-mkldnn conv, measured, are 1.4-5x slower still); elementwise 26%
+        (group-norm affine split off by vmap, SiLU, time embedding), copies 10%.
+        Measured without the profiler (8 steps, 24 models): one at a time 99-112 ms per model-step,
+        vmapped in chunks of 4 / 8 / 24 models 57-64 / 48-59 / 42 ms: 2.4-2.7x in one process.
+  Optimiser: the trainer keeps each model's parameters in one flat vector, so Adam is ~15 vmapped
+  elementwise ops per step instead of ~15 per parameter tensor (the UNet has over 100 tensors, the
+  ViT 32); bit-identical results.
+So the ViT and the UNet cannot reach 5x over one model at a time IN ONE PROCESS on this CPU (their
+FLOPs dominate and vmap removes overhead, not FLOPs); against one model per process, the issue's
+baseline, they do, because every fresh process also pays 3-5 s of startup (interpreter, torch and
+timm / diffusers imports, data) plus first-call costs, 6-9 s per model in all at load 2-3 (more under
+load), which a shard pays once.
+
+Final run (python bench/bench_vectorized_training.py --models 24 --repeats 2; 1 thread):
+    torch 2.14.1+cu130, 1 thread(s), device cpu, best of 2; per process = n x (wall of one fresh process training one model)
+    experiment    params models steps    per process     one-by-one     vectorised vs proc vs one startup max |f diff|
+    digits-mlp      6570     24   160      8.0 /min     98.5 /min   1073.8 /min  133.4x  10.9x    4.6s      0.0e+00
+                                             179.0 s         14.6 s          1.3 s
+    digits-vit     18218     24   120      7.6 /min     26.6 /min     62.4 /min    8.2x   2.3x    3.2s      5.2e-01
+                                             189.9 s         54.1 s         23.1 s
+    digits-ddpm    41609     24    40      5.0 /min     23.1 /min     61.6 /min   12.3x   2.7x    3.9s      2.5e-06
+                                             287.2 s         62.2 s         23.4 s
+    (load 2-3 on the 2 cores during this run; an earlier run at load ~8 gave 86.6x / 9.7x for the
+    MLP / ViT against one model per process and 8.4x / 2.5x against one at a time.) The per-process
+    wall exceeds startup + the one-at-a-time time per model: a fresh process's first run also pays
+    first-call costs (vmap tracing, mkldnn primitive creation, the lazy timm / diffusers import in the
+    model builder), which `startup` (wall minus the child's own train-and-measure time) leaves out.
 """
 from __future__ import annotations
 
