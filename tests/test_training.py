@@ -11,7 +11,7 @@ from tda_core.training import Run, train_models
 from tda_core.training.trainer import run_schedule
 
 
-def _reference_train(exp, run):
+def _reference_train(exp, run, return_optimizer=False):
     """Plain nn.Module + torch.optim on the same batches: the independent truth."""
     cfg = exp.cfg["train"]
     model = exp.build_model(run.seed)
@@ -29,7 +29,8 @@ def _reference_train(exp, run):
         opt.zero_grad()
         F.cross_entropy(model(s.train_x[idx]), s.train_y[idx]).backward()
         opt.step()
-    return {k: v.detach() for k, v in model.named_parameters()}
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    return (params, opt, model) if return_optimizer else params
 
 
 @pytest.mark.parametrize("optimizer,schedule", [("sgd", "constant"), ("adam", "cosine")])
@@ -41,6 +42,22 @@ def test_functional_optimiser_matches_torch_optim(optimizer, schedule):
     ref = _reference_train(exp, run)
     for k in ref:
         torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpointed_optimiser_state_matches_torch_optim_per_parameter():
+    """The trainer steps one flat parameter vector; checkpoints must still hold torch.optim's per-parameter
+    state (exp_avg, exp_avg_sq, step for Adam; momentum_buffer for SGD) under the parameters' names."""
+    for optimizer in ("adam", "sgd"):
+        exp = load_experiment(tiny_config(train={"optimizer": optimizer, "lr": 0.01}), "tiny")
+        last = train_models(exp.cfg, exp.splits, [Run(2)], exp.build_model, exp.task, exp.device,
+                            keep_checkpoints=True)[0].checkpoints[-1]
+        _, opt, model = _reference_train(exp, Run(2), return_optimizer=True)
+        for name, p in model.named_parameters():
+            ref = opt.state[p]
+            for key in ("exp_avg", "exp_avg_sq") if optimizer == "adam" else ("momentum_buffer",):
+                torch.testing.assert_close(last["opt_state"][key][name], ref[key], rtol=1e-4, atol=1e-6)
+        if optimizer == "adam":
+            assert float(last["opt_state"]["step"]) == float(ref["step"]) == last["step"]
 
 
 def test_vectorised_training_equals_one_by_one():
