@@ -131,6 +131,7 @@ def test_tiny_workflow_with_track_both_writes_fixed_seed_rows(tmp_path):
     exp = cfg["experiments"]["tiny-mlp"]
     exp["groundtruth"]["track"] = "both"
     exp["methods"] = ["random", "grad_dot"]
+    exp.pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
     exp["metrics"] = ["lds", "lds_fixed_seed"]
     cfg["tracking"] = {"mode": "none"}
     cfg["results_dir"] = str(tmp_path / "results")

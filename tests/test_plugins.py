@@ -161,6 +161,7 @@ def test_example_plugin_package_reaches_the_leaderboard(repo, tmp_path):
                    .replace("results_dir: results", f"results_dir: {tmp_path / 'results'}")
                    .replace("tracking: {mode: offline, project: tda-bench-tiny}", "tracking: {mode: none}")
                    .replace("shard_size: 4", "shard_size: 8")  # one shard: fewer jobs (process starts)
+                   .replace("removal: {", "# removal: {")  # tiny.yaml's top-k removal is tested in test_workflow
                    .replace("methods: [random, grad_dot, tracin]",
                             "methods: [grad_dot, grad_norm_dot, 'inline_methods:Twice']\n"
                             "    method_options: {grad_norm_dot: {power: 0.5}}"))

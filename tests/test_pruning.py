@@ -307,6 +307,7 @@ def test_tiny_workflow_with_pruning_writes_the_summary(repo, tmp_path):
     cfg["tracking"] = {"mode": "none"}
     # 6 jobs (prepare, train, attribute, full-data and dtda retrains, summary): inside a minute on one core
     cfg["experiments"]["tiny-mlp"].update(methods=["grad_dot"], seeds=1)
+    cfg["experiments"]["tiny-mlp"].pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
     cfg["experiments"]["tiny-mlp"]["pruning"] = {"methods": ["grad_dot"], "percents": [20], "variants": ["dtda"],
                                                  "retrain_seeds": 2, "random_baseline": False}
     (tmp_path / "prune.yaml").write_text(yaml.safe_dump(cfg))

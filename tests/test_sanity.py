@@ -161,6 +161,7 @@ def test_tiny_workflow_runs_the_sanity_check_and_kendall(repo, tmp_path):
     cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
     cfg["tracking"] = {"mode": "none"}
     cfg["experiments"]["tiny-mlp"]["metrics"] = ["lds", "lds_kendall", "randomization"]
+    cfg["experiments"]["tiny-mlp"].pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "1", "results/tiny-mlp/metrics.json"]

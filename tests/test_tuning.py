@@ -141,6 +141,7 @@ def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_p
     exp = cfg["experiments"]["tiny-mlp"]
     # 9 jobs (prepare, train, one shard, gather, 2 attribute, evaluate, tune, leaderboard)
     exp.update(methods=["tracin"], seeds=1, tuning={"tracin": {"last_checkpoints": [1]}})
+    exp.pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
     exp["groundtruth"]["shard_size"] = 8
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
