@@ -19,7 +19,7 @@ import pandas as pd
 from . import io
 from .claims import claims_table
 from .metrics.rows import carried_keys
-from .meta_eval import agreement_tables, heatmap
+from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
 from .meta_eval import summary_line as meta_summary_line
 from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_table
@@ -419,7 +419,8 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
         out.append((2, "Do the metrics agree?",
                     "Spearman rho between the method orderings of two metrics over the rows both rank "
                     "(aliases count as their row), with a 95% bootstrap interval; agree: interval above 0.5, partly: "
-                    "above 0, no agreement shown: the interval covers 0, disagree: below 0. Heatmap: "
+                    "above 0, no agreement shown: the interval covers 0, disagree: below 0; too few rows: fewer than "
+                    f"{MIN_RESAMPLED_ROWS} common rows where rows must be resampled (no interval). Heatmap: "
                     "leaderboard_metric_agreement.png.", None))
         for exp, table in sorted(agreement.items()):
             out.append((3, f"metric agreement on {exp}", meta_summary_line(table), meta_display_table(table)))

@@ -6,7 +6,8 @@ how far the metrics order the methods alike. Interval: where both metrics' boots
 from the same draws (the LDS family: lds, lds_kendall, dlds_*, lds_fixed_seed share the query x subset
 draws of tda_core.metrics.stats.bootstrap_draws), rho is recomputed on every replicate ("paired
 replicates"); otherwise (mislabel AUC, LOO: other resampling units) the common rows themselves are
-resampled ("rows resampled"). Sanity checks (lower is better, e.g. randomization) order nothing and
+resampled ("rows resampled"; fewer than MIN_RESAMPLED_ROWS rows: no interval, verdict "too few rows").
+Sanity checks (lower is better, e.g. randomization) order nothing and
 are left out.
 """
 from __future__ import annotations
@@ -20,6 +21,9 @@ from scipy.stats import spearmanr
 PAIRED_FAMILY = {"lds", "lds_kendall", "dlds_mean", "dlds_variance", "dlds_w2", "lds_fixed_seed"}
 AGREE = 0.5  # a pair agrees when its interval lies above this; partly above 0; disagrees below 0
 MIN_ROWS = 3
+# Resampling rows gives no usable interval from a handful of them: with 4 or 5 rows most replicates repeat
+# rows, and those with two distinct values have rho +-1 (measured: [1.00, 1.00] from 4 rows).
+MIN_RESAMPLED_ROWS = 6
 
 
 def _rows_by_key(bundle: dict) -> dict[str, dict]:
@@ -68,6 +72,10 @@ def agreement(bundle: dict, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame |
             A, B = np.asarray(ra, dtype=float), np.asarray(rb, dtype=float)  # [K, B]
             boots = np.array([_rho(A[:, i], B[:, i]) for i in range(A.shape[1])])
             how = "paired replicates"
+        elif len(keys) < MIN_RESAMPLED_ROWS:
+            rows.append({"metric A": m1, "metric B": m2, "rho": rho, "ci_low": np.nan, "ci_high": np.nan,
+                         "rows": len(keys), "interval": "none", "verdict": "too few rows"})
+            continue
         else:
             rng = np.random.default_rng([seed, 77])
             idx = rng.integers(0, len(keys), size=(n_boot, len(keys)))
@@ -98,7 +106,7 @@ def agreement_tables(bundles: list[dict]) -> dict[str, pd.DataFrame]:
 
 def summary_line(table: pd.DataFrame) -> str:
     parts = []
-    for verdict in ("agree", "partly agree", "no agreement shown", "disagree"):
+    for verdict in ("agree", "partly agree", "no agreement shown", "disagree", "too few rows"):
         pairs = [f"{a} / {b}" for a, b, v in zip(table["metric A"], table["metric B"], table.verdict) if v == verdict]
         if pairs:
             parts.append(f"{verdict}: " + ", ".join(pairs))
@@ -111,9 +119,9 @@ def summary_line(table: pd.DataFrame) -> str:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"metric A": table["metric A"], "metric B": table["metric B"],
-                         "rho [95% CI]": [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, lo, hi in
-                                          zip(table.rho, table.ci_low, table.ci_high)],
+    cells = [f"{r:.2f}" if not np.isfinite(lo) else f"{r:.2f} [{lo:.2f}, {hi:.2f}]"  # too few rows: no interval
+             for r, lo, hi in zip(table.rho, table.ci_low, table.ci_high)]
+    return pd.DataFrame({"metric A": table["metric A"], "metric B": table["metric B"], "rho [95% CI]": cells,
                          "rows": table.rows.astype(str), "interval": table.interval, "verdict": table.verdict})
 
 

@@ -59,3 +59,14 @@ def test_leaderboard_section_and_heatmap(tmp_path):
     md = (out / "l.md").read_text()
     assert "## Do the metrics agree?" in md and "### metric agreement on e" in md
     assert agreement_plot_path(out / "l.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_few_resampled_rows_give_no_interval():
+    """Four methods in common, rows resampled: the bootstrap of 4 rows is degenerate (replicates with two
+    distinct rows have rho +-1), so no interval and no verdict; paired replicates keep theirs."""
+    keep = {f"m{i}" for i in range(4)}
+    rows = [r for r in _bundle()["results"] if r["method"] in keep]
+    table = agreement({"experiment": "e", "results": rows}).set_index(["metric A", "metric B"])
+    few = table.loc[("lds", "mislabel_auc")]
+    assert few.rows == 4 and few.verdict == "too few rows" and np.isnan(few.ci_low) and np.isnan(few.ci_high)
+    assert table.loc[("dlds_mean", "lds")].verdict == "agree"  # 4 rows, but the replicates are paired
