@@ -32,7 +32,7 @@ PACKAGES = ["slurm-wlm", "slurm-client", "munge"]
 TOOLS = ["munged", "munge", "unmunge", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scancel"]
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin"
 # The profile's placeholder partitions; the test cluster has both, on its one node.
-GPU_RULES = {"train_full", "train_shard", "attribute"}
+GPU_RULES = {"train_full", "train_shard", "attribute", "removal_retrain", "removal_random", "removal_full"}
 CPU_RULES = {"prepare", "gather_groundtruth", "evaluate"}
 WORKFLOW_TIMEOUT_S = 420
 
@@ -286,19 +286,26 @@ def test_tiny_workflow_runs_through_slurm_profile(cluster, tmp_path):
     print(f"\nSLURM workflow: {elapsed:.0f}s")
     assert res.returncode == 0, f"snakemake failed ({elapsed:.0f}s):\n{res.stderr[-4000:]}"
 
-    # The leaderboard: every method of the tiny experiment (per-seed and seed-averaged rows), all computed.
+    # The leaderboard: every method of the tiny experiment (per-seed and seed-averaged rows), all computed,
+    # and tiny.yaml's top-k removal rows (its methods and the random-removal baseline).
     tiny = yaml.safe_load(TINY.read_text())["experiments"]["tiny-mlp"]
+    removal = tiny["removal"]
     board = pd.read_csv(results / "leaderboard.csv")
-    assert sorted(set(board["method"])) == sorted(tiny["methods"])
-    assert set(board["variant"]) <= {"per-seed", "seed-averaged", "ensemble", "single"}
-    assert set(board["experiment"]) == {"tiny-mlp"} and set(board["metric"]) == {"lds"}
+    lds = board[board["metric"] == "lds"]
+    assert sorted(set(lds["method"])) == sorted(tiny["methods"])
+    assert set(board["variant"]) <= {"per-seed", "seed-averaged", "ensemble", "single", "baseline"}
+    removal_metrics = {f"topk_drop_k{k:g}" for k in removal["ks"]} | {"brittleness"}
+    assert set(board["experiment"]) == {"tiny-mlp"} and set(board["metric"]) == {"lds"} | removal_metrics
+    assert set(board[board["metric"] != "lds"]["method"]) == set(removal["methods"]) | {"random-removal"}
     assert (board["status"] == "ok").all(), board[["method", "reason"]]
-    assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in board["value"])  # Spearman correlations
+    assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in lds["value"])  # Spearman correlations
 
     # Every non-local job went through SLURM, with the profile's partition and GPU request.
     jobs = cluster.jobs()
-    n_jobs = 1 + tiny["seeds"] + 2 + 1 + len(tiny["methods"]) + 1
-    assert len(jobs) == n_jobs, jobs  # prepare, train_full x2, shards x2, gather, attribute x3, evaluate
+    n_removal = len(removal["ks"]) * (len(removal["methods"]) + 1) + 1  # per (method, k), random per k, full
+    n_jobs = 1 + tiny["seeds"] + 2 + 1 + len(tiny["methods"]) + 1 + n_removal
+    # prepare, train_full x2, shards x2, gather, attribute x3, evaluate; removal retrains (the summary is local)
+    assert len(jobs) == n_jobs, jobs
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     for j in jobs:
         if j["rule"] in GPU_RULES:
