@@ -14,7 +14,7 @@ rule attribute:
     params:
         seeds=lambda w: " ".join(map(str, score_seeds(w.exp, w.method))),
         targets=lambda w: " ".join(score_targets(w.exp, w.method)),
-        options=lambda w: json.dumps(method_options(EXPERIMENTS[w.exp], w.method)),
+        options=lambda w: json.dumps(method_options(EXPERIMENTS[w.exp], w.method), sort_keys=True),
         self_examples=lambda w: experiment_block(EXPERIMENTS[w.exp], "mislabel")["max_examples"],
     log:
         L("{exp}").log("attribute_{method}"),

@@ -6,7 +6,7 @@ rule prepare:
         config=L("{exp}").config,
         masks=L("{exp}").masks,
     params:
-        experiment=lambda w: json.dumps(shared_experiment_config(EXPERIMENTS[w.exp])),
+        experiment=lambda w: json.dumps(shared_experiment_config(EXPERIMENTS[w.exp]), sort_keys=True),
     log:
         L("{exp}").log("prepare"),
     conda:

@@ -13,7 +13,7 @@ rule diffusion_pictures:
                labels={"experiment": "{exp}", "figure": "{name}"}),
     params:
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
-        pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}),
+        pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}, sort_keys=True),
     log:
         L("{exp}").log("diffusion_pictures"),
     conda:

@@ -9,7 +9,7 @@ rule loo_train:
     output:
         L("{exp}").loo_measurements,
     params:
-        options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"]),
+        options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"], sort_keys=True),
     log:
         L("{exp}").log("loo_train"),
     conda:

@@ -13,7 +13,7 @@ rule tune:
         json=L("{exp}").tuning,
         png=L("{exp}").tuning_plot,
     params:
-        grid=lambda w: json.dumps(tuning_grid(w.exp)),
+        grid=lambda w: json.dumps(tuning_grid(w.exp), sort_keys=True),
     log:
         L("{exp}").log("tune"),
     conda:

@@ -148,6 +148,21 @@ def test_changing_tracking_reruns_nothing(repo, tiny_run, tmp_path):
     assert json.loads((tiny_run / "results" / ".tracking.json").read_text())["mode"] == "offline"
 
 
+def test_reordering_the_config_keys_reruns_nothing(repo, tiny_run, tmp_path):
+    """The same config written with its keys in another order (yaml.safe_dump sorts them) is the same
+    config: rule params are canonical JSON (sort_keys), so a params change means a value changed."""
+    import yaml
+
+    tiny = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
+    cfg = tmp_path / "sorted.yaml"
+    cfg.write_text(yaml.safe_dump(tiny, sort_keys=True))
+    exp = tiny["experiments"]["tiny-mlp"]
+    assert list(exp) != sorted(exp) and list(exp["dataset"]) != sorted(exp["dataset"])  # the order does change
+    r = snakemake(repo, tiny_run, "-n", configfile=cfg)
+    out = r.stdout + r.stderr
+    assert "Nothing to be done" in out, planned_jobs(out)
+
+
 def test_planned_jobs_parses_the_dry_run_table():
     out = "Job stats:\njob           count\n----------  -------\ntrain_full        2\nall               1\ntotal             3\n"
     assert planned_jobs(out) == {"train_full": 2, "all": 1}
