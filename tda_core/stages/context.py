@@ -16,7 +16,6 @@ from ..training import Run, build_optimizer
 from ..training.trainer import run_schedule, task_generator
 
 
-
 def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: int | None = None) -> AttributionContext:
     """The context of `exp` for `seeds` (the query target). `cache_dir`: where fitted curvature is
     cached (the attribute stage: inside the method's own score directory); None = no caching.
