@@ -64,20 +64,21 @@ class Experiment:
     def model_path(self, seed: int) -> Path:
         return Path(self.layout.model(seed))
 
-    target: str = "query"  # which examples the scores explain (tda_core.targets; views set it)
-    query_index = None  # train_self views: the training indices of the queries
-
-    def scores_path(self, method: str, seed: int | str, target: str | None = None) -> Path:
-        return Path(self.layout.score_file(method, target or self.target, seed, ".npy"))
+    def scores_path(self, method: str, seed: int | str, target: str = "query") -> Path:
+        return Path(self.layout.score_file(method, target, seed, ".npy"))
 
     def groundtruth_path(self) -> Path:
         return Path(self.layout.groundtruth)
 
-    def load_checkpoints(self, seed: int) -> list[dict]:
+    def load_model_file(self, seed: int) -> tuple[list[dict], dict]:
+        """(checkpoints, meta) of seed `seed`'s model file, read once."""
         blob = io.load_torch(self.model_path(seed), expect_hash=self.hash)
         if "checkpoints" not in blob:
             raise ArtifactError(f"{self.model_path(seed)} holds no checkpoints")
-        return blob["checkpoints"]
+        return blob["checkpoints"], blob["meta"]
+
+    def load_checkpoints(self, seed: int) -> list[dict]:
+        return self.load_model_file(seed)[0]
 
     def load_model_meta(self, seed: int) -> dict:
         return io.load_torch(self.model_path(seed), expect_hash=self.hash)["meta"]

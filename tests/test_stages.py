@@ -228,7 +228,8 @@ def test_two_stage_source_with_many_segments_approaches_unrolled(tmp_path):
     pools = [stage_pools[0] if g[-1] <= 6 else stage_pools[1] for g in segs]
     ggn = pearson(_dense_source(exp, exact_ggn, segs, pools))
     meta_no_pools = {k: v for k, v in meta.items() if k != "pools"}
-    exp.load_model_meta = lambda seed: meta_no_pools
+    load_model_file = exp.load_model_file
+    exp.load_model_file = lambda seed: (load_model_file(seed)[0], meta_no_pools)
     old = get_method("source")(n_segments=12, n_fisher_samples=8, cache=False).score(build_context(exp, [0]))
     old = (pearson(old), spearman(old))
     print(f"L=12: GGN stage-aware {ggn:.4f}; `source` stage-unaware (no pools) {old[0]:.4f}/{old[1]:.4f}")

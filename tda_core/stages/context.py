@@ -24,7 +24,8 @@ def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: i
     optimizer = build_optimizer(exp.cfg["train"])
 
     def load_trajectory(seed: int) -> Trajectory:
-        return trajectory_of(seed, exp.load_checkpoints(seed), exp.load_model_meta(seed), s.n_train, optimizer,
+        checkpoints, meta = exp.load_model_file(seed)  # one read of the model file
+        return trajectory_of(seed, checkpoints, meta, s.n_train, optimizer,
                              replay=lambda: recorded_schedule(exp.cfg, seed, s.n_train))
 
     return AttributionContext(
