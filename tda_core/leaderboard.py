@@ -288,11 +288,10 @@ def _ci_text(d: dict, key: str) -> str:
 
 OVERVIEW_TEXT = (
     "Cells: LDS #rank in that experiment's table (★ tied with the best). Rows are ranked only over the shared "
-    "experiments: the experiments that every ranked row ran on (chosen to use the most values: experiments x rows). "
-    "overview rank / mean rank percentile: the mean over the shared experiments of the row's percentile among the "
-    "ranked rows (1 = best there, 0 = worst); ran on: in how many of the experiments the row has a ranked value. "
-    "Rows that miss a shared experiment are listed with their values, unranked, with the reason: a row that ran on "
-    "fewer experiments never outranks one that ran on more by missing the hard ones.")
+    "experiments, which every ranked row ran on (the set that uses the most values, experiments x rows): mean over "
+    "them of the row's rank percentile among the ranked rows (1 = best, 0 = worst), so no row gains from the "
+    "experiments it skipped. ran on: experiments where the row has a ranked value. Rows missing a shared experiment "
+    "are listed with their values, unranked, with the reason.")
 
 
 def _ranked_cells(df: pd.DataFrame, metric: str) -> pd.DataFrame:
