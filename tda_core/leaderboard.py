@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import io
 from .claims import claims_table
+from .formatting import format_p
 from .metrics.rows import carried_keys
 from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
@@ -61,8 +62,10 @@ LEGEND = [
     "**reliability** (r1): how well one seed's retrained models agree with another seed's: mean over seed "
     "pairs and queries of the Spearman across subsets (clipped at 0).",
     "**ceiling**: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against this "
-    "target, sqrt(R' r1 / (1 + (R'-1) r1)) with R' seeds per subset (Spearman-Brown, then attenuation); 0 "
-    "when r1 is not distinguishable from 0. Per-seed rows whose model shares its seed with subset models "
+    "target, sqrt(R' r1 / (1 + (R'-1) r1)) with R' seeds per subset (Spearman-Brown, then attenuation); "
+    "*not resolved* (no number, no line in the plot) when the 95% CI of r1 includes 0: the ground truth cannot "
+    "say how high an LDS it allows, which is not a ceiling of 0. Per-seed rows whose model shares its seed "
+    "with subset models "
     "(seed 0, 1, ... train both) can exceed it. Experiments with a ceiling under 0.5 are flagged *low signal*.",
     "**split-half reliability** (variance, W2, LOO): the same metric between two halves of the seeds; "
     "Spearman-Brown does not apply to those.",
@@ -73,6 +76,10 @@ LEGEND = [
     "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
     "every seed. **models**: trained models the scores used (1 or R).",
     "**aliases**: other methods whose scores are identical for this metric (one row for all of them).",
+    "**p**: a p-value; '< 0.001' when below 0.001 (a bootstrap p of 0 only says 'below 1/B', never 'exactly 0').",
+    "Overview: **overview rank** and **mean rank percentile** (1 = best in every shared experiment, 0 = worst) over "
+    "the *shared experiments*, the ones every ranked row ran on; **ran on**: k of n = the row has a ranked value in "
+    "k of the n experiments; **not ranked because**: why a row (values shown) is left out of the ranking.",
     "**note**: e.g. a method that cannot follow the training stages of a multi-stage run and uses all N examples.",
     "Attribution wall time is the attribute job's, per seed file, the same in every table of an experiment.",
 ]
@@ -100,6 +107,9 @@ def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFra
     for c in ("value", "ci_low", "ci_high", "ceiling", "reliability", "split_half_reliability", "wall_time_s",
               "peak_memory_mb", "p_vs_best_adjusted"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
+    # a ceiling the ground truth cannot resolve is no number (stats reports it as 0.0): an empty CSV cell
+    resolved = [ceiling_state(r)[0] is not None for b in bundles for r in b["results"]]
+    df["ceiling"] = df.ceiling.where(resolved)
     for c in ("variant", "aliases", "note", "reason"):
         df[c] = df[c].fillna("")
     df["track"] = [metric_track(m) for m in df.metric]
@@ -143,6 +153,73 @@ def _row_order(status, value, rank) -> float:
 # -- cells -------------------------------------------------------------------------------------------
 def _num(x, digits: int = 3) -> str:
     return "" if x is None or not np.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+
+def _finite(x) -> bool:
+    try:
+        return x is not None and bool(np.isfinite(float(x)))
+    except (TypeError, ValueError):
+        return False
+
+
+def ceiling_state(noise) -> tuple[float | None, str | None]:
+    """(ceiling, None) when the ground truth resolves its noise ceiling; (None, why) when it does not;
+    (None, None) for a metric without one (no ceiling and no reliability: Kendall, fixed-seed, W2, ...).
+
+    Not resolved: the ceiling is missing / not finite / 0, or the 95% CI of the single-seed reliability
+    includes 0 (stats reports that as ceiling 0.0 with a "no reliable signal" note): a line at 0 or
+    "ceiling 0.000" would read as a measured ceiling of 0. `noise`: a noise dict or a board row."""
+    get = noise.get
+    ceiling, r1_low, note = get("ceiling"), get("reliability_ci_low"), get("target_note")
+    note = note if isinstance(note, str) else ""
+    if not _finite(ceiling) and not _finite(get("reliability")):
+        return None, None
+    if _finite(ceiling) and float(ceiling) > 0 and not (_finite(r1_low) and float(r1_low) <= 0):
+        return float(ceiling), None
+    if not note or note.startswith("no reliable signal"):
+        note = "the 95% CI of the reliability r1 includes 0"
+    return None, note
+
+
+def ceiling_cell(noise: dict, with_ci: bool = True) -> str:
+    """The ceiling as board text: '0.899 [0.770, 0.964]', or 'not resolved (why; at most x)'."""
+    ceiling, why = ceiling_state(noise)
+    if ceiling is not None:
+        return _ci_text(noise, "ceiling") if with_ci else f"{ceiling:.3f}"
+    if why is None:
+        return "n/a"
+    high = noise.get("ceiling_ci_high")
+    return f"not resolved ({why}" + (f"; at most {float(high):.2f})" if _finite(high) and float(high) > 0 else ")")
+
+
+def is_p_column(name) -> bool:
+    """A table column that holds p-values ('p', 'p (Holm)', 'p_vs_best', 'p-value', ...)."""
+    name = " ".join(map(str, name)) if isinstance(name, tuple) else str(name)
+    name = name.strip().lower()
+    return name == "p" or name.startswith(("p ", "p (", "p_", "p-value", "p value", "adjusted p"))
+
+
+def format_p_columns(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Every p-value cell of a displayed table through formatting.format_p ('< 0.001', never '0'): numbers and
+    number-like text ('0', '1.2e-05'); cells already formatted ('< 0.001', 'n/a', '') are left as they are."""
+    if table is None:
+        return None
+    columns = [c for c in table.columns if is_p_column(c)]
+    if not columns:
+        return table
+    table = table.copy()
+    for c in columns:
+        table[c] = [_p_text(x) for x in table[c]]
+    return table
+
+
+def _p_text(x):
+    if isinstance(x, str):
+        try:
+            return format_p(float(x)) if x.strip() else x
+        except ValueError:
+            return x
+    return format_p(x) if isinstance(x, (int, float, np.number)) and not isinstance(x, bool) else x
 
 
 def value_cell(row) -> str:
@@ -189,13 +266,12 @@ def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
         if not noise:
             continue
         power = b.get("power") or {}
-        ceiling = noise.get("ceiling")
+        ceiling = ceiling_state(noise)[0]
         rows[b["experiment"]] = {
             "scenario": b.get("scenario", ""),
             "subsets x seeds": f"{b.get('n_subsets', '?')} x {b.get('seeds_per_subset', '?')}",
             "reliability r1 [CI]": _ci_text(noise, "reliability"),
-            "LDS ceiling [CI]": (_ci_text(noise, "ceiling") if not noise.get("target_note")
-                                 else f"not resolved (r1 CI includes 0; at most {noise.get('ceiling_ci_high', float('nan')):.2f})"),
+            "LDS ceiling [CI]": ceiling_cell(noise),
             "signal": "low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok",
             "for CI half-width 0.03 and ceiling 0.7": power.get("note", ""),
         }
@@ -210,23 +286,93 @@ def _ci_text(d: dict, key: str) -> str:
     return f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
 
 
+OVERVIEW_TEXT = (
+    "Cells: LDS #rank in that experiment's table (★ tied with the best). Rows are ranked only over the shared "
+    "experiments, which every ranked row ran on (the set that uses the most values, experiments x rows): mean over "
+    "them of the row's rank percentile among the ranked rows (1 = best, 0 = worst), so no row gains from the "
+    "experiments it skipped. ran on: experiments where the row has a ranked value. Rows missing a shared experiment "
+    "are listed with their values, unranked, with the reason.")
+
+
+def _ranked_cells(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One record per (row label, experiment) of the metric's ok rows, aliases carried as their row's label."""
+    part = df[(df.metric == metric) & (df.status == "ok")]
+    records = []
+    for _, r in part.iterrows():
+        rank = pd.to_numeric(r["rank"], errors="coerce")
+        for method, variant in carried_keys(r):
+            records.append({"row": row_label(method, variant), "experiment": r.experiment, "value": r.value,
+                            "rank": rank, "tied": r.tied_with_best is True})
+    cells = pd.DataFrame(records, columns=["row", "experiment", "value", "rank", "tied"])
+    return cells.drop_duplicates(["row", "experiment"])
+
+
+def shared_experiments(coverage: dict[str, frozenset]) -> frozenset:
+    """The experiment set the overview ranks over: among the intersections of the rows' coverage sets (the
+    sets some group of rows all ran on), the one that uses the most values, |set| x (rows that ran on all
+    of it), at least two rows; ties: the larger set, then by name. Empty when no two rows share an experiment."""
+    candidates = {c for c in coverage.values() if c}
+    while True:  # close under intersection (few experiments: a handful of sets)
+        more = {a & b for a in candidates for b in candidates if a & b} - candidates
+        if not more:
+            break
+        candidates |= more
+    best, best_key = frozenset(), None
+    for s in candidates:
+        n_rows = sum(1 for c in coverage.values() if s <= c)
+        if n_rows < 2:
+            continue
+        key = (len(s) * n_rows, len(s), tuple(sorted(s)))
+        if best_key is None or key > best_key:
+            best, best_key = s, key
+    return best
+
+
 def overview_table(df: pd.DataFrame, metric: str = "lds") -> pd.DataFrame | None:
-    """Rows (method, variant), columns experiments, cells 'value rank★'; rows by mean rank percentile over
-    the experiments each row was ranked in (not over experiments it did not run)."""
-    part = df[(df.metric == metric) & (df.status == "ok")].copy()
-    if part.empty:
+    """Rows (method, variant), columns experiments, cells 'value #rank★'; ranked by the mean rank percentile
+    over the shared experiments (`shared_experiments`), which every ranked row ran on. Columns: overview rank,
+    mean rank percentile, ran on (k of n), one per experiment, not ranked because. `attrs`: shared, experiments."""
+    from scipy.stats import rankdata
+
+    cells = _ranked_cells(df, metric)
+    if cells.empty:
         return None
-    part["row"] = [row_label(m, v) for m, v in zip(part.method, part.variant)]
-    n_ranked = part.groupby("experiment")["rank"].transform(lambda s: s.notna().sum())
-    ranks = pd.to_numeric(part["rank"], errors="coerce")
-    part["pct"] = np.where(n_ranked > 1, 1 - (ranks - 1) / (n_ranked - 1).clip(lower=1), 1.0)
-    part["cell"] = [("n/a" if not np.isfinite(v) else f"{v:.3f} #{int(r)}" + ("★" if t is True else ""))
-                    if r is not None and np.isfinite(float(r)) else "n/a"
-                    for v, r, t in zip(part.value, ranks, part.tied_with_best)]
-    table = part.pivot_table(index="row", columns="experiment", values="cell", aggfunc="first")
-    order = part.groupby("row")["pct"].mean().sort_values(ascending=False, kind="stable")
-    table = table.loc[order.index].fillna("")
-    table.insert(0, "mean rank percentile", order.round(2).astype(str))
+    ranked = cells[np.isfinite(cells["rank"].to_numpy(dtype=float))]
+    experiments = sorted(set(ranked.experiment))
+    coverage = {row: frozenset(ranked.experiment[ranked.row == row]) for row in dict.fromkeys(cells.row)}
+    shared = shared_experiments(coverage)
+    compared = [row for row, c in coverage.items() if shared and shared <= c]
+    pct = pd.DataFrame(index=compared, columns=sorted(shared), dtype=float)
+    for exp in sorted(shared):  # percentile among the compared rows only, each shared experiment weighted alike
+        here = ranked[(ranked.experiment == exp) & ranked.row.isin(compared)].set_index("row")["rank"]
+        r = rankdata(here.loc[compared].to_numpy(dtype=float), method="average")
+        pct[exp] = 1 - (r - 1) / (len(compared) - 1) if len(compared) > 1 else 1.0
+    score = pct.mean(axis=1).sort_values(ascending=False, kind="stable")
+    rank_of = pd.Series(rankdata(-score.to_numpy(), method="min").astype(int), index=score.index)
+    rest = sorted((row for row in coverage if row not in rank_of.index),
+                  key=lambda row: (-len(coverage[row]), row))
+    text = [("n/a" if not np.isfinite(v) else f"{v:.3f} #{int(r)}" + ("★" if t else "")) if np.isfinite(r) else "n/a"
+            for v, r, t in zip(cells.value, cells["rank"], cells.tied)]
+    grid = cells.assign(cell=text).pivot_table(index="row", columns="experiment", values="cell", aggfunc="first")
+    table = grid.reindex(index=list(score.index) + rest).fillna("")
+
+    def why(row) -> str:
+        if row in rank_of.index:
+            return ""
+        if not shared:
+            return "no experiment is shared by two ranked rows"
+        missing = sorted(shared - coverage[row])
+        return f"no ranked value on {', '.join(missing)} (shared by the ranked rows)"
+
+    table.insert(0, "ran on", [f"{len(coverage[row])} of {len(experiments)}" for row in table.index])
+    table.insert(0, "mean rank percentile", [f"{score[row]:.2f}" if row in score.index else "" for row in table.index])
+    table.insert(0, "overview rank", [str(rank_of[row]) if row in rank_of.index else "" for row in table.index])
+    reasons = [why(row) for row in table.index]
+    if any(reasons):
+        table["not ranked because"] = reasons
+    table.index.name = "row"
+    table.columns.name = None
+    table.attrs.update(shared=sorted(shared), experiments=experiments)
     return table
 
 
@@ -367,7 +513,8 @@ def removal_table(bundles: list[dict]) -> pd.DataFrame | None:
 # -- plot --------------------------------------------------------------------------------------------
 def bar_plot(df: pd.DataFrame, path) -> None:
     """One panel per (metric, experiment): horizontal bars (labels never overlap), best at the top,
-    95% CIs, tied-with-best rows dark, the ceiling as a dashed line."""
+    95% CIs, tied-with-best rows dark, the ceiling as a dashed line where the ground truth resolves it
+    (collect: a finite ceiling); 'ceiling not resolved' in the title, and no line, where it does not."""
     from .plots import panel_grid, save_figure
 
     panels = [(m, e) for (_, m, e), _ in df.assign(mo=[_metric_order(m) for m in df.metric])
@@ -387,12 +534,14 @@ def bar_plot(df: pd.DataFrame, path) -> None:
         labels = [row_label(m, v) + ("" if o else " (failed)" if st != "ok" else " (n/a)")
                   for m, v, o, st in zip(part.method, part.variant, ok, part.status)]
         ax.set_yticks(y, labels, fontsize=6)
-        ceiling = part.ceiling.dropna()
+        ceiling = part.ceiling[(part.status == "ok") & (part.ceiling > 0)]  # collect: unresolved -> nan
+        unresolved = ceiling.empty and (part.status == "ok").any() and part.reliability.notna().any()
         if len(ceiling):
             ax.axvline(float(ceiling.iloc[0]), ls="--", color="k", lw=1, label="ceiling")
             ax.legend(fontsize=6, loc="lower right")
         ax.axvline(0, color="grey", lw=0.5)
-        ax.set_title(f"{exp}: {metric} (dark = tied with best)", fontsize=8)
+        ax.set_title(f"{exp}: {metric} (dark = tied with best"
+                     + ("; ceiling not resolved)" if unresolved else ")"), fontsize=8)
         ax.tick_params(axis="x", labelsize=6)
     save_figure(fig, path)
 
@@ -426,9 +575,10 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
             out.append((3, f"metric agreement on {exp}", meta_summary_line(table), meta_display_table(table)))
     overview = overview_table(df)
     if overview is not None:
-        out.append((2, "Overview: LDS by experiment",
-                    "Cells: LDS #rank (★ tied with the best). Rows by mean rank percentile over the experiments "
-                    "the row ran in.", overview))
+        shared, experiments = overview.attrs["shared"], overview.attrs["experiments"]
+        scope = (f" Ranked over {len(shared)} of {len(experiments)} experiments: {', '.join(shared)}."
+                 if shared else " No experiment is shared by two ranked rows: nothing is ranked.")
+        out.append((2, "Overview: LDS by experiment", OVERVIEW_TEXT + scope, overview))
     ceilings = {b["experiment"]: b.get("noise", {}) for b in bundles}
     for metric in sorted(set(df.metric), key=_metric_order):
         out.append((2, metric, metric_note(metric), None))
@@ -458,7 +608,8 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     cost = cost_table(df)
     if cost is not None:
         out.append((2, "Cost of attribution", "Wall time per seed file and peak memory of the attribute job.", cost))
-    return out
+    # one rule for every p printed (Markdown, HTML, W&B tables): '< 0.001', never '0'
+    return [(level, title, text, format_p_columns(table)) for level, title, text, table in out]
 
 
 def _noise_from_rows(part: pd.DataFrame) -> dict:
@@ -473,12 +624,15 @@ def _noise_line(noise: dict) -> str:
     parts = []
     if noise.get("reliability") is not None:
         parts.append(f"reliability r1 {noise['reliability']:.3f}")
-    if noise.get("ceiling") is not None:
-        flag = " (low signal)" if noise["ceiling"] < LOW_SIGNAL_CEILING else ""
-        parts.append(f"ceiling {noise['ceiling']:.3f}{flag}")
+    ceiling, why = ceiling_state(noise)
+    if ceiling is not None:
+        flag = " (low signal)" if ceiling < LOW_SIGNAL_CEILING else ""
+        parts.append(f"ceiling {ceiling:.3f}{flag}")
+    elif why is not None:
+        parts.append(f"ceiling {ceiling_cell(noise)} (low signal)")
     if noise.get("split_half_reliability") is not None:
         parts.append(f"split-half reliability {noise['split_half_reliability']:.3f}")
-    if noise.get("target_note"):
+    if noise.get("target_note") and why is None:  # an unresolved ceiling's note is in its cell
         parts.append(noise["target_note"])
     return "Ground truth: " + ", ".join(parts) + "." if parts else ""
 
