@@ -362,7 +362,7 @@ def overview_table(df: pd.DataFrame, metric: str = "lds") -> pd.DataFrame | None
         if not shared:
             return "no experiment is shared by two ranked rows"
         missing = sorted(shared - coverage[row])
-        return f"no ranked value on {', '.join(missing)} (shared by the ranked rows)"
+        return f"no ranked value on {', '.join(missing)}"
 
     table.insert(0, "ran on", [f"{len(coverage[row])} of {len(experiments)}" for row in table.index])
     table.insert(0, "mean rank percentile", [f"{score[row]:.2f}" if row in score.index else "" for row in table.index])
