@@ -518,18 +518,21 @@ CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value):
-    """A text cell that a spreadsheet would evaluate gets a leading single quote; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(CSV_FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """A text cell that a spreadsheet would evaluate gets a leading single quote; numbers stay numbers.
+    A carriage return becomes a line feed: the CSV writer quotes a cell with a line feed, but not one with
+    a lone CR, which a reader takes for the end of the row (and the rest for a new, unescaped cell)."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + value if value.startswith(CSV_FORMULA_PREFIXES + ("\n",)) else value
 
 
 def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     """The board for leaderboard.csv: every text cell through `csv_cell`, numeric columns untouched."""
     out = df.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = [csv_cell(v) for v in out[column]]
+        if not (pd.api.types.is_numeric_dtype(out[column]) or pd.api.types.is_bool_dtype(out[column])):
+            out[column] = pd.Series([csv_cell(v) for v in out[column]], index=out.index, dtype=object)
     return out
 
 
