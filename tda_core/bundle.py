@@ -451,7 +451,7 @@ def _archive_members(archive):
                 if info.is_dir():
                     _member_name(archive, info.filename.rstrip("/"))
                     continue
-                if mode and not _stat.S_ISREG(mode):
+                if _stat.S_IFMT(mode) not in (0, _stat.S_IFREG):  # type bits (0: none written, a file)
                     raise ArtifactError(f"{archive}: member {info.filename!r} is a link or special file; refused")
                 yield info.filename, info.file_size, lambda info=info: zf.open(info)
         return
