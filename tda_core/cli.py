@@ -1,6 +1,8 @@
 """`tda`: the command line the Snakemake rules call (one sub-command per stage).
 
-User errors (bad config, missing or corrupted files, unknown names) print one line and exit 2.
+User errors (bad config, missing or corrupted files, unknown names) print one line and exit 2; any other
+exception prints one line (its class, message and where the traceback went: the --log file the
+workflow's rules pass, else a temporary file) and exits 1.
 """
 from __future__ import annotations
 

@@ -69,7 +69,8 @@ def _merged_file(root: Path, path: Path) -> bool:
         raise ArtifactError(f"--merge {root}: {current} is {io.file_kind(st.st_mode)}, not a regular file; refused")
     if st.st_size > io.MAX_JSON_BYTES:
         raise ArtifactError(f"--merge {root}: {current} is {st.st_size / 2**20:.1f} MiB, more than the "
-                            f"{io.MAX_JSON_BYTES / 2**20:g} MiB a bundle may have (tda_core.io.MAX_JSON_BYTES); refused")
+                            f"{io.MAX_JSON_BYTES / 2**20:g} MiB a bundle may have (tda_core.io.MAX_JSON_BYTES); "
+                            "refused")
     return True
 
 
