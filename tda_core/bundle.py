@@ -105,7 +105,7 @@ def read_json_object(path) -> dict:
     from . import io
 
     try:
-        blob = io.read_json(path)
+        blob = io.read_json(path, follow_links=False)  # a bundle is a regular file, never a link to one
     except RecursionError:
         raise ArtifactError(f"corrupted JSON file {path}: nested too deeply") from None
     except OSError as e:
@@ -128,12 +128,62 @@ def load_bundle(path) -> dict:
         blob = {"experiment": blob.get("experiment"), "results": rows}
     _check_names(blob, path)
     _schema_check(blob, path)
-    for row in blob["results"]:
+    for i, row in enumerate(blob["results"]):
         row.setdefault("experiment", blob["experiment"])
         if row["experiment"] != blob["experiment"]:
             raise ArtifactError(f"{path}: a row of experiment {row['experiment']!r} in the bundle of "
                                 f"experiment {blob['experiment']!r}")
+        check_row_numbers(row, f"{path}: row {i} ({_row_name(row)})")
     return blob
+
+
+# A row's CI must be the percentile interval of its own replicates (what every metric writes:
+# tda_core.metrics.stats._percentile_ci), up to this fraction of the replicates' range (other
+# quantile interpolations differ by about one gap between order statistics, ~range / B).
+REPLICATE_TOLERANCE = 0.01
+CI_LEVEL = 0.95
+
+
+def _row_name(row: dict) -> str:
+    return "/".join(str(row.get(k)) for k in ("experiment", "metric", "method")) + (
+        f" ({row['variant']})" if row.get("variant") else "")
+
+
+def check_row_numbers(row: dict, where: str) -> None:
+    """Numbers of a board row that can be believed: no infinite value, CI or replicate; a NaN value only
+    on an unranked (n/a) row; a finite value inside the range of its replicates, and its CI the 95%
+    percentile interval of those replicates (REPLICATE_TOLERANCE). ArtifactError naming `where`."""
+    import math
+
+    import numpy as np
+
+    for key in ("value", "ci_low", "ci_high"):
+        x = row.get(key)
+        if isinstance(x, float) and math.isinf(x):
+            raise ArtifactError(f"{where}: {key} is {x}; a board number must be finite")
+    reps = row.get("replicates")
+    reps = np.asarray(reps if reps else [], dtype=np.float64)
+    if np.isinf(reps).any():
+        raise ArtifactError(f"{where}: an infinite bootstrap replicate")
+    value = row.get("value")
+    if isinstance(value, float) and math.isnan(value):
+        if row.get("rank") is not None or row.get("tied_with_best") is True:
+            raise ArtifactError(f"{where}: value is NaN but the row is ranked; a NaN value is an n/a row")
+        return
+    finite = reps[np.isfinite(reps)]
+    if value is None or row.get("status") != "ok" or not len(finite):
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    tol = REPLICATE_TOLERANCE * (hi - lo) + 1e-9 * max(1.0, abs(lo), abs(hi))
+    if not lo - tol <= value <= hi + tol:
+        raise ArtifactError(f"{where}: value {value:.6g} lies outside its {len(finite)} bootstrap replicates "
+                            f"[{lo:.6g}, {hi:.6g}]; the replicates contradict the value")
+    ci = np.quantile(finite, [(1 - CI_LEVEL) / 2, (1 + CI_LEVEL) / 2])
+    for key, recomputed in zip(("ci_low", "ci_high"), ci):
+        given = row.get(key)
+        if given is None or not math.isfinite(given) or abs(given - recomputed) > tol:
+            raise ArtifactError(f"{where}: {key} {given} is not the {CI_LEVEL:.0%} percentile interval of its "
+                                f"bootstrap replicates ({recomputed:.6g}); the replicates contradict the CI")
 
 
 def _check_names(blob: dict, path) -> None:
@@ -160,6 +210,13 @@ def load_pruning_summary(path) -> dict:
             if row.get("method") not in PRUNING_BASELINES and "method" in row:
                 _check_name(row["method"], "method", path)
     _schema_check(blob, path, "pruning_summary", "pruning summary")
+    import math
+
+    for i, row in enumerate(blob["rows"]):
+        numbers = [row.get(k) for k in row if k.endswith("_mean")] + list(row.get("test_accuracy_values") or [])
+        if row.get("status") == "ok" and any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
+            raise ArtifactError(f"{path}: pruning row {i} ({row['experiment']}/{row['method']}, p={row['p']:g}%) "
+                                "has a non-finite mean or value")
     return blob
 
 
@@ -237,7 +294,9 @@ def check_merge(bundles: list[tuple[str, dict]], summaries: list[tuple[str, dict
 
 
 def rerank_merged(bundles: list[tuple[str, dict]]) -> None:
-    """Rank again the (experiment, metric) rows that come from more than one bundle (in place).
+    """Rank again every (experiment, metric) group of rows of merged bundles (in place): the ranks, rank
+    intervals and ties on the board follow from the (checked) values and replicates, never from the
+    rank fields a bundle made elsewhere claims.
 
     The bootstrap draws are a pure function of the ground truth's shape and seed
     (tda_core.metrics.stats.bootstrap_draws), so rows of one ground truth (one config_hash, checked by
@@ -250,8 +309,6 @@ def rerank_merged(bundles: list[tuple[str, dict]]) -> None:
         for r in b["results"]:
             groups.setdefault((b["experiment"], r["metric"]), []).append((path, r))
     for (exp, metric), members in groups.items():
-        if len({p for p, _ in members}) < 2:
-            continue
         lengths = {}
         for path, r in members:
             if r.get("replicates"):
@@ -261,3 +318,231 @@ def rerank_merged(bundles: list[tuple[str, dict]]) -> None:
             raise ArtifactError(f"{exp}/{metric}: bootstrap replicates of different lengths ({n1} in {p1}, "
                                 f"{n2} in {p2}): evaluate both with the same tda-bench version")
         rank_rows([r for _, r in members])
+
+
+# -- archives: `tda export` and --merge of an exported archive ---------------------------------------
+ARCHIVE_VERSION = 1
+MANIFEST = "manifest.json"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+MAX_ARCHIVE_BYTES = 8 * 2**30  # all members together, uncompressed (a bomb stops here)
+MAX_ARCHIVE_MEMBERS = 100_000
+# The files of an experiment an export carries (tda_core.layout.ExperimentLayout attributes): the board's
+# bundles and summaries, the resolved config, the ground truth (masks, its sidecar, measurements).
+BOARD_FILES = ("metrics", "loo_results", "removal_results", "pruning_summary", "tuning")
+EXPORT_FILES = ("config", *BOARD_FILES, "masks", "masks_sidecar", "groundtruth", "loo_measurements")
+
+
+def is_archive(path) -> bool:
+    return str(path).endswith(ARCHIVE_SUFFIXES) and not Path(path).is_dir()
+
+
+def _experiment_files(results_dir, name: str) -> dict[str, str]:
+    from .io import sidecar
+    from .layout import ExperimentLayout
+
+    layout = ExperimentLayout(str(results_dir), name)
+    files = {k: getattr(layout, k) for k in EXPORT_FILES if k != "masks_sidecar"}
+    files["masks_sidecar"] = str(sidecar(layout.masks))
+    return files
+
+
+def _sha256_file(path) -> tuple[str, int]:
+    import hashlib
+
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(2**20):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def export_results(results_dir, out, experiments: list[str] | None = None) -> dict:
+    """One archive (`out`: .tar.gz, .tgz or .zip) of the experiments of `results_dir` (default: every
+    folder with a config.json): their bundles, pruning and tuning summaries, resolved configs and ground
+    truth (masks and measurements), under their results-folder paths, and manifest.json (first member):
+    archive_version, bundle_version, the versions of tda-bench / torch / numpy / python, each
+    experiment's config_hash, and every file's sha256 and size. Returns the manifest."""
+    import time
+
+    from . import io
+    from .layout import check_safe_name
+
+    root, out = Path(results_dir), Path(out)
+    if not str(out).endswith(ARCHIVE_SUFFIXES):
+        raise ConfigError(f"--out {out}: name the archive .tar.gz, .tgz or .zip")
+    if not root.is_dir():
+        raise ConfigError(f"--results {root}: not a folder")
+    names = experiments or sorted(p.parent.name for p in root.glob("*/config.json"))
+    if not names:
+        raise ConfigError(f"--results {root}: no experiments (*/config.json) in it")
+    files, hashes = {}, {}
+    for name in names:
+        check_safe_name(name, "experiment")
+        present = {k: Path(p) for k, p in _experiment_files(root, name).items() if Path(p).is_file()}
+        if "config" not in present:
+            raise ConfigError(f"{root / name}: no config.json (not an experiment of this results folder)")
+        if not any(k in present for k in ("metrics", "loo_results", "removal_results")):
+            raise ConfigError(f"{root / name}: no result bundle (metrics.json, loo/results.json or "
+                              "removal/results.json); run the workflow first")
+        hashes[name] = {"config_hash": io.read_json(present["config"]).get("config_hash")}
+        for p in present.values():
+            rel = p.relative_to(root).as_posix()
+            sha, size = _sha256_file(p)
+            files[rel] = {"sha256": sha, "bytes": size, "path": p}
+    manifest = {"archive_version": ARCHIVE_VERSION, "bundle_version": BUNDLE_VERSION, "versions": versions(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "experiments": hashes,
+                "files": {rel: {"sha256": f["sha256"], "bytes": f["bytes"]} for rel, f in sorted(files.items())}}
+    blob = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    with io.atomic_path(out) as tmp:
+        if str(out).endswith(".zip"):
+            import zipfile
+
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(MANIFEST, blob)
+                for rel, f in sorted(files.items()):
+                    zf.write(f["path"], rel)
+        else:
+            import io as _io
+            import tarfile
+
+            with tarfile.open(tmp, "w:gz") as tf:
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mtime, info.mode = len(blob), int(time.time()), 0o644
+                tf.addfile(info, _io.BytesIO(blob))
+                for rel, f in sorted(files.items()):
+                    info = tf.gettarinfo(str(f["path"]), rel)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    with open(f["path"], "rb") as fh:
+                        tf.addfile(info, fh)
+    return manifest
+
+
+def _member_name(archive, name: str) -> str:
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(name).parts
+    if (not name or name.startswith("/") or "\\" in name or ":" in name.split("/")[0]
+            or any(p in ("..", "") for p in parts)):
+        raise ArtifactError(f"{archive}: member {name!r} has an unsafe path (absolute or with '..'); refused")
+    return PurePosixPath(*parts).as_posix()
+
+
+def _is_board_file(rel: str) -> bool:
+    from .layout import ExperimentLayout
+
+    exp = rel.split("/", 1)[0]
+    layout = ExperimentLayout(".", exp)
+    return any(rel == getattr(layout, k)[2:] for k in BOARD_FILES)
+
+
+def _archive_members(archive):
+    """(name, declared size, open()) of each regular-file member; ArtifactError for links, devices, ..."""
+    import stat as _stat
+    import tarfile
+    import zipfile
+
+    if str(archive).endswith(".zip"):
+        zf = zipfile.ZipFile(archive)
+        with zf:
+            for info in zf.infolist():
+                mode = info.external_attr >> 16
+                if info.is_dir():
+                    _member_name(archive, info.filename.rstrip("/"))
+                    continue
+                if _stat.S_IFMT(mode) not in (0, _stat.S_IFREG):  # type bits (0: none written, a file)
+                    raise ArtifactError(f"{archive}: member {info.filename!r} is a link or special file; refused")
+                yield info.filename, info.file_size, lambda info=info: zf.open(info)
+        return
+    with tarfile.open(archive, "r:gz") as tf:
+        for m in tf:
+            if m.isdir():
+                _member_name(archive, m.name.rstrip("/"))
+                continue
+            if not m.isreg():
+                raise ArtifactError(f"{archive}: member {m.name!r} is a link or special file; refused")
+            yield m.name, m.size, lambda m=m: tf.extractfile(m)
+
+
+def unpack_archive(archive, dest) -> dict:
+    """Check an exported archive against its manifest and unpack its board files (bundles, pruning and
+    tuning summaries) into `dest`; returns the manifest. Members are read as data, never extracted by
+    the archive library: no absolute path, no '..', no link or special file, each JSON member at most
+    io.MAX_JSON_BYTES, all together at most MAX_ARCHIVE_BYTES, and every member's sha256 and size must
+    be those the manifest lists (and the manifest must list nothing the archive lacks)."""
+    import hashlib
+    import os
+    import stat as _stat
+    import tarfile
+    import zipfile
+    import zlib
+
+    from . import io
+
+    try:
+        st = os.stat(archive)
+    except OSError as e:
+        raise ArtifactError(f"cannot read {archive}: {e.strerror or e}") from None
+    if not _stat.S_ISREG(st.st_mode):
+        raise ArtifactError(f"{archive} is {io.file_kind(st.st_mode)}, not a regular file; refused")
+    if st.st_size > MAX_ARCHIVE_BYTES:
+        raise ArtifactError(f"{archive} is larger than {MAX_ARCHIVE_BYTES / 2**30:g} GiB; refused")
+    dest = Path(dest)
+    found: dict[str, tuple[str, int]] = {}
+    manifest_bytes, total = None, 0
+    try:
+        for name, declared, open_member in _archive_members(archive):
+            rel = _member_name(archive, name)
+            if rel in found or (rel == MANIFEST and manifest_bytes is not None):
+                raise ArtifactError(f"{archive}: member {rel} appears twice; refused")
+            if len(found) >= MAX_ARCHIVE_MEMBERS:
+                raise ArtifactError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members; refused")
+            keep = rel == MANIFEST or _is_board_file(rel)
+            cap = io.MAX_JSON_BYTES if rel.endswith(".json") else MAX_ARCHIVE_BYTES - total
+            if declared > cap:
+                raise ArtifactError(f"{archive}: member {rel} is {declared / 2**20:.1f} MiB, more than "
+                                    f"{cap / 2**20:g} MiB; refused")
+            h, n, kept = hashlib.sha256(), 0, []
+            with open_member() as f:
+                while chunk := f.read(min(2**20, cap + 1 - n)):
+                    h.update(chunk)
+                    n += len(chunk)
+                    if keep:
+                        kept.append(chunk)
+                    if n > cap:
+                        raise ArtifactError(f"{archive}: member {rel} is larger than {cap / 2**20:g} MiB; refused")
+            total += n
+            if total > MAX_ARCHIVE_BYTES:
+                raise ArtifactError(f"{archive}: more than {MAX_ARCHIVE_BYTES / 2**30:g} GiB unpacked; refused")
+            if rel == MANIFEST:
+                manifest_bytes = b"".join(kept)
+                continue
+            found[rel] = (h.hexdigest(), n)
+            if keep:
+                io.write_bytes(dest / rel, b"".join(kept))
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ArtifactError(f"{archive} is not a readable {'.zip' if str(archive).endswith('.zip') else '.tar.gz'} "
+                            f"archive ({type(e).__name__}: {_one_line(e)})") from None
+    if manifest_bytes is None:
+        raise ArtifactError(f"{archive}: no {MANIFEST}; not an archive of `tda export`")
+    try:
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ArtifactError(f"{archive}: {MANIFEST} is not valid JSON ({_one_line(e)})") from None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or manifest.get("archive_version") != ARCHIVE_VERSION:
+        raise ArtifactError(f"{archive}: {MANIFEST} is not a version-{ARCHIVE_VERSION} manifest of `tda export` "
+                            "(archive_version, files)")
+    for rel, (sha, n) in sorted(found.items()):
+        entry = listed.get(rel)
+        if not isinstance(entry, dict):
+            raise ArtifactError(f"{archive}: member {rel} is not in {MANIFEST}; the archive was changed after export")
+        if entry.get("sha256") != sha or entry.get("bytes") != n:
+            raise ArtifactError(f"{archive}: member {rel} does not match its sha256 in {MANIFEST} (the archive was "
+                                "changed or corrupted after export); refused")
+    missing = sorted(set(listed) - set(found))
+    if missing:
+        raise ArtifactError(f"{archive}: {MANIFEST} lists {missing[0]}, which the archive lacks"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return manifest

@@ -1,12 +1,15 @@
 """`tda`: the command line the Snakemake rules call (one sub-command per stage).
 
-User errors (bad config, missing or corrupted files, unknown names) print one line and exit 2.
+User errors (bad config, missing or corrupted files, unknown names) print one line and exit 2; any other
+exception prints one line (its class, message and where the traceback went: the --log file the
+workflow's rules pass, else a temporary file) and exits 1.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -222,9 +225,20 @@ def cmd_diffusion_pictures(args):
 def cmd_leaderboard(args):
     from .stages.report import leaderboard
 
-    tracking = _tracking(args, results_dir=args.out_dir)  # the leaderboard's folder is the results_dir
-    print(leaderboard(args.metrics, args.pruning, args.images, args.merge, args.out_dir, tracking,
-                      tuning=args.tuning))
+    if args.merge and not args.tracking:
+        tracking = {"mode": "none"}  # a merge of others' results starts no W&B run unless --tracking asks
+    else:
+        tracking = _tracking(args, results_dir=args.out_dir)  # the leaderboard's folder is the results_dir
+    written = leaderboard(args.metrics, args.pruning, args.images, args.merge, args.out_dir, tracking,
+                          tuning=args.tuning)
+    print("\n".join(f"wrote {p}" for p in written))
+
+
+def cmd_export(args):
+    from .bundle import export_results
+
+    manifest = export_results(args.results, args.out, args.experiment or None)
+    print(f"wrote {args.out} ({len(manifest['experiments'])} experiments, {len(manifest['files'])} files)")
 
 
 def cmd_methods(args):
@@ -389,27 +403,65 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("leaderboard", help="render leaderboard CSV / Markdown / HTML / PNG")
     sp.add_argument("--metrics", nargs="+", default=[], help="result bundles (results/{exp}/metrics.json, "
                     "results/{exp}/loo/results.json, results/{exp}/removal/results.json)")
-    sp.add_argument("--merge", nargs="+", metavar="DIR", default=[],
-                    help="results folders (e.g. made on different machines): one board from their DIR/*/metrics.json, "
-                         "DIR/*/loo/results.json and DIR/*/pruning/summary.json; one experiment's bundles must share "
-                         "their ground truth (config_hash) and may not repeat a method")
+    sp.add_argument("--merge", nargs="+", metavar="DIR_OR_ARCHIVE", default=[],
+                    help="results folders or archives of `tda export` (.tar.gz / .zip; e.g. made on different "
+                         "machines): one board from their */metrics.json, */loo/results.json, */removal/results.json, "
+                         "*/pruning/summary.json and */tuning.json; one experiment's bundles must share their ground "
+                         "truth (config_hash) and may not repeat a method. Merged inputs are untrusted: no links, "
+                         "regular files of at most 64 MiB, archives checked against their manifest. W&B stays off "
+                         "unless --tracking asks for it")
     sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
     sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
     sp.add_argument("--tuning", nargs="*", default=[], help="tuning sensitivity files (results/{exp}/tuning.json)")
     sp.add_argument("--out-dir", required=True)
-    sp.add_argument("--tracking", help="W&B settings as JSON (default: {out-dir}/.tracking.json)")
+    sp.add_argument("--tracking", help="W&B settings as JSON (default: {out-dir}/.tracking.json; with --merge: "
+                    "no W&B)")
     sp.set_defaults(fn=cmd_leaderboard)
+
+    sp = sub.add_parser("export", help="one archive (.tar.gz or .zip) of a results folder's bundles, configs and "
+                        "ground truth, with a manifest of sha256 hashes (for `tda leaderboard --merge`)")
+    sp.add_argument("--results", default="results", help="the results folder (default: results)")
+    sp.add_argument("--experiment", nargs="*", default=[], help="only these experiments (default: every folder "
+                    "with a config.json)")
+    sp.add_argument("--out", required=True, help="the archive: NAME.tar.gz, NAME.tgz or NAME.zip")
+    sp.set_defaults(fn=cmd_export, torch_free=True)
     return p
 
 
+class _OneLine(logging.Formatter):
+    """The console's format: the message only, never a traceback (that goes to the log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "tda: " + record.getMessage()
+
+
+def _traceback_file(args) -> str:
+    """Where the traceback of an unexpected error goes: --log (the job's log file the rules pass), else a
+    new file in the temporary folder."""
+    import tempfile
+
+    if args.log:
+        return args.log
+    fd, path = tempfile.mkstemp(prefix=f"tda-{getattr(args, 'command', 'error')}-", suffix=".log")
+    os.close(fd)
+    return path
+
+
 def main(argv=None) -> int:
+    """Every sub-command: a user error (TdaError) is one line on stderr (and in --log); any other
+    exception is one line on stderr (its class, message and where the traceback is) and the full
+    traceback in the --log file (the per-job log Snakemake points to; without --log, a temporary file)."""
     args = build_parser().parse_args(argv)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("tda: %(message)s"))
+    console.setFormatter(_OneLine())
     handlers: list[logging.Handler] = [console]
     if args.log:
-        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(args.log))
+        try:
+            Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(args.log))
+        except OSError as e:
+            print(f"tda: error: cannot write the log file {args.log}: {e.strerror or e}", file=sys.stderr)
+            return 2
         handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     try:
@@ -419,11 +471,28 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads or 1)
         args.fn(args)
     except TdaError as e:
-        log.error("error: %s", e)
+        log.error("error: %s", " ".join(str(e).split()))
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Exception as e:  # a bug (in tda-bench or a plugin): one line here, the traceback in the log file
+        where = _traceback_file(args)
+        message = " ".join(str(e).split())
+        message = message if len(message) <= 300 else message[:300] + "..."
+        try:
+            if where == args.log:
+                logging.getLogger().removeHandler(console)  # the traceback goes to the file only
+                log.exception("error: %s: %s", type(e).__name__, message)
+            else:
+                import traceback
+
+                Path(where).write_text(traceback.format_exc())
+        except OSError:
+            where = "(the traceback could not be written)"
+        console.handle(logging.makeLogRecord({"msg": f"error: {type(e).__name__}: {message} (traceback in {where})",
+                                              "levelno": logging.ERROR, "levelname": "ERROR"}))
+        return 1
     return 0
 
 

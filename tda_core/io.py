@@ -7,10 +7,12 @@ Arrays carry the config hash in a JSON sidecar (`<file>.json`) or inside the con
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import io as _io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -99,14 +101,84 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def read_json(path) -> Any:
+# A JSON artifact (a result bundle, a summary, a config) is kilobytes to a few megabytes; anything read
+# as JSON (and any file of a merged results folder) beyond this is refused unread, so a hostile or
+# broken input cannot grow memory without bound.
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a character device', ... for a non-regular st_mode (error messages)."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bounded(path, limit: int = MAX_JSON_BYTES, follow_links: bool = True) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them (ArtifactError otherwise).
+
+    Nothing but a regular file is opened: its type is checked before the open (a FIFO would block, a
+    device never ends) and again on the open descriptor (it may have been swapped in between); the open
+    is non-blocking, and without `follow_links` it refuses a symbolic link as the last component
+    (O_NOFOLLOW). At most limit + 1 bytes are read, whatever the file claims its size is.
+    """
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"missing file {path}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"corrupted JSON file {path}: {e}") from e
+        st = os.stat(path) if follow_links else os.lstat(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"missing file {path}") from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {path}: {e.strerror or e}") from None
+    _check_regular(path, st, limit)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ArtifactError(f"{path} is a symbolic link; it is not followed") from None
+        raise ArtifactError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        _check_regular(path, os.fstat(fd), limit)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(2**20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except BlockingIOError:  # O_NONBLOCK on a file system that has no data ready: no regular file
+        raise ArtifactError(f"cannot read {path}: it would block") from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise ArtifactError(f"{path} grew beyond {limit / 2**20:g} MiB while being read; refused")
+    return b"".join(chunks)
+
+
+def _check_regular(path, st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise ArtifactError(f"{path} is {file_kind(st.st_mode)}, not a regular file; refused")
+    if st.st_size > limit:
+        raise ArtifactError(f"{path} is {st.st_size / 2**20:.1f} MiB, more than the {limit / 2**20:g} MiB "
+                            "a JSON file of tda-bench may have (tda_core.io.MAX_JSON_BYTES); refused")
+
+
+def read_json(path, follow_links: bool = True) -> Any:
+    """A JSON file, read bounded (`read_bounded`): ArtifactError naming the file when it is missing, not a
+    regular file, too large or not JSON."""
+    path = Path(path)
+    data = read_bounded(path, follow_links=follow_links)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, an integer of too many digits
+        raise ArtifactError(f"corrupted JSON file {path}: {e}") from None
 
 
 def save_npy(path, array: np.ndarray, meta: dict | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -641,7 +642,7 @@ def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_imag
               pruning_paths: list | None = None, merge: bool = False, tuning_paths: list | None = None) -> pd.DataFrame:
     bundles = load_bundles(metric_paths, pruning_paths, merge=merge)
     df = collect(metric_paths, bundles)
-    io.write_bytes(out_csv, df.to_csv(index=False).encode())
+    io.write_bytes(out_csv, csv_safe(df).to_csv(index=False).encode())
     page = sections(df, bundles, pruning_paths or [], tuning_paths)
     io.write_bytes(out_md, _markdown(page).encode())
     bar_plot(df, out_png)
@@ -665,17 +666,73 @@ def _flat_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# -- escaping: text from bundles made elsewhere is data, never markup or a formula --------------------
+# A spreadsheet evaluates a CSV cell that starts with one of these (OWASP, "CSV injection").
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A text cell that a spreadsheet would evaluate gets a leading single quote; numbers stay numbers.
+    A carriage return becomes a line feed: the CSV writer quotes a cell with a line feed, but not one with
+    a lone CR, which a reader takes for the end of the row (and the rest for a new, unescaped cell)."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + value if value.startswith(CSV_FORMULA_PREFIXES + ("\n",)) else value
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The board for leaderboard.csv: every text cell through `csv_cell`, numeric columns untouched."""
+    out = df.copy()
+    for column in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[column]) or pd.api.types.is_bool_dtype(out[column])):
+            out[column] = pd.Series([csv_cell(v) for v in out[column]], index=out.index, dtype=object)
+    return out
+
+
+# What Markdown would read as markup in a line of text (GFM, CommonMark): a row or code delimiter, a
+# backslash escape, an HTML tag / comment / autolink start, an entity, a link or image (`](`, `][`,
+# `]:`, `![`) and a script-like link scheme.
+_MD_ESCAPES = [
+    (re.compile(r"([\\|`])"), r"\\\1"),
+    (re.compile(r"&(?=#?\w+;)"), "&amp;"),
+    (re.compile(r"<(?=[A-Za-z/!?])"), "&lt;"),
+    (re.compile(r"\](?=[(\[:])"), r"\\]"),
+    (re.compile(r"!\["), r"!\\["),
+    (re.compile(r"(?i)\b(javascript|vbscript|data|file)(\s*):"), r"\1\2&#58;"),
+]
+
+
+def md_cell(value) -> str:
+    """Text as literal Markdown in a table cell or a line: line breaks and tabs become spaces, and what
+    would be markup is escaped (`_MD_ESCAPES`), so text from a bundle can neither end a table row nor
+    become HTML, a link or an image. Text without markup (the board's own numbers, '0.42 [0.30, 0.50]',
+    '< 0.001', '>5') is left as it is."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.replace("\r", "\n").replace("\t", " ").split("\n"))
+    for pattern, replacement in _MD_ESCAPES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _md_table(t: pd.DataFrame) -> str:
+    show_index = not isinstance(t.index, pd.RangeIndex)
+    cells = pd.DataFrame([[md_cell(v) for v in row] for row in t.itertuples(index=False, name=None)],
+                         index=[md_cell(i) for i in t.index] if show_index else t.index,
+                         columns=[md_cell(c) for c in t.columns])
+    return cells.to_markdown(index=show_index, disable_numparse=True)
+
+
 def _markdown(page) -> str:
     md = ["# tda-bench leaderboard", ""]
     for level, title, text, table in page:
-        md += ["#" * level + " " + title, ""]
+        md += ["#" * level + " " + md_cell(title), ""]
         if title == "How to read this board":
             md += [f"- {line}" for line in LEGEND] + [""]
         if text:
-            md += [text, ""]
+            md += [md_cell(text), ""]
         if table is not None:
-            t = _flat_columns(table)
-            md += [t.to_markdown(index=not isinstance(t.index, pd.RangeIndex), disable_numparse=True), ""]
+            md += [_md_table(_flat_columns(table)), ""]
     return "\n".join(md)
 
 

@@ -60,12 +60,13 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
                 raise TdaError(f"{method_name} is for small models only: {n_params} parameters > "
                                f"{method.max_params} (set method_options.{method_name}.max_params to override)")
             with CostMeter() as cost:
-                scores = np.asarray(method.score(ctx), dtype=np.float32)
-            expected = (ctx.n_query, ctx.n_train)
+                scores = _as_scores(method_name, method.score(ctx))
+            expected, axes = (ctx.n_query, ctx.n_train), "[Q, N]"
             if method.per_seed_samples:  # [R, Q, N]: seed r's scores from its own model (methods/context.py)
-                expected = (len(seeds), *expected)
+                expected, axes = (len(seeds), *expected), "[R, Q, N]"
             if scores.shape != expected:
-                raise ValueError(f"{method_name} returned scores of shape {scores.shape}, expected {expected}")
+                raise TdaError(f"{method_name}.score returned an array of shape {list(scores.shape)}; expected "
+                               f"{axes} = {list(expected)} (queries x training examples, methods/context.py)")
             if not np.isfinite(scores).all():
                 raise TdaError(f"{method_name} produced non-finite scores")
             meta.update(cost.as_dict())
@@ -78,6 +79,17 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
         run.summary_update({k: v for k, v in meta.items() if isinstance(v, (int, float, str))})
     io.write_json(out_json, meta)
     return meta
+
+
+def _as_scores(method_name: str, returned) -> np.ndarray:
+    """A method's return value as a float32 array; TdaError (one line, a failed row) if it is none."""
+    if isinstance(returned, torch.Tensor):
+        returned = returned.detach().cpu()
+    try:
+        return np.asarray(returned, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TdaError(f"{method_name}.score returned {type(returned).__name__}, not an array of scores "
+                       f"({' '.join(str(e).split())[:120]})") from None
 
 
 def attribute_method(exp: Experiment, method_name: str, seeds: list[str], targets: list[str], options: dict,
