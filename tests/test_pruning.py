@@ -117,16 +117,23 @@ def test_pruning_by_attribution_beats_random_pruning_on_mislabelled_digits(noisy
             assert r[f"{key}_ci_low"] <= r[f"{key}_mean"] <= r[f"{key}_ci_high"]
     assert all(run["n_removed"] == 100 for job in runs if job["p"] == 20 for run in job["runs"])
     assert (pr / "pruning.png").stat().st_size > 1000
-    # d-TDA retrains every fresh seed on one shared set; fixed: retrain seed k uses scoring seed k mod 2's set
+    # one scoring group (2 models, ensemble_size 2): d-TDA retrains every fresh seed on the group's one set;
+    # fixed: each scoring model's own set, retrained with every seed of the group
     d = [run["removed"] for run in io.read_json(pr / "tracin/dtda/p20.json")["runs"]]
     f = io.read_json(pr / "tracin/fixed/p20.json")["runs"]
     assert d[0] == d[1] == d[2]
-    assert [run["scoring_seed"] for run in f] == [0, 1, 0] and [run["seed"] for run in f] == RETRAIN
-    assert f[0]["removed"] == f[2]["removed"] != f[1]["removed"]
+    assert [run["scoring_seed"] for run in f] == [0, 0, 0, 1, 1, 1] and [run["seed"] for run in f] == RETRAIN * 2
+    assert f[0]["removed"] == f[2]["removed"] != f[3]["removed"]
     # the fixed sets are the scoring models' own picks (recomputed here from the saved scores)
     for run in f:
         own = io.load_npy(val[run["scoring_seed"]].with_suffix(".npy"))
         assert run["removed"] == np.sort(np.argsort(-own.mean(0), kind="stable")[:100]).tolist()
+    # class coverage recorded per run, recomputed here from the removed indices and the training labels
+    labels = exp.splits.train_y.numpy()
+    for run in f:
+        counts = np.bincount(labels[run["removed"]], minlength=10)
+        assert run["removed_per_class"] == counts.tolist()
+        assert run["min_class_fraction_kept"] == pytest.approx(min(1 - counts / np.bincount(labels, minlength=10)))
 
 
 def test_failed_attribution_gives_failed_pruning_row(noisy_digits, tmp_path):
