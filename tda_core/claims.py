@@ -219,7 +219,7 @@ def pruning_claims(summary_paths: list) -> list[dict]:
 
     out = []
     for path in summary_paths:
-        summary = io.read_json(path)
+        summary = path if isinstance(path, dict) else io.read_json(path)  # a path, or a summary already read
         rows = {(r["method"], r.get("base_variant", r["variant"]), r.get("selection", "unbalanced"), float(r["p"])): r
                 for r in summary["rows"] if r.get("status") == "ok"}
         for (method, variant, selection, p), dtda in sorted(rows.items()):
