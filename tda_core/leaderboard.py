@@ -291,10 +291,11 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     if not rows:
         return {}
     df = pd.DataFrame(rows)
-    selection = df["selection"] if "selection" in df else pd.Series(["unbalanced"] * len(df))
+    selection = df["selection"] if "selection" in df else pd.Series([None] * len(df), index=df.index)
     base = df["base_variant"] if "base_variant" in df else df["variant"]
-    df["row"] = [m if v == "baseline" else f"{m} ({b}, {sel})" for m, v, b, sel in zip(df.method, df.variant, base,
-                                                                                           selection.fillna("unbalanced"))]
+    # "method (variant, selection)"; an older summary without a selection: "method (variant)"
+    df["row"] = [m if v == "baseline" else f"{m} ({b}, {sel})" if isinstance(sel, str) else f"{m} ({v})"
+                 for m, v, b, sel in zip(df.method, df.variant, base, selection)]
     df["column"] = [f"{e} p={p:g}%" for e, p in zip(df.experiment, df.p)]
 
     def ordered(table):
