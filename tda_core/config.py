@@ -168,11 +168,10 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
                               f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
         from .pruning import retrain_seeds as pruning_seeds
 
-        n_groups = exp["seeds"] // exp["pruning"].get("ensemble_size", 2)
-        if n_groups < 1 or len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
-            raise ConfigError(f"experiments.{name}.pruning: ensemble_size {exp['pruning'].get('ensemble_size', 2)} "
-                              f"with {exp['seeds']} scoring seeds needs at least one scoring group and one retrain "
-                              "seed per group")
+        n_groups = max(1, exp["seeds"] // exp["pruning"].get("ensemble_size", 2))
+        if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
+            raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
+                              "need at least one retrain seed each")
     if "removal" in exp:
         _check_removal(name, exp)
 

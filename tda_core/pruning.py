@@ -107,12 +107,13 @@ def class_coverage(removed: np.ndarray, labels: np.ndarray, n_classes: int) -> d
 
 
 def scoring_groups(n_scoring: int, ensemble_size: int) -> list[list[int]]:
-    """Disjoint groups of `ensemble_size` consecutive scoring seeds (the leftover R mod m seeds unused)."""
+    """Disjoint groups of `ensemble_size` consecutive scoring seeds (the leftover R mod m seeds unused);
+    fewer seeds than `ensemble_size`: one group of all of them (the claims then mark it not testable)."""
     if ensemble_size < 1:
         raise ConfigError("pruning.ensemble_size must be >= 1")
     n_groups = n_scoring // ensemble_size
     if n_groups < 1:
-        raise ConfigError(f"pruning.ensemble_size {ensemble_size} exceeds the {n_scoring} scoring seeds")
+        return [list(range(n_scoring))]
     return [list(range(g * ensemble_size, (g + 1) * ensemble_size)) for g in range(n_groups)]
 
 
