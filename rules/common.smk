@@ -2,7 +2,7 @@
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
 from tda_core.metrics.registry import metric_targets
-from tda_core.pruning import percent_tag, retrain_seeds
+from tda_core.pruning import percent_tag, retrain_seeds, variant_token
 from tda_core import layout
 
 
@@ -54,11 +54,12 @@ def pruning_cfg(exp):
 
 
 def pruning_variants(exp, method):
-    """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
+    """The job tokens of (variant, selection) (tda_core.pruning.variant_token). A pure ensemble ([n_val, N]
+    scores for all seeds together) has no fixed-seed variant."""
     variants = pruning_cfg(exp)["variants"]
     if method_entry(method).seeds == "pooled":
-        return [v for v in variants if v != "fixed"]
-    return variants
+        variants = [v for v in variants if v != "fixed"]
+    return [variant_token(v, sel) for sel in pruning_cfg(exp)["selection"] for v in variants]
 
 
 def pruning_retrain_seeds(exp):
@@ -68,6 +69,10 @@ def pruning_retrain_seeds(exp):
 
 def pruning_seed_args(w):
     return " ".join(map(str, pruning_retrain_seeds(w.exp)))
+
+
+def pruning_ensemble_size(w):
+    return pruning_cfg(w.exp)["ensemble_size"]
 
 
 def pruning_runs(exp):

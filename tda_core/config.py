@@ -166,6 +166,12 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
         if overlap:
             raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
                               f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
+        from .pruning import retrain_seeds as pruning_seeds
+
+        n_groups = max(1, exp["seeds"] // exp["pruning"].get("ensemble_size", 2))
+        if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
+            raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
+                              "need at least one retrain seed each")
     if "removal" in exp:
         _check_removal(name, exp)
 

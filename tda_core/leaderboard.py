@@ -432,13 +432,22 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
 
 def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     """Test accuracy and test loss, "mean [ci_low, ci_high]" (95% t-interval over the retrain seeds; the mean
-    alone where it has none, e.g. one seed): rows method (variant), columns experiment / p."""
+    alone where it has none, e.g. one seed): rows method (variant, selection), columns experiment / p; and
+    the class coverage of the pruned sets: the smallest fraction of a class kept over the job's runs (its class)."""
     rows = [r for p in summary_paths for r in io.read_json(p)["rows"]]
     if not rows:
         return {}
     df = pd.DataFrame(rows)
-    df["row"] = [m if v == "baseline" else f"{m} ({v})" for m, v in zip(df.method, df.variant)]
+    selection = df["selection"] if "selection" in df else pd.Series([None] * len(df), index=df.index)
+    base = df["base_variant"] if "base_variant" in df else df["variant"]
+    # "method (variant, selection)"; an older summary without a selection: "method (variant)"
+    df["row"] = [m if v == "baseline" else f"{m} ({b}, {sel})" if isinstance(sel, str) else f"{m} ({v})"
+                 for m, v, b, sel in zip(df.method, df.variant, base, selection)]
     df["column"] = [f"{e} p={p:g}%" for e, p in zip(df.experiment, df.p)]
+
+    def ordered(table):
+        return table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
+
     out = {}
     for key, title in (("test_accuracy", "pruning: test accuracy"), ("test_loss", "pruning: test loss")):
         lows = df[f"{key}_ci_low"] if f"{key}_ci_low" in df else [np.nan] * len(df)
@@ -446,8 +455,15 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
         cells = [("failed" if st != "ok" else f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if np.isfinite([lo, hi]).all()
                   else f"{m:.4f}") for st, m, lo, hi in zip(df.status, df[f"{key}_mean"], lows, highs)]
         table = df.assign(cell=cells).pivot_table(index="row", columns="column", values="cell", aggfunc="first")
-        table = table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
-        out[title] = table.fillna("")
+        out[title] = ordered(table).fillna("")
+    if "min_class_fraction_kept" in df:
+        cover = df[(df.status == "ok") & df["min_class_fraction_kept"].notna() & (df.p > 0)]
+        if len(cover):
+            cells = [f"{f:.2f} (class {int(c)})" for f, c in zip(cover["min_class_fraction_kept"],
+                                                                  cover["least_kept_class"])]
+            table = cover.assign(cell=cells).pivot_table(index="row", columns="column", values="cell",
+                                                         aggfunc="first")
+            out["pruning: class coverage (smallest fraction of a class kept)"] = ordered(table).fillna("")
     return out
 
 
@@ -562,8 +578,11 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     claims = claims_table(df, bundles, pruning_paths)
     if claims is not None:
         out.append((2, "Claims of the papers, checked on this run",
-                    "Each row: a paired test on this run's numbers (holds / reversed / not significant at 5%). "
-                    "Nothing was tuned to make a claim hold.", claims))
+                    "Each row: a paired test on this run's numbers. 'A beats B' claims: holds / reversed / not "
+                    "significant; equivalence claims (TOST, margin in the CI column): equivalent / not equivalent "
+                    "(which side is better) / inconclusive; pruning claims: a t-test over scoring groups. Verdicts at "
+                    "5% after Holm over every test of this table (raw and adjusted p shown). Nothing was tuned to "
+                    "make a claim hold.", claims))
     agreement = agreement_tables(bundles)
     if agreement:
         out.append((2, "Do the metrics agree?",
@@ -595,8 +614,11 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     if dist is not None:
         out.append((2, "Classic vs distributional LDS", "", dist))
     for title, table in pruning_tables(pruning_paths).items():
-        out.append((2, title, "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring "
-                               "seeds; every set retrained on the same seeds).", table))
+        out.append((2, title, "Per pruned set, the smallest fraction of one class (training label) left in the "
+                              "training set over the job's runs; near 0: the selection emptied that class."
+                    if "class coverage" in title else
+                    "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring seeds; "
+                    "scoring models and retrain seeds in disjoint groups, tda_core/pruning.py).", table))
     tuning = tuning_table(tuning_paths or [])
     if tuning is not None:
         out.append((2, TUNING_TITLE, TUNING_TEXT, tuning))

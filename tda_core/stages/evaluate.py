@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
+from ..claims import score_agreement
 from ..errors import ArtifactError
 from ..metrics.registry import get_metric, metric_reference, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
@@ -83,6 +84,8 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
               "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
+    # the score vectors' correlation of the equivalence claims' method pairs (tda_core.claims)
+    bundle["score_agreement"] = score_agreement(exp, methods, lambda m: score_dir_of(exp, m, score_dirs))
     if "lds" in metrics and groundtruth_path:
         bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
