@@ -4,6 +4,13 @@
 # Paths: tda_core/layout.py (through L() of rules/common.smk).
 
 
+def groundtruth_seed_args(exp):
+    """The ground truth's subset seeds and seed protocol (tda_core/seeds.py), as a shard's rerun trigger."""
+    from tda_core.seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds
+
+    return f"protocol {GROUNDTRUTH_PROTOCOL} seeds {' '.join(map(str, groundtruth_seeds(EXPERIMENTS[exp])))}"
+
+
 rule train_full:
     input:
         config=L("{exp}").config,
@@ -28,6 +35,10 @@ rule train_shard:
         masks=L("{exp}").masks,
     output:
         L("{exp}").shard("{shard}"),
+    params:
+        # Not on the command line (the job derives them from the config): a rerun trigger, so shards
+        # trained under another ground-truth seed protocol (tda_core/seeds.py) rerun.
+        seeds=lambda w: groundtruth_seed_args(w.exp),
     log:
         L("{exp}").log("shard{shard}"),
     conda:

@@ -168,6 +168,9 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
                               f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
     if "removal" in exp:
         _check_removal(name, exp)
+    from .seeds import check_disjoint
+
+    check_disjoint(name, exp)
 
 
 def _check_removal(name: str, exp: dict) -> None:
