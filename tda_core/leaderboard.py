@@ -44,8 +44,9 @@ METRIC_NOTES = {
     "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
     "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
     "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
-    "randomization": "Model-randomization sanity check: Spearman between the scores of the trained model and of "
-                     "a re-initialised one, mean over queries; lower is better (ranked so), passes below 0.5.",
+    "randomization": "Model-randomization sanity check: |Spearman| between the scores of the trained model and of "
+                     "a re-initialised one, mean over queries (a sign flip is no change); lower is better (ranked "
+                     "so), passes below 0.5.",
     "topk_drop": "Top-k removal: mean over the sampled queries and the fresh retrain seeds of f(z_q) of the retrained "
                  "full-data model minus f(z_q) of the model retrained without the k training examples the method "
                  "scores most positive for that query; higher is better; CI resamples queries and seeds.",
