@@ -4,13 +4,6 @@
 # Paths: tda_core/layout.py (through L() of rules/common.smk).
 
 
-def groundtruth_seed_args(exp):
-    """The ground truth's subset seeds and seed protocol (tda_core/seeds.py), as a shard's rerun trigger."""
-    from tda_core.seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds
-
-    return f"protocol {GROUNDTRUTH_PROTOCOL} seeds {' '.join(map(str, groundtruth_seeds(EXPERIMENTS[exp])))}"
-
-
 rule train_full:
     input:
         config=L("{exp}").config,
