@@ -128,6 +128,13 @@ def shards(exp):
     return [L(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
 
 
+def groundtruth_seed_args(exp):
+    """The ground truth's subset seeds and seed protocol (tda_core/seeds.py), as a shard's rerun trigger."""
+    from tda_core.seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds
+
+    return f"protocol {GROUNDTRUTH_PROTOCOL} seeds {' '.join(map(str, groundtruth_seeds(EXPERIMENTS[exp])))}"
+
+
 def fixed_shards(exp):
     """The fixed-seed track's shards (groundtruth.track fixed_seed / both), else none."""
     from tda_core.config import n_shards

@@ -153,6 +153,7 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
     if "lds_fixed_seed" in exp["metrics"] and exp.get("groundtruth", {}).get("track", "distributional") not in (
             "fixed_seed", "both"):
         raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
+    _check_distributional(name, exp)
     if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
         raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
     if "pruning" in exp:
@@ -174,6 +175,26 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
                               "need at least one retrain seed each")
     if "removal" in exp:
         _check_removal(name, exp)
+    from .seeds import check_disjoint
+
+    check_disjoint(name, exp)
+
+
+# dlds_variance / dlds_w2 compare the subset models' distribution with the full-data models': under
+# same_epochs the subset models train alpha of the full-data steps, a step offset as large as 0.95-3.4x
+# the between-subset spread of the mean shift (issue 17), so W2 ranks subsets like the mean shift; a
+# variance target from fewer than 4 seeds per subset has no measurable split-half reliability.
+SPREAD_METRICS = ("dlds_variance", "dlds_w2")
+SPREAD_MIN_SEEDS = 4
+
+
+def _check_distributional(name: str, exp: dict) -> None:
+    asked = [m for m in SPREAD_METRICS if m in exp["metrics"]]
+    gt = exp.get("groundtruth", {})
+    if asked and (gt.get("steps", "same_epochs") != "same_steps" or gt.get("seeds_per_subset", 2) < SPREAD_MIN_SEEDS):
+        raise ConfigError(f"experiment '{name}' lists {', '.join(asked)}: these need groundtruth.steps: same_steps "
+                          f"and groundtruth.seeds_per_subset >= {SPREAD_MIN_SEEDS} (has steps: "
+                          f"{gt.get('steps', 'same_epochs')}, seeds_per_subset: {gt.get('seeds_per_subset', 2)})")
 
 
 def _check_removal(name: str, exp: dict) -> None:

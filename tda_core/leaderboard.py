@@ -28,7 +28,7 @@ from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_tab
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
-           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
+           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason"]
 METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift",
                 "topk_drop", "brittleness"]
 LOW_SIGNAL_CEILING = 0.5
@@ -46,8 +46,9 @@ METRIC_NOTES = {
     "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
     "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
     "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
-    "randomization": "Model-randomization sanity check: Spearman between the scores of the trained model and of "
-                     "a re-initialised one, mean over queries; lower is better (ranked so), passes below 0.5.",
+    "randomization": "Model-randomization sanity check: |Spearman| between the scores of the trained model and of "
+                     "a re-initialised one, mean over queries (a sign flip is no change); lower is better (ranked "
+                     "so), passes below 0.5.",
     "topk_drop": "Top-k removal: mean over the sampled queries and the fresh retrain seeds of f(z_q) of the retrained "
                  "full-data model minus f(z_q) of the model retrained without the k training examples the method "
                  "scores most positive for that query; higher is better; CI resamples queries and seeds.",
@@ -65,9 +66,11 @@ LEGEND = [
     "**ceiling**: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against this "
     "target, sqrt(R' r1 / (1 + (R'-1) r1)) with R' seeds per subset (Spearman-Brown, then attenuation); "
     "*not resolved* (no number, no line in the plot) when the 95% CI of r1 includes 0: the ground truth cannot "
-    "say how high an LDS it allows, which is not a ceiling of 0. Per-seed rows whose model shares its seed "
-    "with subset models "
-    "(seed 0, 1, ... train both) can exceed it. Experiments with a ceiling under 0.5 are flagged *low signal*.",
+    "say how high an LDS it allows, which is not a ceiling of 0. Experiments with a ceiling under 0.5 are "
+    "flagged *low signal*.",
+    "**low signal** (any metric): its target's own reliability is too low to order methods (lds, dlds_mean, "
+    "lds_kendall: ceiling under 0.5 or r1 not distinguishable from 0; dlds_variance, dlds_w2, LOO: split-half "
+    "reliability under 0.25 or not computable). Its rows show values and CIs only: no rank interval, no ★.",
     "**split-half reliability** (variance, W2, LOO): the same metric between two halves of the seeds; "
     "Spearman-Brown does not apply to those.",
     "**rank [interval]**: rank by the value (1 = best) and its 95% interval over the bootstrap replicates.",
@@ -234,6 +237,8 @@ def value_cell(row) -> str:
 def rank_cell(row) -> str:
     if row["rank"] is None or not np.isfinite(float(row["rank"])):
         return ""
+    if row.get("low_signal") is True or row["rank_ci_low"] is None or not np.isfinite(float(row["rank_ci_low"])):
+        return f"{int(row['rank'])} (by value; low signal)"  # tda_core.metrics.signal: no interval
     return f"{int(row['rank'])} [{int(row['rank_ci_low'])}-{int(row['rank_ci_high'])}]"
 
 
@@ -255,7 +260,8 @@ def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
         "tied": ["★" if t is True else "" for t in part.tied_with_best],
         "aliases": part.aliases.to_list(),
         "wall time (s)": [_num(x, 1) for x in part.wall_time_s],
-        "note": [n or r for n, r in zip(part.note, part.reason)],
+        "note": [("; ".join(filter(None, [f"low signal: {sr}" if ls is True else "", n or r])))
+                 for n, r, ls, sr in zip(part.note, part.reason, part.low_signal, part.signal_reason)],
     })
 
 
@@ -604,7 +610,8 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
         out.append((2, metric, metric_note(metric), None))
         for exp, part in df[df.metric == metric].groupby("experiment", sort=True):
             noise = ceilings.get(exp, {}).get(metric, {}) or _noise_from_rows(part)
-            out.append((3, f"{metric} on {exp}", _noise_line(noise), experiment_table(part, metric)))
+            out.append((3, f"{metric} on {exp}", " ".join(filter(None, [_noise_line(noise), _signal_line(part)])),
+                        experiment_table(part, metric)))
     tracks = track_table(df)
     if tracks is not None:
         out.append((2, "LDS by track", "distributional: subset models on fresh seeds (lds); fixed_seed: each scoring "
@@ -641,6 +648,15 @@ def _noise_from_rows(part: pd.DataFrame) -> dict:
         return {}
     first = ok.iloc[0]
     return {k: first[k] for k in ("reliability", "ceiling", "split_half_reliability") if pd.notna(first[k])}
+
+
+def _signal_line(part: pd.DataFrame) -> str:
+    """The per-metric low-signal marker (tda_core.metrics.signal), from the rows' gate."""
+    low = part[part.low_signal == True]  # noqa: E712 (object column: True, False or None)
+    if low.empty:
+        return ""
+    return (f"**Low signal** ({low.signal_reason.iloc[0]}): values only, no rank intervals or ties "
+            "(ranks order the values).")
 
 
 def _noise_line(noise: dict) -> str:

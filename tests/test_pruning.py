@@ -19,6 +19,7 @@ from tda_core.stages import train as train_stage
 from tda_core.stages.prepare import prepare
 from tda_core.stages.prune import prune_full, prune_random, prune_retrain, prune_summary, summarize, t_interval
 from tda_core.stages.train import train_full, train_shard
+from tda_core.seeds import GROUNDTRUTH_SEED_BASE
 from tda_core.training import Run, train_models
 
 NONE = {"mode": "none"}
@@ -274,9 +275,10 @@ def test_groundtruth_same_epochs_keeps_the_old_subset_models(tmp_path, monkeypat
     train_shard(exp, 1, tmp_path / "masks.npy", tmp_path / "shard1.npz", NONE)
     assert [step for _, step in seen] == [2 * 4] * 4  # ceil(60 / 32) = 2 batches per epoch, 4 epochs
     monkeypatch.undo()
-    # the old protocol, spelled out: Run(seed, mask) with no step override, measured as before
+    # the old step protocol, spelled out: Run(seed, mask) with no step override, measured as before
+    # (on the ground-truth seeds of tda_core.seeds, disjoint from the scoring seeds)
     masks = io.load_npy(tmp_path / "masks.npy")
-    runs = [Run(seed, masks[j]) for j in (2, 3) for seed in (0, 1)]
+    runs = [Run(seed, masks[j]) for j in (2, 3) for seed in (GROUNDTRUTH_SEED_BASE, GROUNDTRUTH_SEED_BASE + 1)]
     old = train_models(exp.cfg, exp.splits, runs, exp.build_model, exp.task, exp.device)
     from tda_core.stages.common import measure
 

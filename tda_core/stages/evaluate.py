@@ -15,6 +15,7 @@ from ..metrics.compare import power
 from ..metrics.lds import group_predictions
 from ..metrics.stats import variance_components
 from ..scores import method_scores
+from ..seeds import allocate
 from ..tracking import tracked_run
 from .common import result_head, score_dir_of
 
@@ -83,7 +84,8 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
                                                        with_inputs=True))
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
-              "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
+              "seeds_used": seeds_used(exp, groundtruth_path), "noise": noise_figures(rows), "results": rows,
+              "pairwise": pairwise}
     # the score vectors' correlation of the equivalence claims' method pairs (tda_core.claims)
     bundle["score_agreement"] = score_agreement(exp, methods, lambda m: score_dir_of(exp, m, score_dirs))
     if "lds" in metrics and groundtruth_path:
@@ -104,6 +106,21 @@ def experiment_facts(exp: Experiment) -> dict:
             "label_noise": cfg["dataset"].get("label_noise", 0.0), "seeds": cfg["seeds"],
             "n_subsets": cfg["groundtruth"]["n_subsets"], "seeds_per_subset": cfg["groundtruth"]["seeds_per_subset"],
             "groundtruth_steps": cfg["groundtruth"].get("steps", "same_epochs")}
+
+
+def seeds_used(exp: Experiment, groundtruth_path) -> dict:
+    """The model seeds behind this bundle (tda_core.seeds): the scoring models', and the ground truth's
+    subset models' as its file records them (pruning and removal record their retrain seeds in their
+    own bundles)."""
+    allocated = allocate(exp.cfg)
+    out = {"scoring": allocated["scoring"]}
+    if groundtruth_path:
+        meta = io.load_npz(groundtruth_path, expect_hash=exp.hash)[1]
+        out["groundtruth"] = meta.get("subset_seeds", list(range(exp.cfg["groundtruth"]["seeds_per_subset"])))
+        out["groundtruth_protocol"] = meta.get("groundtruth_protocol", 1)
+        if "groundtruth_fixed" in allocated:
+            out["groundtruth_fixed"] = allocated["groundtruth_fixed"]
+    return out
 
 
 NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",
