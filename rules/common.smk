@@ -128,6 +128,13 @@ def shards(exp):
     return [L(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
 
 
+def loo_seed_args(exp):
+    """The leave-one-out study's retrain seeds and seed protocol (tda_core/seeds.py), as its rerun trigger."""
+    from tda_core.seeds import LOO_PROTOCOL, loo_seeds
+
+    return f"protocol {LOO_PROTOCOL} seeds {' '.join(map(str, loo_seeds(EXPERIMENTS[exp])))}"
+
+
 def groundtruth_seed_args(exp):
     """The ground truth's subset seeds and seed protocol (tda_core/seeds.py), as a shard's rerun trigger."""
     from tda_core.seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds

@@ -15,6 +15,8 @@ would: the evaluation is then partly in sample. The roles:
                          have been without S_j's complement", the perturbation unrolling differentiates
     pruning_retrain      tda_core.pruning.retrain_seeds: R..R+S-1 (or a list)
     removal_retrain      tda_core.removal.retrain_seeds: the first free seeds >= R after pruning's (or a list)
+    loo                  LOO_SEED_BASE + s, s = 0..loo.seeds-1: the leave-one-out study's full-data and
+                         leave-one-out retrainings (seed s of both is shared: their difference is paired)
 
 The ground-truth seeds sit at a fixed base (not after the retrain seeds) so that they depend only on
 hashed settings: changing pruning or removal never changes the ground truth. GROUNDTRUTH_PROTOCOL
@@ -28,6 +30,9 @@ from .errors import ConfigError
 GROUNDTRUTH_SEED_BASE = 1_000_000
 # 1: subset seeds 0..K-1 (shared with the scoring models); 2: GROUNDTRUTH_SEED_BASE + 0..K-1 (disjoint)
 GROUNDTRUTH_PROTOCOL = 2
+LOO_SEED_BASE = 2_000_000
+# 1: the LOO study retrained on seeds 0..S-1 (shared with the scoring models); 2: LOO_SEED_BASE + 0..S-1
+LOO_PROTOCOL = 2
 
 
 def scoring_seeds(exp: dict) -> list[int]:
@@ -58,6 +63,12 @@ def removal_retrain_seeds(exp: dict) -> list[int]:
     return retrain_seeds(exp["seeds"], exp["removal"].get("retrain_seeds", 4), pruning_retrain_seeds(exp))
 
 
+def loo_seeds(exp: dict) -> list[int]:
+    """The leave-one-out study's retrain seeds (disjoint from the scoring models'; loo.seeds of them)."""
+    loo = exp.get("loo") or {}
+    return [LOO_SEED_BASE + s for s in range(int(loo.get("seeds", 0)))]
+
+
 def allocate(exp: dict) -> dict[str, list[int]]:
     """{role: seeds} of an experiment (roles it does not have are left out)."""
     gt = exp.get("groundtruth") or {}
@@ -68,6 +79,8 @@ def allocate(exp: dict) -> dict[str, list[int]]:
         out["pruning_retrain"] = pruning_retrain_seeds(exp)
     if exp.get("removal"):
         out["removal_retrain"] = removal_retrain_seeds(exp)
+    if exp.get("loo"):
+        out["loo"] = loo_seeds(exp)
     return out
 
 

@@ -103,3 +103,30 @@ def test_ground_truth_seeds_leave_every_config_hash_unchanged():
 
     assert hash_of() == "17227cf8bcbe6b1a"
     assert hash_of(steps="same_steps", seeds_per_subset=4) == "d065238f9383a735"
+
+
+def test_loo_study_retrains_on_seeds_no_scoring_model_has(tmp_path, monkeypatch):
+    """The leave-one-out study's full-data and leave-one-out models start from weights no scoring model has."""
+    from tda_core.stages import loo as loo_stage
+
+    exp = _exp(tmp_path)
+    inits = []
+    for r in range(exp.cfg["seeds"]):
+        train_full(exp, r, exp.model_path(r), NONE)
+        inits.append(_flat(io.load_torch(exp.model_path(r))["checkpoints"][0]["params"]))
+    seen = []
+
+    def recording(exp_cfg, splits, runs, *args, **kw):
+        seen.extend(runs)
+        return train_models(exp_cfg, splits, runs, *args, **kw)
+
+    monkeypatch.setattr(loo_stage, "train_models", recording)
+    loo_stage.loo_train(exp, {"n_points": 1, "seeds": 2}, tmp_path / "loo.npz", NONE)
+    assert len(seen) == 2 * 2  # (full + one removed point) x 2 seeds
+    for run in seen:
+        start = _flat(dict(exp.build_model(run.seed).named_parameters()))
+        for r, init in enumerate(inits):
+            assert not torch.allclose(start, init), f"a LOO model starts from full-data model {r}'s weights"
+    meta = io.load_npz(tmp_path / "loo.npz")[1]
+    assert sorted(meta["retrain_seeds"]) == sorted({r.seed for r in seen})
+    assert not set(allocate({**exp.cfg, "loo": {"seeds": 2}})["loo"]) & set(range(exp.cfg["seeds"]))
