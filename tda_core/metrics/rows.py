@@ -13,8 +13,8 @@ labelled with what a reader needs to compare rows fairly:
 
 Rows whose metric reads identical score arrays (e.g. dtda_if's seed average and if_ensemble on LDS,
 dtda_if and if_ekfac on every dLDS metric) are one row listing the others as `aliases`. The remaining
-rows of a metric are compared with the paired bootstrap (tda_core.metrics.compare): rank, 95% rank
-interval, and `tied_with_best` (not significantly different from the best row, Holm-corrected).
+rows of a metric are compared pairwise (tda_core.metrics.compare): rank, simultaneous 95% rank
+interval, and `tied_with_best` (no row significantly better, Holm over all pairs).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 from ..scores import structure as score_structure
 from .compare import compare_methods
 from .registry import lower_is_better
+from .stats import DIFFERENCE_FIELDS
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
@@ -110,6 +111,14 @@ def carried_keys(row) -> list[tuple[str, str]]:
     return keys
 
 
+def signed_fields(row: dict, sign: float) -> dict:
+    """The crossed-design fields of a row (stats.DIFFERENCE_FIELDS, per_seed_query) times `sign`."""
+    keys = (*DIFFERENCE_FIELDS, "per_seed_query")
+    if not all(row.get(k) is not None and len(row[k]) for k in keys):
+        return {}
+    return {k: sign * np.asarray(row[k], dtype=float) for k in keys}
+
+
 def rank_rows(rows: list[dict]) -> list[dict]:
     """Paired-bootstrap ranks of the ok rows with a finite value and replicates (in place); returns
     the pairwise comparisons. A lower-is-better metric (registry.lower_is_better: randomization) is
@@ -122,7 +131,8 @@ def rank_rows(rows: list[dict]) -> list[dict]:
         return []
     sign = -1.0 if lower_is_better(ok[0].get("metric", "")) else 1.0
     comparison = compare_methods({row_key(r): sign * float(r["value"]) for r in ok},
-                                 {row_key(r): sign * np.asarray(r["replicates"], dtype=float) for r in ok})
+                                 {row_key(r): sign * np.asarray(r["replicates"], dtype=float) for r in ok},
+                                 rows={row_key(r): signed_fields(r, sign) for r in ok})
     for r in ok:
         r.update({k: v for k, v in comparison["methods"][row_key(r)].items() if k in ROW_KEYS})
     return comparison["pairwise"]
