@@ -7,9 +7,9 @@ queries and subsets.
 
 The difference of two LDS-type rows (`row_difference`). A row's own `replicates` are shrunk by
 that row's crossed-design factor (stats._remove_double_count); subtracting two rows' shrunk
-replicates gives a difference whose spread is not the difference's (measured 1.15-1.5x too wide
-between one-array rows), and bootstrapping 2 scoring seeds gives half the between-seed variance
-(12-15% false rejections at a nominal 5%). So the difference D = value_A - value_B gets its own
+replicates gives a difference whose spread is not the difference's (an audit measured it 1.15-1.5x
+too wide between one-array rows), and bootstrapping 2 scoring seeds gives half the between-seed
+variance (12-21% false rejections at a nominal 5%: tests/test_paired_tests_simulation.py). So the difference D = value_A - value_B gets its own
 variance, from fields every LDS-type row stores (stats.estimate):
 
     V_cond = v_q(D) + v_s(D) - v_qs(D)
@@ -18,14 +18,23 @@ variance, from fields every LDS-type row stores (stats.estimate):
         v_qs: of the interaction (replicates_queries_subsets - replicates_queries - replicates_subsets,
               A - B), i.e. the query-specific subset noise that the two one-unit bootstraps both
               count (McCullagh 2000);
-    V_seed = max(0, (MS_seed - MS_resid) / (S Q)) from the two-way table of per-seed, per-query
-              differences per_seed_query A - B (the seeds are the full-data models both methods
-              explain, so the table is paired by seed): the variance of the scoring-seed main effect
-              (random effect) that conditioning on the seeds leaves out;
-    V = V_cond + V_seed, with a t reference distribution of Welch-Satterthwaite degrees of freedom
-              (V_seed's mean squares have S - 1 and (S - 1)(Q - 1) df; V_cond is taken as exact).
+    MS_seed, MS_resid: mean squares of the two-way table of per-seed, per-query differences
+              per_seed_query A - B (the seeds are the full-data models both methods explain, so the
+              table is paired by seed; a one-array row is the same in every seed's column);
+              MS_seed / (S Q) (= the variance over seeds of the per-seed differences / S) holds every
+              seed-specific part of Var(D), MS_resid / (S Q) its seed x query part (also in V_cond).
+    S >= MIN_SEEDS_FOR_SEED_TESTS (and S = 1): V = V_cond + max(MS_seed - MS_resid, 0) / (S Q) (the
+              ANOVA estimate of the seed main effect, a random effect), reference t with
+              Welch-Satterthwaite df of the whole combination (S - 1 for MS_seed, (S - 1)(Q - 1) for
+              MS_resid, Q - 1 for v_q, M - 1 for v_s, (Q - 1)(M - 1) for v_qs; M = the row's
+              n_subsets: without it V_cond is taken as exact).
+    1 < S < MIN_SEEDS_FOR_SEED_TESTS: V = max(V_cond - MS_resid / (S Q), 0) + MS_seed / (S Q), the
+              reference t with S - 1 df: valid whatever the size of the seed effect, but with 2 seeds
+              (1 df) very conservative. Estimated df are not used there: with 1 df the between-seed
+              mean square is often small by chance, and the estimated df then jump up exactly when
+              the variance is underestimated (9-13% false rejections at a nominal 5% by simulation).
 
-CI: D +- t_df(0.975) sqrt(V); p: two-sided t. With one scoring seed (S = 1) V_seed cannot be
+CI: D +- t_df(0.975) sqrt(V); p: two-sided t. With one scoring seed (S = 1) the seed effect cannot be
 estimated: the comparison is conditional on the scoring models. Rows without these fields (other
 metrics, older bundles) fall back to the paired percentile bootstrap of replicate differences.
 
@@ -51,9 +60,11 @@ RANK_NOTE = ("rank interval and star come from one procedure: every pair of rows
              "Holm over all pairs); the interval runs from 1 + the rows significantly better to K - the rows "
              "significantly worse, and a star means no row is significantly better (the interval starts at 1)")
 STAR_VS_RANK_NOTE = RANK_NOTE  # the name the board may look for: star and interval cannot disagree
+MIN_SEEDS_FOR_SEED_TESTS = 5  # from here on the t's df are estimated (Welch-Satterthwaite); below: S - 1
 SEED_NOTE = ("scoring seeds are a random effect: with one scoring seed a difference is conditional on the "
-             "scoring models; with S >= 2 its interval uses a t distribution whose degrees of freedom come "
-             "from the S seeds (few seeds: wide intervals)")
+             "scoring models; between rows with S >= 2 seeds the interval is a t interval whose degrees of "
+             f"freedom come from the seeds (S - 1 below {MIN_SEEDS_FOR_SEED_TESTS} seeds: valid but wide, "
+             "e.g. t with 1 df at 2 seeds)")
 
 
 def holm(p_values) -> np.ndarray:
@@ -90,21 +101,22 @@ def _seed_table(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     return [a, b]
 
 
-def _seed_component(table: np.ndarray) -> tuple[float, list[tuple[float, float]]]:
-    """Variance of the mean's seed main effect, (MS_seed - MS_resid) / (S Q) (not below 0), from a
-    two-way seeds x queries table (complete queries only), and its (coefficient x mean square, df) terms."""
+def _seed_component(table: np.ndarray) -> tuple[float, float, list[tuple[float, float]]]:
+    """Mean squares of a two-way seeds x queries table (complete queries only), scaled to the mean:
+    (MS_seed / (S Q), MS_resid / (S Q), [(MS_seed / (S Q), S - 1), (MS_resid / (S Q), (S-1)(Q-1))]).
+
+    MS_seed / (S Q) estimates every seed-specific part of the mean's variance (the seed main effect
+    and the seed x query terms); MS_resid / (S Q) the seed x query part, which the seed-conditional
+    bootstrap variance also holds and which is therefore taken out of it (not counted twice)."""
     table = table[:, np.isfinite(table).all(axis=0)]
     n_s, n_q = table.shape
     if n_s < 2 or n_q < 2:
-        return 0.0, []
+        return 0.0, 0.0, []
     seed_means = table.mean(axis=1)
     resid = table - seed_means[:, None] - table.mean(axis=0)[None] + table.mean()
-    ms_seed = n_q * float(np.var(seed_means, ddof=1))
-    ms_resid = float((resid ** 2).sum()) / ((n_s - 1) * (n_q - 1))
-    value = (ms_seed - ms_resid) / (n_s * n_q)
-    if value <= 0:
-        return 0.0, []
-    return value, [(ms_seed / (n_s * n_q), n_s - 1), (ms_resid / (n_s * n_q), (n_s - 1) * (n_q - 1))]
+    seed_part = float(np.var(seed_means, ddof=1)) / n_s  # = MS_seed / (S Q)
+    resid_part = float((resid ** 2).sum()) / ((n_s - 1) * (n_q - 1)) / (n_s * n_q)
+    return seed_part, resid_part, [(seed_part, n_s - 1), (resid_part, (n_s - 1) * (n_q - 1))]
 
 
 def _var(x: np.ndarray) -> float:
@@ -133,13 +145,37 @@ def row_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
     v_q, v_s = _var(arr["replicates_queries"]), _var(arr["replicates_subsets"])
     v_qs = _var(arr["replicates_queries_subsets"] - arr["replicates_queries"] - arr["replicates_subsets"])
     v_cond = max(v_q + v_s - v_qs, 0.0) if np.isfinite(v_q + v_s + v_qs) else float("nan")
-    v_seed, terms = 0.0, []
+    seed_part, resid_part, terms = 0.0, 0.0, []
     for table in _seed_table(np.atleast_2d(np.asarray(a["per_seed_query"], dtype=np.float64)),
                              np.atleast_2d(np.asarray(b["per_seed_query"], dtype=np.float64))):
-        v, t = _seed_component(table)
-        v_seed, terms = v_seed + v, terms + t
-    var = v_cond + v_seed
-    df = (var ** 2 / sum(c ** 2 / d for c, d in terms)) if terms else float("inf")
+        sp, rp, t = _seed_component(table)
+        seed_part, resid_part, terms = seed_part + sp, resid_part + rp, terms + t
+    # common part (queries, subsets) + every seed-specific part; the between-seed mean square is never
+    # clipped away, so with few seeds the t reference has few degrees of freedom, as it should
+    n_seeds = max(np.atleast_2d(a["per_seed_query"]).shape[0], np.atleast_2d(b["per_seed_query"]).shape[0])
+    few_seeds = 1 < n_seeds < MIN_SEEDS_FOR_SEED_TESTS
+    if few_seeds:  # every seed-specific part from the seeds' own spread: t with S - 1 df is then valid
+        seed_effect = seed_part
+        var = max(v_cond - resid_part, 0.0) + seed_part
+    else:  # the ANOVA estimate of the seed main effect, (MS_seed - MS_resid) / (S Q), not below 0
+        seed_effect = max(seed_part - resid_part, 0.0)
+        var = v_cond + seed_effect
+    # Degrees of freedom. From MIN_SEEDS_FOR_SEED_TESTS seeds on, Welch-Satterthwaite from the mean
+    # squares; below, those of the seeds themselves (S - 1): with 2 seeds the between-seed mean square
+    # has 1 df, and when it is small by chance the estimated df jump up exactly when the variance is
+    # underestimated (9% false rejections at a nominal 5% by simulation), while t with S - 1 df is
+    # valid whatever the size of the seed effect (conservative: 1% at 2 seeds).
+    # V_cond's own df: its parts are estimated from Q queries and M subsets (a normal reference would
+    # ignore that: 10.7% false rejections at a nominal 5% between strongly correlated one-array rows)
+    n_q = np.atleast_2d(a["per_seed_query"]).shape[1]
+    n_sub = a.get("n_subsets") or b.get("n_subsets")
+    if n_sub and n_q > 1 and n_sub > 1:
+        terms = (terms if seed_effect > 0 else []) + [(v_q, n_q - 1), (v_s, n_sub - 1), (v_qs, (n_q - 1) * (n_sub - 1))]
+    if few_seeds:
+        df = float(n_seeds - 1)
+    else:
+        den = sum(c ** 2 / d for c, d in terms if c > 0)
+        df = var ** 2 / den if den > 0 else float("inf")
     if not np.isfinite(var):
         return {"diff": diff, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "se": None,
                 "df": None, "method": "crossed design"}

@@ -112,11 +112,12 @@ def carried_keys(row) -> list[tuple[str, str]]:
 
 
 def signed_fields(row: dict, sign: float) -> dict:
-    """The crossed-design fields of a row (stats.DIFFERENCE_FIELDS, per_seed_query) times `sign`."""
+    """The crossed-design fields of a row (stats.DIFFERENCE_FIELDS, per_seed_query) times `sign`, and its
+    n_subsets (compare.row_difference)."""
     keys = (*DIFFERENCE_FIELDS, "per_seed_query")
     if not all(row.get(k) is not None and len(row[k]) for k in keys):
         return {}
-    return {k: sign * np.asarray(row[k], dtype=float) for k in keys}
+    return {**{k: sign * np.asarray(row[k], dtype=float) for k in keys}, "n_subsets": row.get("n_subsets")}
 
 
 def rank_rows(rows: list[dict]) -> list[dict]:
