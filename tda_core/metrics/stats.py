@@ -427,8 +427,10 @@ def _reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
         return {**out, "ceiling": 0.0, "ceiling_ci_low": 0.0,
                 "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds) if np.isfinite(hi) else float("nan"),
                 "note": f"no reliable signal: the {level:.0%} CI of the single-seed reliability includes 0"}
-    ok = np.isfinite(per_q) & np.isfinite(per_q_all).all(axis=0)
-    se = np.sqrt(np.var(per_q_all[:, ok], axis=0))
+    ok = np.isfinite(per_q) & (np.isfinite(per_q_all).sum(axis=0) >= 2)
+    if not ok.any():
+        return {**out, **dict.fromkeys(keys[3:], float("nan")), "note": "per-query reliabilities not resolved"}
+    se = np.sqrt(np.nanvar(per_q_all[:, ok], axis=0))
     grid, prior = reliability_prior(per_q[ok], se)
     ceil_q = posterior_ceiling(per_q[ok], se, grid, prior, n_seeds)  # [Q]
     ceil_b = posterior_ceiling(per_q_all[:, ok], se, grid, prior, n_seeds)  # [B, Q]
