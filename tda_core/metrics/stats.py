@@ -17,8 +17,9 @@ Draws are a pure function of (shapes, seed), from independent generator streams 
 same resampled queries and subsets: their replicates are paired, and differences between methods
 can be bootstrapped replicate by replicate (tda_core.metrics.compare).
 
-The noise ceiling (`reliability`) is the single-seed reliability of the target, stepped up to the
-R'-seed mean by Spearman-Brown and square-rooted (attenuation): about the LDS that a perfect
+The noise ceiling (`reliability`) is the mean over queries of each query's single-seed reliability,
+stepped up to the R'-seed mean by Spearman-Brown and square-rooted (attenuation), with the per-query
+reliabilities' distribution deconvolved from their noisy estimates: about the LDS that a perfect
 predictor of the true mean reaches.
 """
 from __future__ import annotations
@@ -382,8 +383,15 @@ def _reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
     reported clipped at 0 (its CI is not clipped); CI from the joint query x subset bootstrap with the
     shared draws of `bootstrap_draws` (the seeds of a subset go with it), with the crossed-design
     correction of `_remove_double_count`.
-    ceiling = ceiling_from_reliability(r1, R') = sqrt(R' r1 / (1 + (R' - 1) r1)): about the LDS a perfect
-    predictor of the true (infinite-seed) mean reaches against the R'-seed mean target.
+    ceiling: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against the
+    R'-seed mean target, i.e. the mean over queries of ceiling_from_reliability(r_q, R') =
+    sqrt(R' r_q / (1 + (R' - 1) r_q)). The map is concave, so the ceiling of the mean r1 overstates it
+    when reliabilities vary (+0.06 for uniformly spread r_q, +0.25-0.35 when half the queries are
+    noise), and mapping each noisy per-query estimate overstates it too; so the distribution of the
+    true r_q is deconvolved from the estimates and their subset-bootstrap standard errors
+    (`reliability_prior`) and the ceiling is its mean per-query ceiling. CI: the posterior-mean
+    per-query ceilings (`posterior_ceiling`) on the joint bootstrap replicates, crossed-design
+    corrected. `ceiling_of_mean_reliability` keeps the old figure, ceiling_from_reliability(r1, R').
 
     Small-signal bias and the choice made here: the square root turns estimation noise around r1 = 0
     into a clearly positive ceiling (Q = 100, M = 50: SD(r1) ~ 0.014, mean clipped ceiling ~ 0.075 on
