@@ -145,37 +145,33 @@ def row_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
     v_q, v_s = _var(arr["replicates_queries"]), _var(arr["replicates_subsets"])
     v_qs = _var(arr["replicates_queries_subsets"] - arr["replicates_queries"] - arr["replicates_subsets"])
     v_cond = max(v_q + v_s - v_qs, 0.0) if np.isfinite(v_q + v_s + v_qs) else float("nan")
-    seed_part, resid_part, terms = 0.0, 0.0, []
+    seed_part, resid_part, seed_terms = 0.0, 0.0, []
     for table in _seed_table(np.atleast_2d(np.asarray(a["per_seed_query"], dtype=np.float64)),
                              np.atleast_2d(np.asarray(b["per_seed_query"], dtype=np.float64))):
         sp, rp, t = _seed_component(table)
-        seed_part, resid_part, terms = seed_part + sp, resid_part + rp, terms + t
-    # common part (queries, subsets) + every seed-specific part; the between-seed mean square is never
-    # clipped away, so with few seeds the t reference has few degrees of freedom, as it should
+        seed_part, resid_part, seed_terms = seed_part + sp, resid_part + rp, seed_terms + t
     n_seeds = max(np.atleast_2d(a["per_seed_query"]).shape[0], np.atleast_2d(b["per_seed_query"]).shape[0])
     few_seeds = 1 < n_seeds < MIN_SEEDS_FOR_SEED_TESTS
-    if few_seeds:  # every seed-specific part from the seeds' own spread: t with S - 1 df is then valid
-        seed_effect = seed_part
-        var = max(v_cond - resid_part, 0.0) + seed_part
-    else:  # the ANOVA estimate of the seed main effect, (MS_seed - MS_resid) / (S Q), not below 0
-        seed_effect = max(seed_part - resid_part, 0.0)
-        var = v_cond + seed_effect
-    # Degrees of freedom. From MIN_SEEDS_FOR_SEED_TESTS seeds on, Welch-Satterthwaite from the mean
-    # squares; below, those of the seeds themselves (S - 1): with 2 seeds the between-seed mean square
-    # has 1 df, and when it is small by chance the estimated df jump up exactly when the variance is
-    # underestimated (9% false rejections at a nominal 5% by simulation), while t with S - 1 df is
-    # valid whatever the size of the seed effect (conservative: 1% at 2 seeds).
-    # V_cond's own df: its parts are estimated from Q queries and M subsets (a normal reference would
-    # ignore that: 10.7% false rejections at a nominal 5% between strongly correlated one-array rows)
-    n_q = np.atleast_2d(a["per_seed_query"]).shape[1]
-    n_sub = a.get("n_subsets") or b.get("n_subsets")
-    if n_sub and n_q > 1 and n_sub > 1:
-        terms = (terms if seed_effect > 0 else []) + [(v_q, n_q - 1), (v_s, n_sub - 1), (v_qs, (n_q - 1) * (n_sub - 1))]
     if few_seeds:
+        # every seed-specific part from the seeds' own spread, t on S - 1 df: valid whatever the seed
+        # effect. Estimated df are not used here: with 2 seeds the between-seed mean square has 1 df,
+        # and when it is small by chance estimated df jump up exactly when the variance is
+        # underestimated (9-13% false rejections at a nominal 5% by simulation; this: 1%).
+        var = max(v_cond - resid_part, 0.0) + seed_part
         df = float(n_seeds - 1)
     else:
+        # the ANOVA estimate of the seed main effect, (MS_seed - MS_resid) / (S Q), not below 0, and
+        # Welch-Satterthwaite df of the whole sum: V_cond's parts come from Q queries and M subsets
+        # (a normal reference gave 10.7% false rejections between strongly correlated one-array rows)
+        seed_effect = max(seed_part - resid_part, 0.0)
+        var = v_cond + seed_effect
+        n_q = np.atleast_2d(a["per_seed_query"]).shape[1]
+        n_sub = a.get("n_subsets") or b.get("n_subsets")
+        terms = seed_terms if seed_effect > 0 else []
+        if n_sub and n_q > 1 and n_sub > 1:
+            terms = terms + [(v_q, n_q - 1), (v_s, n_sub - 1), (v_qs, (n_q - 1) * (n_sub - 1))]
         den = sum(c ** 2 / d for c, d in terms if c > 0)
-        df = var ** 2 / den if den > 0 else float("inf")
+        df = var ** 2 / den if den > 0 and (seed_effect > 0 or n_sub) else float("inf")
     if not np.isfinite(var):
         return {"diff": diff, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "se": None,
                 "df": None, "method": "crossed design"}
@@ -188,7 +184,7 @@ def row_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
         p = float(2 * student_t.sf(abs(diff) / se, df))
         lo, hi = diff - crit * se, diff + crit * se
     return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p": min(p, 1.0), "se": se,
-            "df": float(df), "method": "crossed design" + (", scoring seeds random" if terms else "")}
+            "df": float(df), "method": "crossed design" + (", scoring seeds random" if n_seeds > 1 else "")}
 
 
 def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alpha: float = 0.05,
