@@ -54,8 +54,9 @@ def test_identical_scores_are_one_row_and_variants_are_labelled():
     for metric in ("lds", "dlds_mean"):
         seen = [(r["value"], tuple(r["replicates"][:20])) for r in rows if r["metric"] == metric]
         assert len(seen) == len(set(seen))
-    # ranks: the planted signal beats pure noise, significantly
-    assert lds[("noise", "per-seed")]["tied_with_best"] is False
+    # ranks: the planted signal beats pure noise, significantly (the seed-averaged rows: between
+    # per-seed rows with 2 scoring seeds the seed effect has 1 df, t on 1 df, rarely significant)
+    assert lds[("noise", "seed-averaged")]["tied_with_best"] is False
     assert lds[("noise", "per-seed")]["rank"] > lds[("single", "seed-averaged")]["rank"]
     assert lds[("single", "seed-averaged")]["rank_ci_low"] <= lds[("single", "seed-averaged")]["rank"]
     assert pairwise["lds"]
