@@ -83,15 +83,12 @@ def difference_replicates(a: dict, b: dict) -> np.ndarray:
 
 
 def paired_difference(a: dict, b: dict) -> dict:
-    """Difference a - b of two rows' values with the paired bootstrap (their replicates share the draws)."""
-    from .metrics.compare import compare_methods
+    """Difference a - b of two rows' values with its 95% CI and p: `compare.row_difference`, the same
+    test the board's ranks and stars use (the difference's own crossed-design variance, scoring seeds as
+    a random effect; the paired percentile bootstrap for rows without those fields)."""
+    from .metrics.compare import row_difference
 
-    cmp = compare_methods({"a": float(a["value"]), "b": float(b["value"])},
-                          {"a": np.asarray(a["replicates"], dtype=float), "b": np.asarray(b["replicates"], dtype=float)})
-    pair = cmp["pairwise"][0]
-    sign = 1.0 if pair["a"] == "a" else -1.0
-    lo, hi = sorted((sign * pair["ci_low"], sign * pair["ci_high"]))
-    return {"diff": sign * pair["diff"], "ci_low": lo, "ci_high": hi, "p": pair["p"]}
+    return row_difference(a, b)
 
 
 def equivalence_test(diff: float, replicates: np.ndarray, margin: float = EQUIVALENCE_MARGIN,
@@ -118,6 +115,28 @@ def equivalence_test(diff: float, replicates: np.ndarray, margin: float = EQUIVA
     return {"p": min(p_equivalent, p_beyond), "decides": decides, "p_equivalent": p_equivalent,
             "p_beyond": p_beyond, "direction": direction,
             "ci_low": float(lo), "ci_high": float(hi), "margin": margin}
+
+
+def equivalence_test_t(diff: float, se: float, df: float, margin: float = EQUIVALENCE_MARGIN,
+                       alpha: float = ALPHA) -> dict:
+    """TOST on a paired difference with a standard error and t degrees of freedom (`row_difference`'s
+    crossed-design variance with scoring seeds as a random effect): the same fields as
+    `equivalence_test`. p_equivalent = max of the two one-sided t tests of |d| >= margin; p_beyond: the
+    one-sided t test that d lies beyond the margin on the side of the estimate."""
+    from scipy.stats import t as student_t
+
+    if not (np.isfinite(diff) and np.isfinite(se) and se > 0 and df and df > 0):
+        return equivalence_test(diff, np.array([]), margin, alpha)
+    p_low = float(student_t.sf((diff + margin) / se, df))  # H0: d <= -margin
+    p_high = float(student_t.sf((margin - diff) / se, df))  # H0: d >= margin
+    p_equivalent = max(p_low, p_high)
+    direction = "a" if diff > 0 else "b"
+    p_beyond = float(student_t.sf((abs(diff) - margin) / se, df))  # H0: |d| <= margin on the estimate's side
+    half = float(student_t.ppf(1 - alpha, df)) * se
+    decides = "equivalent" if p_equivalent <= p_beyond else "beyond"
+    return {"p": min(p_equivalent, p_beyond), "decides": decides, "p_equivalent": p_equivalent,
+            "p_beyond": p_beyond, "direction": direction, "ci_low": diff - half, "ci_high": diff + half,
+            "margin": margin}
 
 
 def equivalence_verdict(test: dict, p_adjusted: float, a_name: str = "A", b_name: str = "B",
@@ -179,7 +198,9 @@ def claims_table(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> 
                    "B": f"{claim.b[0]} ({claim.b[1]}) {b['value']:.3f}", "kind": claim.kind}
             if claim.kind == "equivalent":
                 diff = float(a["value"]) - float(b["value"])
-                test = equivalence_test(diff, difference_replicates(a, b))
+                d = paired_difference(a, b)
+                test = (equivalence_test_t(diff, d["se"], d["df"]) if d.get("se") is not None
+                        else equivalence_test(diff, difference_replicates(a, b)))
                 corr = agreement.get((exp, claim.a[0], claim.b[0])) or {}
                 row.update({"A - B [CI]": f"{diff:+.3f} [{test['ci_low']:+.3f}, {test['ci_high']:+.3f}] (90%), "
                                           f"margin +-{test['margin']:.2f}",

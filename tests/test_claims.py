@@ -195,3 +195,25 @@ def test_score_correlation_is_the_mean_per_query_spearman_over_seeds():
     assert got["spearman_mean"] == pytest.approx(want, abs=1e-12)
     assert got["pearson_mean"] == pytest.approx(np.mean([np.corrcoef(x[q], y[q])[0, 1] for x, y in zip(a, b)
                                                          for q in range(5)]), abs=1e-12)
+
+
+def test_t_based_tost_error_rate_at_the_margin_and_power_at_zero():
+    """equivalence_test_t (the claims' TOST on row_difference's se and df) by simulation with a known
+    truth: the difference is N(true, sigma^2), its variance estimate sigma^2 chi2_df / df."""
+    from tda_core.claims import equivalence_test_t
+
+    rng = np.random.default_rng(17)
+    sigma, df, n = 0.015, 12.0, 4000
+
+    def rate(true_diff):
+        d = rng.normal(true_diff, sigma, size=n)
+        se = sigma * np.sqrt(rng.chisquare(df, size=n) / df)
+        tests = [equivalence_test_t(float(x), float(s), df) for x, s in zip(d, se)]
+        return np.mean([equivalence_verdict(t, t["p"]) == "equivalent" for t in tests])
+
+    at_margin = [rate(EQUIVALENCE_MARGIN), rate(-EQUIVALENCE_MARGIN)]
+    assert max(at_margin) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / n), at_margin  # size of TOST: at most alpha
+    assert min(at_margin) >= 0.03, at_margin  # and not far below it at the boundary
+    assert rate(0.0) >= 0.8  # power at a true 0: P(|d| + t_.95,12 se < margin) ~ 0.87 (margin / sigma = 3.3)
+    far = equivalence_test_t(3 * EQUIVALENCE_MARGIN, sigma, df)
+    assert equivalence_verdict(far, far["p"], "IF", "unrolled") == "not equivalent (IF better)"
