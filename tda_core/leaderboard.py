@@ -20,6 +20,7 @@ import pandas as pd
 from . import io
 from .claims import claims_table
 from .formatting import format_p
+from .metrics.compare import RANK_NOTE, SEED_NOTE
 from .metrics.rows import carried_keys
 from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
@@ -73,9 +74,9 @@ LEGEND = [
     "reliability under 0.25 or not computable). Its rows show values and CIs only: no rank interval, no ★.",
     "**split-half reliability** (variance, W2, LOO): the same metric between two halves of the seeds; "
     "Spearman-Brown does not apply to those.",
-    "**rank [interval]**: rank by the value (1 = best) and its 95% interval over the bootstrap replicates.",
-    "**tied** (★): not significantly different from the best row (paired bootstrap of the difference on the "
-    "same resampled queries and subsets; Holm correction over the comparisons with the best, 5% level).",
+    "**rank [interval]** and **tied** (★): " + RANK_NOTE + " (5% level).",
+    "**paired tests** between rows: the difference's own variance for the crossed queries x subsets design, "
+    "and " + SEED_NOTE + ".",
     "**variant**: per-seed = each seed's own model scores itself; seed-averaged = the R seeds' scores "
     "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
     "every seed. **models**: trained models the scores used (1 or R).",
