@@ -215,6 +215,31 @@ def resolve_experiment(config: dict, name: str) -> dict:
     return exp
 
 
+def check_plan(exp: dict, build_model: bool = True) -> None:
+    """Plan-time checks of one resolved experiment (the Snakefile runs them at `snakemake -n`), so that what
+    `prepare` or the first training job would reject fails before any job runs, in one line: the data's
+    sizes, labels and values (tda_core.data.sources.plan_summary), and, with `build_model`, the model
+    built on one example of the data's shape (torch is imported only for models other than mlp, which
+    takes any input shape, and unet). Nothing is cached on disk: the checks change no result."""
+    from .data.sources import check_split_sizes, plan_summary
+
+    name, kind = exp["name"], exp.get("kind", "classification")
+    try:
+        summary = plan_summary(exp["dataset"], exp.get("data_dir", "data"), kind == "regression")
+        if summary is None:
+            return
+        check_split_sizes(exp["dataset"], summary)
+    except ConfigError as e:
+        raise ConfigError(f"experiment '{name}': {e}") from None
+    if build_model and kind != "diffusion" and exp["model"]["name"] not in ("mlp", "unet") and summary["n_out"]:
+        from .models import build_model as build
+
+        try:
+            build(exp, tuple(summary["in_shape"]), int(summary["n_out"]), seed=0)  # one dummy example, on CPU
+        except ConfigError as e:
+            raise ConfigError(f"experiment '{name}': {e}") from None
+
+
 def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
