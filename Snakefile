@@ -17,7 +17,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from tda_core.config import (check_plan, experiment_block, experiments_to_run, method_options, resolve_experiment,
+from tda_core.config import (check_models, check_plan, experiment_block, experiments_to_run, method_options, resolve_experiment,
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
 from tda_core.layout import SAFE_NAME
@@ -34,14 +34,16 @@ if not workflow.overwrite_configfiles:
 
 
 # Plan-time validation: the schema, then per experiment the data (sizes, labels, values) and the model
-# built on one example (tda_core.config.check_plan), so that errors arrive at `snakemake -n`, in one line,
-# before any job runs. Jobs that re-read this file (cluster executors) skip the model build.
+# built on one example in a child process, remembered once it passed (tda_core.config.check_plan and
+# check_models), so that errors arrive at `snakemake -n`, in one line, before any job runs. Jobs that
+# re-read this file (cluster executors) skip the model build.
 try:
     validate_config(config)
     R = config["results_dir"]
     EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
-    for _exp in EXPERIMENTS.values():
-        check_plan(_exp, build_model=workflow.is_main_process)
+    _model_checks = [check_plan(e, build_model=False) for e in EXPERIMENTS.values()]
+    if workflow.is_main_process:
+        check_models(_model_checks)
 except TdaError as e:
     raise WorkflowError(f"tda-bench: {e}") from None
 
