@@ -83,6 +83,9 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
               "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
+    fit = model_fit(exp)
+    if fit:
+        bundle["model_fit"] = fit
     if "lds" in metrics and groundtruth_path:
         bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
@@ -101,6 +104,28 @@ def experiment_facts(exp: Experiment) -> dict:
             "label_noise": cfg["dataset"].get("label_noise", 0.0), "seeds": cfg["seeds"],
             "n_subsets": cfg["groundtruth"]["n_subsets"], "seeds_per_subset": cfg["groundtruth"]["seeds_per_subset"],
             "groundtruth_steps": cfg["groundtruth"].get("steps", "same_epochs")}
+
+
+def model_fit(exp: Experiment) -> dict:
+    """The full-data models' test accuracy (classification) and test loss, mean over the seeds (from the
+    model files' meta, written by train_full), beside what a model that learned nothing reaches
+    (tda_core.model_fit.label_prior) and the did-not-learn verdict. Empty for diffusion experiments."""
+    from ..model_fit import did_not_learn, label_prior
+
+    kind = exp.cfg.get("kind", "classification")
+    if kind not in ("classification", "regression"):
+        return {}
+    metas = [exp.load_model_meta(seed) for seed in range(exp.cfg["seeds"])]
+    fit = {}
+    for key in ("test_accuracy", "test_loss"):
+        values = [m.get(key) for m in metas]
+        if values and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            fit[key] = float(np.mean(values))
+            fit[f"{key}_per_seed"] = [float(v) for v in values]
+    s = exp.splits
+    fit.update(label_prior(kind, s.train_y.numpy(), s.test_y.numpy()))
+    reason = did_not_learn(fit)
+    return {**fit, "did_not_learn": reason is not None, "did_not_learn_reason": reason}
 
 
 NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",
