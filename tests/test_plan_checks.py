@@ -87,7 +87,7 @@ def test_bad_data_fails_at_plan_time_in_one_line(tmp_path, write, message):
     assert "\n" not in str(err.value) and str(err.value).startswith("experiment 'e': ")
 
 
-def test_n_classes_admits_a_gap_and_sizes_the_head(tmp_path):
+def test_n_classes_admits_far_labels_and_sizes_the_head(tmp_path):
     from tda_core.data import load_splits
 
     path = tmp_path / "data.npz"
@@ -97,6 +97,9 @@ def test_n_classes_admits_a_gap_and_sizes_the_head(tmp_path):
     assert load_splits(resolve_experiment(cfg, "e")).n_classes == 1001
     with pytest.raises(ConfigError, match=r"label 1000 is outside dataset\.n_classes = 12"):
         _plan(_npz_config(path, n_classes=12))
+    x, y = _xy(classes=10)
+    np.savez(tmp_path / "trimmed.npz", x=x, y=np.where(y == 3, 4, y))  # one class never seen: a trimmed copy
+    _plan(_npz_config(tmp_path / "trimmed.npz"))
     with pytest.raises(ConfigError, match=r"labels run up to 1000"):  # the prepare job refuses it too
         load_splits(resolve_experiment(validate_config(_npz_config(path)), "e"))
 

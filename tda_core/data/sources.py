@@ -83,9 +83,10 @@ def integer_labels(y: np.ndarray, origin: str) -> np.ndarray:
 def check_class_labels(labels: np.ndarray, origin: str, n_classes: int | None = None) -> int:
     """The number of classes (model outputs) of integer labels `labels` (every pool together).
 
-    Without dataset.n_classes the head has max label + 1 outputs, so every class in 0..max must occur:
-    a stray label (1000 among 0-9 would build a 1001-class head that never learns) or a gap of
-    never-seen classes is refused in one line asking for n_classes. With n_classes, labels must lie below it."""
+    Without dataset.n_classes the head has max label + 1 outputs. Labels far outside the observed range
+    are refused in one line asking for n_classes: more than half of the classes 0..max never seen
+    (a stray 1000 among 0-9 would build a 1001-class head that does not learn). A few unseen classes
+    (a trimmed copy of a dataset) pass, as before. With n_classes, labels must lie below it."""
     labels = np.asarray(labels)
     if labels.size == 0:
         raise ConfigError(f"{origin}: no labels")
@@ -95,11 +96,11 @@ def check_class_labels(labels: np.ndarray, origin: str, n_classes: int | None = 
             raise ConfigError(f"{origin}: label {top} is outside dataset.n_classes = {n_classes} (labels 0..{n_classes - 1})")
         return int(n_classes)
     seen = np.unique(labels)
-    if len(seen) < top + 1:
+    if top + 1 > 2 * len(seen):
         missing = np.setdiff1d(np.arange(top + 1), seen)
         shown = ", ".join(map(str, missing[:3])) + (", ..." if len(missing) > 3 else "")
         raise ConfigError(f"{origin}: labels run up to {top} but only {len(seen)} distinct values occur ({len(missing)} "
-                          f"classes never seen: {shown}); relabel to 0..K-1, or set dataset.n_classes if the gap is intended")
+                          f"classes never seen: {shown}); relabel to 0..K-1, or set dataset.n_classes if they are intended")
     return top + 1
 
 
