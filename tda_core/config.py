@@ -242,6 +242,96 @@ def resolve_experiment(config: dict, name: str) -> dict:
     return exp
 
 
+def check_plan(exp: dict, build_model: bool = True) -> dict | None:
+    """Plan-time checks of one resolved experiment (the Snakefile runs them at `snakemake -n`), so that what
+    `prepare` or the first training job would reject fails before any job runs, in one line: the data's
+    sizes, labels and values (tda_core.data.sources.plan_summary) and, with `build_model`, the model built
+    on one example of the data's shape (check_models). Returns the model check it asks for (None: none
+    needed: mlp takes any input shape; unet / diffusion and sources without a cheap summary are skipped)."""
+    from .data.sources import check_split_sizes, plan_summary
+
+    name, kind = exp["name"], exp.get("kind", "classification")
+    try:
+        summary = plan_summary(exp["dataset"], exp.get("data_dir", "data"), kind == "regression")
+        if summary is None:
+            return None
+        check_split_sizes(exp["dataset"], summary)
+    except ConfigError as e:
+        raise ConfigError(f"experiment '{name}': {e}") from None
+    if kind == "diffusion" or exp["model"]["name"] in ("mlp", "unet") or not summary["n_out"]:
+        return None
+    spec = {"experiment": name, "model": exp["model"], "in_shape": list(summary["in_shape"]),
+            "n_out": int(summary["n_out"])}
+    if build_model:
+        check_models([spec])
+    return spec
+
+
+def check_models(specs: list[dict | None]) -> None:
+    """Build each model of `specs` (check_plan's) on one dummy example on the CPU, in one child process:
+    the Snakemake process stays torch-free (importing torch and timm takes seconds). A check that passed
+    is remembered in the user's cache (tda-bench/model_checks.json, keyed by the model config, input shape,
+    outputs, and the versions of torch / timm / torchvision / tda-bench and its model code), so later plans
+    skip it; the verdict changes no result. The first failure is a ConfigError in one line."""
+    import os
+    import subprocess
+    import sys
+
+    specs = [s for s in specs if s]
+    keys = [_model_check_key(s) for s in specs]
+    cache_path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tda-bench" / "model_checks.json"
+    try:
+        passed = set(json.loads(cache_path.read_text()))
+    except (OSError, ValueError, TypeError):
+        passed = set()
+    todo = [(k, s) for k, s in zip(keys, specs) if k not in passed]
+    if not todo:
+        return
+    package_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very tda_core
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([sys.executable, "-c", "from tda_core.config import _model_check_child; _model_check_child()"],
+                       input=json.dumps([s for _, s in todo]), capture_output=True, text=True, env=env)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    if r.returncode != 0 or lines:
+        msg = lines[0] if lines else (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(msg if lines else f"the plan-time model check failed: {msg}")
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(sorted(passed | {k for k, _ in todo})))
+    except OSError:
+        pass  # a read-only home: the check simply runs again next time
+
+
+def _model_check_key(spec: dict) -> str:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("torch", "timm", "torchvision", "tda-bench"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    code = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in (Path(__file__).resolve().parent / "models").glob("*.py"))
+    payload = {k: spec[k] for k in ("model", "in_shape", "n_out")}
+    return hashlib.sha256(json.dumps([payload, versions, code], sort_keys=True).encode()).hexdigest()
+
+
+def _model_check_child() -> None:
+    """check_models' child: reads the specs as JSON on stdin, prints one line per failing model."""
+    import sys
+
+    from .models import build_model
+
+    for spec in json.loads(sys.stdin.read()):
+        try:
+            build_model({"model": spec["model"]}, tuple(spec["in_shape"]), spec["n_out"], seed=0)
+        except ConfigError as e:
+            print(f"experiment '{spec['experiment']}': {e}".replace("\n", " "))
+            return
+
+
 def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter

@@ -21,6 +21,7 @@ from . import io
 from .claims import claims_table
 from .formatting import format_p
 from .metrics.compare import RANK_NOTE, SEED_NOTE
+from .model_fit import DID_NOT_LEARN_MARGIN
 from .metrics.rows import carried_keys
 from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
@@ -81,6 +82,11 @@ LEGEND = [
     "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
     "every seed. **models**: trained models the scores used (1 or R).",
     "**aliases**: other methods whose scores are identical for this metric (one row for all of them).",
+    "**test accuracy (chance)**, **test loss (label prior)**: the full-data models on the test split, mean over "
+    "seeds, beside a model that learned nothing (always the most frequent training class; the training label "
+    "frequencies as prediction, or the training mean for regression). **model**: *did not learn* when the "
+    f"accuracy is below chance + {DID_NOT_LEARN_MARGIN} (regression: the loss is not below the prior's); the attributions of such "
+    "an experiment explain a model that did not learn.",
     "**p**: a p-value; '< 0.001' when below 0.001 (a bootstrap p of 0 only says 'below 1/B', never 'exactly 0').",
     "Overview: **overview rank** and **mean rank percentile** (1 = best in every shared experiment, 0 = worst) over "
     "the *shared experiments*, the ones every ranked row ran on; **ran on**: k of n = the row has a ranked value in "
@@ -267,23 +273,40 @@ def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
-    """Per experiment: the ground truth's reliability and ceiling, the low-signal flag, and the power note."""
+    """Per experiment: the ground truth's reliability and ceiling, the low-signal flag, the power note, and
+    whether its full-data models learned (test accuracy / loss against chance and the label prior, the
+    bundle's model_fit; the verdict is recomputed here by tda_core.model_fit.did_not_learn)."""
+    from .model_fit import did_not_learn  # noqa: PLC0415 (beside its constant, imported above)
+
+    def number(fit, key, fmt="{:.3f}"):
+        v = fit.get(key)
+        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else "n/a"
+
     rows = {}
     for b in bundles:
         noise = (b.get("noise") or {}).get("lds")
-        if not noise:
+        fit = b.get("model_fit") if isinstance(b.get("model_fit"), dict) else {}
+        if not noise and not fit:
             continue
         power = b.get("power") or {}
-        ceiling = ceiling_state(noise)[0]
-        rows[b["experiment"]] = {
+        ceiling = ceiling_state(noise)[0] if noise else None
+        row = {
             "scenario": b.get("scenario", ""),
             "subsets x seeds": f"{b.get('n_subsets', '?')} x {b.get('seeds_per_subset', '?')}",
-            "reliability r1 [CI]": _ci_text(noise, "reliability"),
-            "LDS ceiling [CI]": ceiling_cell(noise),
-            "signal": "low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok",
+            "reliability r1 [CI]": _ci_text(noise, "reliability") if noise else "n/a",
+            "LDS ceiling [CI]": ceiling_cell(noise) if noise else "n/a",
+            "signal": ("low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok") if noise else "n/a",
             "for CI half-width 0.03 and ceiling 0.7": power.get("note", ""),
         }
-    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+        if fit:
+            reason = did_not_learn(fit)
+            row.update({
+                "test accuracy (chance)": f"{number(fit, 'test_accuracy')} ({number(fit, 'chance_accuracy')})",
+                "test loss (label prior)": f"{number(fit, 'test_loss', '{:.3g}')} ({number(fit, 'prior_loss', '{:.3g}')})",
+                "model": f"did not learn: {reason}" if reason else "learned",
+            })
+        rows[b["experiment"]] = row
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("n/a") if rows else None
 
 
 def _ci_text(d: dict, key: str) -> str:

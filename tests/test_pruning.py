@@ -241,7 +241,7 @@ def test_summary_ci_matches_scipy_t_interval(tmp_path):
 
 # -- groundtruth.steps -----------------------------------------------------------------------------
 def _shard(tmp_path, steps):
-    exp = _adam_exp(tmp_path, groundtruth={"steps": steps, "n_subsets": 4, "shard_size": 2, "seeds_per_subset": 2})
+    exp = _adam_exp(tmp_path, groundtruth={"steps": steps, "n_subsets": 8, "shard_size": 2, "seeds_per_subset": 2})
     prepare(exp, tmp_path / "config.json", tmp_path / "masks.npy")
     return exp
 
@@ -259,10 +259,11 @@ def test_groundtruth_same_steps_trains_subsets_as_long_as_the_full_data_model(tm
     monkeypatch.undo()
     from tda_core.stages.groundtruth import gather
 
-    train_shard(exp, 1, tmp_path / "masks.npy", tmp_path / "shard1.npz", NONE)
+    for shard in (1, 2, 3):  # 8 subsets (the schema's minimum), 2 per shard
+        train_shard(exp, shard, tmp_path / "masks.npy", tmp_path / f"shard{shard}.npz", NONE)
     for seed in range(2):
         train_full(exp, seed, exp.model_path(seed), NONE)
-    gather(exp, tmp_path / "masks.npy", [tmp_path / "shard0.npz", tmp_path / "shard1.npz"],
+    gather(exp, tmp_path / "masks.npy", [tmp_path / f"shard{k}.npz" for k in range(4)],
            [exp.model_path(0), exp.model_path(1)], tmp_path / "measurements.npz")
     meta = io.load_npz(tmp_path / "measurements.npz")[1]
     assert meta["groundtruth_steps"] == "same_steps"

@@ -88,6 +88,9 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
               "pairwise": pairwise}
     # the score vectors' correlation of the equivalence claims' method pairs (tda_core.claims)
     bundle["score_agreement"] = score_agreement(exp, methods, lambda m: score_dir_of(exp, m, score_dirs))
+    fit = model_fit(exp)
+    if fit:
+        bundle["model_fit"] = fit
     if "lds" in metrics and groundtruth_path:
         bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
@@ -121,6 +124,28 @@ def seeds_used(exp: Experiment, groundtruth_path) -> dict:
         if "groundtruth_fixed" in allocated:
             out["groundtruth_fixed"] = allocated["groundtruth_fixed"]
     return out
+
+
+def model_fit(exp: Experiment) -> dict:
+    """The full-data models' test accuracy (classification) and test loss, mean over the seeds (from the
+    model files' meta, written by train_full), beside what a model that learned nothing reaches
+    (tda_core.model_fit.label_prior) and the did-not-learn verdict. Empty for diffusion experiments."""
+    from ..model_fit import did_not_learn, label_prior
+
+    kind = exp.cfg.get("kind", "classification")
+    if kind not in ("classification", "regression"):
+        return {}
+    metas = [exp.load_model_meta(seed) for seed in range(exp.cfg["seeds"])]
+    fit = {}
+    for key in ("test_accuracy", "test_loss"):
+        values = [m.get(key) for m in metas]
+        if values and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            fit[key] = float(np.mean(values))
+            fit[f"{key}_per_seed"] = [float(v) for v in values]
+    s = exp.splits
+    fit.update(label_prior(kind, s.train_y.numpy(), s.test_y.numpy()))
+    reason = did_not_learn(fit)
+    return {**fit, "did_not_learn": reason is not None, "did_not_learn_reason": reason}
 
 
 NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",

@@ -22,6 +22,8 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
                    "query_measurement_mean": float(measure(exp, res.params, s.query_x, s.query_y).mean())}
         if exp.cfg.get("kind", "classification") == "classification":
             summary["test_accuracy"] = accuracy(exp, res.params, s.test_x, s.test_y)
+        if exp.cfg.get("kind", "classification") in ("classification", "regression"):
+            summary["test_loss"] = test_loss(exp, res.params, s.test_x, s.test_y)  # read by evaluate's model_fit
         run.summary_update({**summary, **cost.as_dict()})
     plan = res.plan
     meta = {
@@ -38,6 +40,16 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
     }
     io.save_torch(out, {"config_hash": exp.hash, "meta": meta, "checkpoints": res.checkpoints})
     return meta
+
+
+def test_loss(exp: Experiment, params: dict, x, y) -> float:
+    """Mean training loss (the task's) of the final model on the test split."""
+    import torch
+
+    model = exp.build_model(0).to(exp.device)
+    with torch.no_grad():
+        call = exp.caller(model, {k: v.to(exp.device) for k, v in params.items()})
+        return float(exp.task.loss(call, x.to(exp.device), y.to(exp.device)).mean())
 
 
 def shard_subsets(exp: Experiment, shard: int) -> range:
