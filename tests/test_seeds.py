@@ -23,7 +23,7 @@ NONE = {"mode": "none"}
 
 
 def _exp(tmp_path, **gt):
-    cfg = tiny_config(groundtruth={"n_subsets": 4, "shard_size": 2, "seeds_per_subset": 2, **gt},
+    cfg = tiny_config(groundtruth={"n_subsets": 8, "shard_size": 2, "seeds_per_subset": 2, **gt},
                       train={"epochs": 1})
     cfg["results_dir"] = str(tmp_path)
     exp = load_experiment(cfg, "tiny")
@@ -63,9 +63,10 @@ def test_gather_refuses_shards_of_the_shared_seed_protocol(tmp_path):
     exp = _exp(tmp_path)
     for r in range(2):
         train_full(exp, r, exp.model_path(r), NONE)
-    for k in range(2):
-        train_shard(exp, k, tmp_path / "masks.npy", tmp_path / f"shard{k}.npz", NONE)
-    shards, models = [tmp_path / "shard0.npz", tmp_path / "shard1.npz"], [exp.model_path(0), exp.model_path(1)]
+    shards = [tmp_path / f"shard{k}.npz" for k in range(4)]  # 8 subsets, 2 per shard
+    for k, shard in enumerate(shards):
+        train_shard(exp, k, tmp_path / "masks.npy", shard, NONE)
+    models = [exp.model_path(0), exp.model_path(1)]
     gather(exp, tmp_path / "masks.npy", shards, models, tmp_path / "gt.npz")
     assert io.load_npz(tmp_path / "gt.npz")[1]["subset_seeds"] == allocate(exp.cfg)["groundtruth"]
     arrays, meta = io.load_npz(shards[1])  # a shard written before the seed protocol: no subset_seeds
