@@ -23,7 +23,7 @@ import re
 import time
 from pathlib import Path
 
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError, ConfigError, TdaError
 from .layout import BANK_CONFIG as CONFIG, BANK_MANIFEST as MANIFEST, BANK_MASKS as MASKS
 from .layout import BANK_MASKS_SIDECAR as MASKS_SIDECAR, BANK_MEASUREMENTS as MEASUREMENTS, model_member
 
@@ -284,8 +284,14 @@ def import_bank(url: str, results_dir) -> dict:
     for rel in (CONFIG, MASKS, MASKS_SIDECAR):
         if files[rel].is_file() and _sha256(files[rel]) != manifest["files"][rel]["sha256"]:
             raise ArtifactError(f"{files[rel]} differs from the ground-truth bank's {rel} ({url}); refused")
+    if not files[CONFIG].is_file():  # first, and it must have the hash the manifest claims
+        fetch_member(url, manifest, CONFIG, files[CONFIG])
+        try:
+            check_config_hash(url, manifest, _local_config_hash(files[CONFIG]))
+        except TdaError:
+            files[CONFIG].unlink()
+            raise
     for rel, path in sorted(files.items()):
         if not path.is_file():
             fetch_member(url, manifest, rel, path)
-    check_config_hash(url, manifest, _local_config_hash(files[CONFIG]))  # the bank's config has the hash it claims
     return manifest

@@ -3,6 +3,7 @@ round-trips byte for byte through a local folder and a real HTTP server; a tampe
 or foreign bank is one error line and leaves no file behind; `from` changes no config hash; a workflow
 that imports runs no training job and scores a method exactly as the run that trained."""
 import functools
+import hashlib
 import http.server
 import json
 import shutil
@@ -172,6 +173,19 @@ def test_a_tampered_bank_is_one_line_and_writes_nothing(bank, http_root, tmp_pat
     after = _files(dest)
     assert all(after[rel] == before[rel] for rel in after)  # nothing wrong was written ...
     assert not [p for p in (dest / EXP).rglob("*.tmp")]  # ... and no temporary file left
+
+
+def test_a_bank_whose_config_is_not_its_hash_is_refused_before_anything_is_kept(bank, tmp_path, capsys):
+    bank_dir, _ = bank
+    cfg = json.loads((bank_dir / "config.json").read_text())
+    cfg["groundtruth"]["n_subsets"] = 60  # other ground truth, under the old hash; the manifest re-signed to match
+    (bank_dir / "config.json").write_text(json.dumps(cfg))
+    sha, size = hashlib.sha256((bank_dir / "config.json").read_bytes()).hexdigest(), (bank_dir / "config.json").stat().st_size
+    _edit_manifest(bank_dir, lambda m: m["files"]["config.json"].update(sha256=sha, bytes=size))
+    rc = cli.main(["groundtruth", "import", "--from", str(bank_dir), "--results", str(tmp_path / "dest")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "edited by hand" in err, err
+    assert not [p for p in (tmp_path / "dest").rglob("*") if p.is_file()]
 
 
 def test_export_refuses_http_an_existing_bank_and_a_missing_checkpoint(bank, tmp_path, http_root):
