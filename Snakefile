@@ -17,7 +17,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from tda_core.config import (experiment_block, experiments_to_run, method_options, resolve_experiment,
+from tda_core.config import (check_models, check_plan, experiment_block, experiments_to_run, method_options, resolve_experiment,
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
 from tda_core.layout import SAFE_NAME
@@ -33,13 +33,19 @@ if not workflow.overwrite_configfiles:
     configfile: "workflow/config/config.yaml"
 
 
+# Plan-time validation: the schema, then per experiment the data (sizes, labels, values) and the model
+# built on one example in a child process, remembered once it passed (tda_core.config.check_plan and
+# check_models), so that errors arrive at `snakemake -n`, in one line, before any job runs. Jobs that
+# re-read this file (cluster executors) skip the model build.
 try:
     validate_config(config)
+    R = config["results_dir"]
+    EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
+    _model_checks = [check_plan(e, build_model=False) for e in EXPERIMENTS.values()]
+    if workflow.is_main_process:
+        check_models(_model_checks)
 except TdaError as e:
     raise WorkflowError(f"tda-bench: {e}") from None
-
-R = config["results_dir"]
-EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
 
 
 onstart:

@@ -2,7 +2,7 @@
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
 from tda_core.metrics.registry import metric_targets
-from tda_core.pruning import percent_tag, retrain_seeds
+from tda_core.pruning import percent_tag, retrain_seeds, variant_token
 from tda_core import layout
 
 
@@ -69,11 +69,12 @@ def pruning_cfg(exp):
 
 
 def pruning_variants(exp, method):
-    """A pure ensemble ([n_val, N] scores for all seeds together) has no fixed-seed variant."""
+    """The job tokens of (variant, selection) (tda_core.pruning.variant_token). A pure ensemble ([n_val, N]
+    scores for all seeds together) has no fixed-seed variant."""
     variants = pruning_cfg(exp)["variants"]
     if method_entry(method).seeds == "pooled":
-        return [v for v in variants if v != "fixed"]
-    return variants
+        variants = [v for v in variants if v != "fixed"]
+    return [variant_token(v, sel) for sel in pruning_cfg(exp)["selection"] for v in variants]
 
 
 def pruning_retrain_seeds(exp):
@@ -83,6 +84,10 @@ def pruning_retrain_seeds(exp):
 
 def pruning_seed_args(w):
     return " ".join(map(str, pruning_retrain_seeds(w.exp)))
+
+
+def pruning_ensemble_size(w):
+    return pruning_cfg(w.exp)["ensemble_size"]
 
 
 def pruning_runs(exp):
@@ -136,6 +141,20 @@ def shards(exp):
     from tda_core.config import n_shards
 
     return [L(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
+
+
+def loo_seed_args(exp):
+    """The leave-one-out study's retrain seeds and seed protocol (tda_core/seeds.py), as its rerun trigger."""
+    from tda_core.seeds import LOO_PROTOCOL, loo_seeds
+
+    return f"protocol {LOO_PROTOCOL} seeds {' '.join(map(str, loo_seeds(EXPERIMENTS[exp])))}"
+
+
+def groundtruth_seed_args(exp):
+    """The ground truth's subset seeds and seed protocol (tda_core/seeds.py), as a shard's rerun trigger."""
+    from tda_core.seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds
+
+    return f"protocol {GROUNDTRUTH_PROTOCOL} seeds {' '.join(map(str, groundtruth_seeds(EXPERIMENTS[exp])))}"
 
 
 def fixed_shards(exp):

@@ -8,6 +8,7 @@ rule evaluate:
         config=L("{exp}").config,
         groundtruth=L("{exp}").groundtruth,
         scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
+        models=lambda w: model_files(w.exp),  # their meta: test accuracy / loss (the bundle's model_fit)
     output:
         L("{exp}").metrics,
     params:

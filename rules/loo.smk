@@ -10,6 +10,8 @@ rule loo_train:
         L("{exp}").loo_measurements,
     params:
         options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"], sort_keys=True),
+        # a rerun trigger only (not passed to tda): a study retrained under an older seed protocol reruns
+        seeds=lambda w: loo_seed_args(w.exp),
     log:
         L("{exp}").log("loo_train"),
     conda:

@@ -16,10 +16,11 @@ rule prune_retrain:
     output:
         L("{exp}").pruning_run("{method}", "{variant}", "{p}"),
     wildcard_constraints:
-        variant="fixed|dtda",
+        variant="fixed|dtda|fixed-balanced|dtda-balanced",
         p=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=pruning_seed_args,
+        ensemble=pruning_ensemble_size,
     log:
         L("{exp}").log("prune_{method}_{variant}_p{p}"),
     conda:
@@ -31,6 +32,7 @@ rule prune_retrain:
     shell:
         "tda --log {log} --threads {threads} prune --exp-config {input.config} --method {wildcards.method}"
         " --variant {wildcards.variant} --p {wildcards.p} --retrain-seeds {params.seeds}"
+        " --ensemble-size {params.ensemble}"
         " --scores-dir {input.scores} --out {output}"
 
 
@@ -43,6 +45,7 @@ rule prune_random:
         p=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=pruning_seed_args,
+        ensemble=pruning_ensemble_size,
     log:
         L("{exp}").log("prune_random_p{p}"),
     conda:
@@ -53,7 +56,7 @@ rule prune_random:
         runtime=120,
     shell:
         "tda --log {log} --threads {threads} prune-baseline --kind random --exp-config {input.config}"
-        " --p {wildcards.p} --retrain-seeds {params.seeds} --out {output}"
+        " --p {wildcards.p} --retrain-seeds {params.seeds} --ensemble-size {params.ensemble} --out {output}"
 
 
 rule prune_full:
@@ -63,6 +66,7 @@ rule prune_full:
         L("{exp}").pruning_full,
     params:
         seeds=pruning_seed_args,
+        ensemble=pruning_ensemble_size,
     log:
         L("{exp}").log("prune_full"),
     conda:
@@ -73,7 +77,7 @@ rule prune_full:
         runtime=120,
     shell:
         "tda --log {log} --threads {threads} prune-baseline --kind full --exp-config {input.config}"
-        " --retrain-seeds {params.seeds} --out {output}"
+        " --retrain-seeds {params.seeds} --ensemble-size {params.ensemble} --out {output}"
 
 
 rule prune_summary:

@@ -36,6 +36,10 @@ rule train_shard:
         masks=L("{exp}").masks,
     output:
         L("{exp}").shard("{shard}"),
+    params:
+        # Not on the command line (the job derives them from the config): a rerun trigger, so shards
+        # trained under another ground-truth seed protocol (tda_core/seeds.py) rerun.
+        seeds=lambda w: groundtruth_seed_args(w.exp),
     log:
         L("{exp}").log("shard{shard}"),
     conda:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, TdaError
-from .pruning import VARIANTS
+from .pruning import VARIANT_TOKENS
 from .config import block_defaults
 from .layout import TARGETS
 
@@ -143,7 +143,7 @@ def cmd_prune(args):
 
     exp = _experiment(args)
     prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores_dir, args.out,
-                  _tracking(args, exp))
+                  _tracking(args, exp), ensemble_size=args.ensemble_size)
 
 
 def _retrain_seeds(args) -> list[int]:
@@ -161,9 +161,9 @@ def cmd_prune_baseline(args):
     if args.kind == "random":
         if args.p is None:
             raise ConfigError("prune-baseline random needs --p")
-        prune_random(exp, args.p, seeds, args.out, tracking)
+        prune_random(exp, args.p, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
     else:
-        prune_full(exp, seeds, args.out, tracking)
+        prune_full(exp, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
 
 
 def cmd_prune_summary(args):
@@ -353,12 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain every retrain seed")
     sp.add_argument("--method", required=True)
-    sp.add_argument("--variant", required=True, choices=VARIANTS)
+    sp.add_argument("--variant", required=True, choices=VARIANT_TOKENS,
+                    help="variant, with -balanced for the class-balanced selection (tda_core/pruning.py)")
     sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
     sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
                     help="fresh seeds to retrain with (disjoint from the scoring seeds 0..R-1)")
     sp.add_argument("--scores-dir", help="the method's score folder holding its validation-target scores "
                     "(default: results/{exp}/scores/{method}, tda_core/layout.py)")
+    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
     sp.add_argument("--out", required=True)
 
     sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
@@ -366,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--p", type=float)
     sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
                     help="fresh seeds to retrain with (full: the full-data baseline is retrained on them too)")
+    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
     sp.add_argument("--out", required=True)
 
     sp = stage("prune-summary", cmd_prune_summary, "pruning: mean, std and 95%% CI table, the pruning curve")

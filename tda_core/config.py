@@ -153,6 +153,7 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
     if "lds_fixed_seed" in exp["metrics"] and exp.get("groundtruth", {}).get("track", "distributional") not in (
             "fixed_seed", "both"):
         raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
+    _check_distributional(name, exp)
     if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
         raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
     if "pruning" in exp:
@@ -166,8 +167,34 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
         if overlap:
             raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
                               f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
+        from .pruning import retrain_seeds as pruning_seeds
+
+        n_groups = max(1, exp["seeds"] // exp["pruning"].get("ensemble_size", 2))
+        if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
+            raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
+                              "need at least one retrain seed each")
     if "removal" in exp:
         _check_removal(name, exp)
+    from .seeds import check_disjoint
+
+    check_disjoint(name, exp)
+
+
+# dlds_variance / dlds_w2 compare the subset models' distribution with the full-data models': under
+# same_epochs the subset models train alpha of the full-data steps, a step offset as large as 0.95-3.4x
+# the between-subset spread of the mean shift (issue 17), so W2 ranks subsets like the mean shift; a
+# variance target from fewer than 4 seeds per subset has no measurable split-half reliability.
+SPREAD_METRICS = ("dlds_variance", "dlds_w2")
+SPREAD_MIN_SEEDS = 4
+
+
+def _check_distributional(name: str, exp: dict) -> None:
+    asked = [m for m in SPREAD_METRICS if m in exp["metrics"]]
+    gt = exp.get("groundtruth", {})
+    if asked and (gt.get("steps", "same_epochs") != "same_steps" or gt.get("seeds_per_subset", 2) < SPREAD_MIN_SEEDS):
+        raise ConfigError(f"experiment '{name}' lists {', '.join(asked)}: these need groundtruth.steps: same_steps "
+                          f"and groundtruth.seeds_per_subset >= {SPREAD_MIN_SEEDS} (has steps: "
+                          f"{gt.get('steps', 'same_epochs')}, seeds_per_subset: {gt.get('seeds_per_subset', 2)})")
 
 
 def _check_removal(name: str, exp: dict) -> None:
@@ -213,6 +240,96 @@ def resolve_experiment(config: dict, name: str) -> dict:
         exp["data_sha256"] = data_fingerprint(exp["dataset"], exp["data_dir"])  # the content enters the hash
     exp["config_hash"] = config_hash(exp)
     return exp
+
+
+def check_plan(exp: dict, build_model: bool = True) -> dict | None:
+    """Plan-time checks of one resolved experiment (the Snakefile runs them at `snakemake -n`), so that what
+    `prepare` or the first training job would reject fails before any job runs, in one line: the data's
+    sizes, labels and values (tda_core.data.sources.plan_summary) and, with `build_model`, the model built
+    on one example of the data's shape (check_models). Returns the model check it asks for (None: none
+    needed: mlp takes any input shape; unet / diffusion and sources without a cheap summary are skipped)."""
+    from .data.sources import check_split_sizes, plan_summary
+
+    name, kind = exp["name"], exp.get("kind", "classification")
+    try:
+        summary = plan_summary(exp["dataset"], exp.get("data_dir", "data"), kind == "regression")
+        if summary is None:
+            return None
+        check_split_sizes(exp["dataset"], summary)
+    except ConfigError as e:
+        raise ConfigError(f"experiment '{name}': {e}") from None
+    if kind == "diffusion" or exp["model"]["name"] in ("mlp", "unet") or not summary["n_out"]:
+        return None
+    spec = {"experiment": name, "model": exp["model"], "in_shape": list(summary["in_shape"]),
+            "n_out": int(summary["n_out"])}
+    if build_model:
+        check_models([spec])
+    return spec
+
+
+def check_models(specs: list[dict | None]) -> None:
+    """Build each model of `specs` (check_plan's) on one dummy example on the CPU, in one child process:
+    the Snakemake process stays torch-free (importing torch and timm takes seconds). A check that passed
+    is remembered in the user's cache (tda-bench/model_checks.json, keyed by the model config, input shape,
+    outputs, and the versions of torch / timm / torchvision / tda-bench and its model code), so later plans
+    skip it; the verdict changes no result. The first failure is a ConfigError in one line."""
+    import os
+    import subprocess
+    import sys
+
+    specs = [s for s in specs if s]
+    keys = [_model_check_key(s) for s in specs]
+    cache_path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tda-bench" / "model_checks.json"
+    try:
+        passed = set(json.loads(cache_path.read_text()))
+    except (OSError, ValueError, TypeError):
+        passed = set()
+    todo = [(k, s) for k, s in zip(keys, specs) if k not in passed]
+    if not todo:
+        return
+    package_root = str(Path(__file__).resolve().parent.parent)  # the child imports this very tda_core
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([sys.executable, "-c", "from tda_core.config import _model_check_child; _model_check_child()"],
+                       input=json.dumps([s for _, s in todo]), capture_output=True, text=True, env=env)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    if r.returncode != 0 or lines:
+        msg = lines[0] if lines else (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(msg if lines else f"the plan-time model check failed: {msg}")
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(sorted(passed | {k for k, _ in todo})))
+    except OSError:
+        pass  # a read-only home: the check simply runs again next time
+
+
+def _model_check_key(spec: dict) -> str:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("torch", "timm", "torchvision", "tda-bench"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    code = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in (Path(__file__).resolve().parent / "models").glob("*.py"))
+    payload = {k: spec[k] for k in ("model", "in_shape", "n_out")}
+    return hashlib.sha256(json.dumps([payload, versions, code], sort_keys=True).encode()).hexdigest()
+
+
+def _model_check_child() -> None:
+    """check_models' child: reads the specs as JSON on stdin, prints one line per failing model."""
+    import sys
+
+    from .models import build_model
+
+    for spec in json.loads(sys.stdin.read()):
+        try:
+            build_model({"model": spec["model"]}, tuple(spec["in_shape"]), spec["n_out"], seed=0)
+        except ConfigError as e:
+            print(f"experiment '{spec['experiment']}': {e}".replace("\n", " "))
+            return
 
 
 def config_hash(exp: dict) -> str:

@@ -20,6 +20,8 @@ import pandas as pd
 from . import io
 from .claims import claims_table
 from .formatting import format_p
+from .metrics.compare import RANK_NOTE, SEED_NOTE
+from .model_fit import DID_NOT_LEARN_MARGIN
 from .metrics.rows import carried_keys
 from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
@@ -28,7 +30,7 @@ from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_tab
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
-           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason"]
+           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason"]
 METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift",
                 "topk_drop", "brittleness"]
 LOW_SIGNAL_CEILING = 0.5
@@ -46,8 +48,9 @@ METRIC_NOTES = {
     "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
     "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
     "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
-    "randomization": "Model-randomization sanity check: Spearman between the scores of the trained model and of "
-                     "a re-initialised one, mean over queries; lower is better (ranked so), passes below 0.5.",
+    "randomization": "Model-randomization sanity check: |Spearman| between the scores of the trained model and of "
+                     "a re-initialised one, mean over queries (a sign flip is no change); lower is better (ranked "
+                     "so), passes below 0.5.",
     "topk_drop": "Top-k removal: mean over the sampled queries and the fresh retrain seeds of f(z_q) of the retrained "
                  "full-data model minus f(z_q) of the model retrained without the k training examples the method "
                  "scores most positive for that query; higher is better; CI resamples queries and seeds.",
@@ -65,18 +68,25 @@ LEGEND = [
     "**ceiling**: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against this "
     "target, sqrt(R' r1 / (1 + (R'-1) r1)) with R' seeds per subset (Spearman-Brown, then attenuation); "
     "*not resolved* (no number, no line in the plot) when the 95% CI of r1 includes 0: the ground truth cannot "
-    "say how high an LDS it allows, which is not a ceiling of 0. Per-seed rows whose model shares its seed "
-    "with subset models "
-    "(seed 0, 1, ... train both) can exceed it. Experiments with a ceiling under 0.5 are flagged *low signal*.",
+    "say how high an LDS it allows, which is not a ceiling of 0. Experiments with a ceiling under 0.5 are "
+    "flagged *low signal*.",
+    "**low signal** (any metric): its target's own reliability is too low to order methods (lds, dlds_mean, "
+    "lds_kendall: ceiling under 0.5 or r1 not distinguishable from 0; dlds_variance, dlds_w2, LOO: split-half "
+    "reliability under 0.25 or not computable). Its rows show values and CIs only: no rank interval, no ★.",
     "**split-half reliability** (variance, W2, LOO): the same metric between two halves of the seeds; "
     "Spearman-Brown does not apply to those.",
-    "**rank [interval]**: rank by the value (1 = best) and its 95% interval over the bootstrap replicates.",
-    "**tied** (★): not significantly different from the best row (paired bootstrap of the difference on the "
-    "same resampled queries and subsets; Holm correction over the comparisons with the best, 5% level).",
+    "**rank [interval]** and **tied** (★): " + RANK_NOTE + " (5% level).",
+    "**paired tests** between rows: the difference's own variance for the crossed queries x subsets design, "
+    "and " + SEED_NOTE + ".",
     "**variant**: per-seed = each seed's own model scores itself; seed-averaged = the R seeds' scores "
     "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
     "every seed. **models**: trained models the scores used (1 or R).",
     "**aliases**: other methods whose scores are identical for this metric (one row for all of them).",
+    "**test accuracy (chance)**, **test loss (label prior)**: the full-data models on the test split, mean over "
+    "seeds, beside a model that learned nothing (always the most frequent training class; the training label "
+    "frequencies as prediction, or the training mean for regression). **model**: *did not learn* when the "
+    f"accuracy is below chance + {DID_NOT_LEARN_MARGIN} (regression: the loss is not below the prior's); the attributions of such "
+    "an experiment explain a model that did not learn.",
     "**p**: a p-value; '< 0.001' when below 0.001 (a bootstrap p of 0 only says 'below 1/B', never 'exactly 0').",
     "Overview: **overview rank** and **mean rank percentile** (1 = best in every shared experiment, 0 = worst) over "
     "the *shared experiments*, the ones every ranked row ran on; **ran on**: k of n = the row has a ranked value in "
@@ -234,6 +244,8 @@ def value_cell(row) -> str:
 def rank_cell(row) -> str:
     if row["rank"] is None or not np.isfinite(float(row["rank"])):
         return ""
+    if row.get("low_signal") is True or row["rank_ci_low"] is None or not np.isfinite(float(row["rank_ci_low"])):
+        return f"{int(row['rank'])} (by value; low signal)"  # tda_core.metrics.signal: no interval
     return f"{int(row['rank'])} [{int(row['rank_ci_low'])}-{int(row['rank_ci_high'])}]"
 
 
@@ -255,28 +267,46 @@ def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
         "tied": ["★" if t is True else "" for t in part.tied_with_best],
         "aliases": part.aliases.to_list(),
         "wall time (s)": [_num(x, 1) for x in part.wall_time_s],
-        "note": [n or r for n, r in zip(part.note, part.reason)],
+        "note": [("; ".join(filter(None, [f"low signal: {sr}" if ls is True else "", n or r])))
+                 for n, r, ls, sr in zip(part.note, part.reason, part.low_signal, part.signal_reason)],
     })
 
 
 def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
-    """Per experiment: the ground truth's reliability and ceiling, the low-signal flag, and the power note."""
+    """Per experiment: the ground truth's reliability and ceiling, the low-signal flag, the power note, and
+    whether its full-data models learned (test accuracy / loss against chance and the label prior, the
+    bundle's model_fit; the verdict is recomputed here by tda_core.model_fit.did_not_learn)."""
+    from .model_fit import did_not_learn  # noqa: PLC0415 (beside its constant, imported above)
+
+    def number(fit, key, fmt="{:.3f}"):
+        v = fit.get(key)
+        return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else "n/a"
+
     rows = {}
     for b in bundles:
         noise = (b.get("noise") or {}).get("lds")
-        if not noise:
+        fit = b.get("model_fit") if isinstance(b.get("model_fit"), dict) else {}
+        if not noise and not fit:
             continue
         power = b.get("power") or {}
-        ceiling = ceiling_state(noise)[0]
-        rows[b["experiment"]] = {
+        ceiling = ceiling_state(noise)[0] if noise else None
+        row = {
             "scenario": b.get("scenario", ""),
             "subsets x seeds": f"{b.get('n_subsets', '?')} x {b.get('seeds_per_subset', '?')}",
-            "reliability r1 [CI]": _ci_text(noise, "reliability"),
-            "LDS ceiling [CI]": ceiling_cell(noise),
-            "signal": "low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok",
+            "reliability r1 [CI]": _ci_text(noise, "reliability") if noise else "n/a",
+            "LDS ceiling [CI]": ceiling_cell(noise) if noise else "n/a",
+            "signal": ("low signal" if ceiling is None or ceiling < LOW_SIGNAL_CEILING else "ok") if noise else "n/a",
             "for CI half-width 0.03 and ceiling 0.7": power.get("note", ""),
         }
-    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+        if fit:
+            reason = did_not_learn(fit)
+            row.update({
+                "test accuracy (chance)": f"{number(fit, 'test_accuracy')} ({number(fit, 'chance_accuracy')})",
+                "test loss (label prior)": f"{number(fit, 'test_loss', '{:.3g}')} ({number(fit, 'prior_loss', '{:.3g}')})",
+                "model": f"did not learn: {reason}" if reason else "learned",
+            })
+        rows[b["experiment"]] = row
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("n/a") if rows else None
 
 
 def _ci_text(d: dict, key: str) -> str:
@@ -432,13 +462,22 @@ def distributional_table(df: pd.DataFrame) -> pd.DataFrame | None:
 
 def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
     """Test accuracy and test loss, "mean [ci_low, ci_high]" (95% t-interval over the retrain seeds; the mean
-    alone where it has none, e.g. one seed): rows method (variant), columns experiment / p."""
+    alone where it has none, e.g. one seed): rows method (variant, selection), columns experiment / p; and
+    the class coverage of the pruned sets: the smallest fraction of a class kept over the job's runs (its class)."""
     rows = [r for p in summary_paths for r in io.read_json(p)["rows"]]
     if not rows:
         return {}
     df = pd.DataFrame(rows)
-    df["row"] = [m if v == "baseline" else f"{m} ({v})" for m, v in zip(df.method, df.variant)]
+    selection = df["selection"] if "selection" in df else pd.Series([None] * len(df), index=df.index)
+    base = df["base_variant"] if "base_variant" in df else df["variant"]
+    # "method (variant, selection)"; an older summary without a selection: "method (variant)"
+    df["row"] = [m if v == "baseline" else f"{m} ({b}, {sel})" if isinstance(sel, str) else f"{m} ({v})"
+                 for m, v, b, sel in zip(df.method, df.variant, base, selection)]
     df["column"] = [f"{e} p={p:g}%" for e, p in zip(df.experiment, df.p)]
+
+    def ordered(table):
+        return table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
+
     out = {}
     for key, title in (("test_accuracy", "pruning: test accuracy"), ("test_loss", "pruning: test loss")):
         lows = df[f"{key}_ci_low"] if f"{key}_ci_low" in df else [np.nan] * len(df)
@@ -446,8 +485,15 @@ def pruning_tables(summary_paths: list) -> dict[str, pd.DataFrame]:
         cells = [("failed" if st != "ok" else f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if np.isfinite([lo, hi]).all()
                   else f"{m:.4f}") for st, m, lo, hi in zip(df.status, df[f"{key}_mean"], lows, highs)]
         table = df.assign(cell=cells).pivot_table(index="row", columns="column", values="cell", aggfunc="first")
-        table = table[sorted(table.columns, key=lambda c: (c.split(" p=")[0], float(c.split(" p=")[1][:-1])))]
-        out[title] = table.fillna("")
+        out[title] = ordered(table).fillna("")
+    if "min_class_fraction_kept" in df:
+        cover = df[(df.status == "ok") & df["min_class_fraction_kept"].notna() & (df.p > 0)]
+        if len(cover):
+            cells = [f"{f:.2f} (class {int(c)})" for f, c in zip(cover["min_class_fraction_kept"],
+                                                                  cover["least_kept_class"])]
+            table = cover.assign(cell=cells).pivot_table(index="row", columns="column", values="cell",
+                                                         aggfunc="first")
+            out["pruning: class coverage (smallest fraction of a class kept)"] = ordered(table).fillna("")
     return out
 
 
@@ -562,8 +608,11 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     claims = claims_table(df, bundles, pruning_paths)
     if claims is not None:
         out.append((2, "Claims of the papers, checked on this run",
-                    "Each row: a paired test on this run's numbers (holds / reversed / not significant at 5%). "
-                    "Nothing was tuned to make a claim hold.", claims))
+                    "Each row: a paired test on this run's numbers. 'A beats B' claims: holds / reversed / not "
+                    "significant; equivalence claims (TOST, margin in the CI column): equivalent / not equivalent "
+                    "(which side is better) / inconclusive; pruning claims: a t-test over scoring groups. Verdicts at "
+                    "5% after Holm over every test of this table (raw and adjusted p shown). Nothing was tuned to "
+                    "make a claim hold.", claims))
     agreement = agreement_tables(bundles)
     if agreement:
         out.append((2, "Do the metrics agree?",
@@ -585,7 +634,8 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
         out.append((2, metric, metric_note(metric), None))
         for exp, part in df[df.metric == metric].groupby("experiment", sort=True):
             noise = ceilings.get(exp, {}).get(metric, {}) or _noise_from_rows(part)
-            out.append((3, f"{metric} on {exp}", _noise_line(noise), experiment_table(part, metric)))
+            out.append((3, f"{metric} on {exp}", " ".join(filter(None, [_noise_line(noise), _signal_line(part)])),
+                        experiment_table(part, metric)))
     tracks = track_table(df)
     if tracks is not None:
         out.append((2, "LDS by track", "distributional: subset models on fresh seeds (lds); fixed_seed: each scoring "
@@ -595,8 +645,11 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     if dist is not None:
         out.append((2, "Classic vs distributional LDS", "", dist))
     for title, table in pruning_tables(pruning_paths).items():
-        out.append((2, title, "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring "
-                               "seeds; every set retrained on the same seeds).", table))
+        out.append((2, title, "Per pruned set, the smallest fraction of one class (training label) left in the "
+                              "training set over the job's runs; near 0: the selection emptied that class."
+                    if "class coverage" in title else
+                    "Mean [95% t-interval] over the retrain seeds (fresh seeds, disjoint from the scoring seeds; "
+                    "scoring models and retrain seeds in disjoint groups, tda_core/pruning.py).", table))
     tuning = tuning_table(tuning_paths or [])
     if tuning is not None:
         out.append((2, TUNING_TITLE, TUNING_TEXT, tuning))
@@ -619,6 +672,15 @@ def _noise_from_rows(part: pd.DataFrame) -> dict:
         return {}
     first = ok.iloc[0]
     return {k: first[k] for k in ("reliability", "ceiling", "split_half_reliability") if pd.notna(first[k])}
+
+
+def _signal_line(part: pd.DataFrame) -> str:
+    """The per-metric low-signal marker (tda_core.metrics.signal), from the rows' gate."""
+    low = part[part.low_signal == True]  # noqa: E712 (object column: True, False or None)
+    if low.empty:
+        return ""
+    return (f"**Low signal** ({low.signal_reason.iloc[0]}): values only, no rank intervals or ties "
+            "(ranks order the values).")
 
 
 def _noise_line(noise: dict) -> str:

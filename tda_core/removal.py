@@ -18,7 +18,9 @@ Brittleness (classification): among the sampled queries the retrained full-data 
 correctly (margin averaged over seeds > 0), the smallest k of the grid for which the margin averaged
 over the retrained seeds turns negative (the prediction flips); queries that never flip within the
 grid are censored at the largest k (counted as k_max + 1). Reported: the fraction flipped by each k
-and the median smallest k (lower is better: fewer removals suffice).
+and the median smallest k (lower is better: fewer removals suffice), with a 95% bootstrap interval that
+resamples queries and retrain seeds jointly (eligibility and flips recomputed from each replicate's
+seed-mean margins; a retrain seed shifts every query's margin, so it is a unit of the design).
 
 This module is torch-free: the Snakefile imports it to build the DAG.
 """
@@ -132,7 +134,13 @@ def smallest_flip(full_margin: np.ndarray, margins_by_k: dict[int, np.ndarray]) 
 
 def brittleness(full_margin: np.ndarray, margins_by_k: dict[int, np.ndarray], n_boot: int = N_BOOT) -> dict:
     """The median smallest flipping k over the eligible queries (censored at k_max + 1), its bootstrap
-    interval over queries, and the fraction of eligible queries flipped by each k."""
+    interval, and the fraction of eligible queries flipped by each k.
+
+    Each replicate resamples the sampled queries and the retrain seeds jointly (the shared draws of
+    `bootstrap_indices`, so every method's replicates are paired): the seed-mean margins are recomputed
+    over the resampled seeds, and with them which queries are eligible and where each flips, then the
+    median is taken over the resampled queries. A retrain seed shifts every query's margin (one model),
+    so resampling queries alone missed most of the seed noise."""
     ks = sorted(margins_by_k)
     eligible, smallest = smallest_flip(full_margin, margins_by_k)
     s = smallest[eligible]
@@ -141,9 +149,20 @@ def brittleness(full_margin: np.ndarray, margins_by_k: dict[int, np.ndarray], n_
     if not len(s):
         return {**out, "value": None, "ci_low": None, "ci_high": None, "replicates": None,
                 "flipped_fraction": [None] * len(ks), "censored": None}
-    qi, _ = bootstrap_indices(len(s), 1, n_boot)
-    reps = np.median(s[qi], axis=1)
-    lo, hi = np.quantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    full = np.asarray(full_margin, dtype=np.float64)
+    n_s, n_q = full.shape
+    qi, si = bootstrap_indices(n_q, n_s, n_boot)
+    seed_w = np.stack([np.bincount(x, minlength=n_s) for x in si]) / n_s  # [B, S]
+    boot_full = seed_w @ full  # [B, Q] seed-mean margins over the resampled seeds
+    boot_smallest = np.full(boot_full.shape, ks[-1] + 1, dtype=np.int64)
+    for k in reversed(ks):
+        boot_smallest[seed_w @ np.asarray(margins_by_k[k], dtype=np.float64) < 0] = k
+    reps = []
+    for b in range(n_boot):
+        q = qi[b][boot_full[b, qi[b]] > 0]
+        reps.append(float(np.median(boot_smallest[b, q])) if len(q) else np.nan)
+    reps = np.asarray(reps)
+    lo, hi = np.nanquantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     median = float(np.median(s))
     return {**out, "value": median, "ci_low": float(lo), "ci_high": float(hi),
             "replicates": [float(x) for x in reps],

@@ -11,11 +11,12 @@ TITLE = "Tuning sensitivity"
 TEXT = ("Per method and option (knob): 'default' is the value of the method's own row and 'default LDS' its LDS "
         "on all queries [95% CI] (per-seed methods: the per-seed LDS of the main table); 'grid' lists every "
         "value's LDS on all queries, (d) the default (plot: tuning.png); 'selected' is "
-        "the value with the best LDS on a seeded half A of the queries (the default wins ties); 'held-out LDS' "
-        "gives selected / default on the other half B; 'gain' is their paired difference on half B [95% paired "
-        "bootstrap CI over the same queries and subsets] - what tuning bought, free of the optimism of choosing and "
-        "reporting on the same queries; 'in-sample best (optimistic)' is chosen and reported on all queries, for "
-        "reference only.")
+        "the value with the best LDS on all data (the default wins ties). Cross-fitted gain: queries and subsets are "
+        "split into seeded halves A and B; the best value is chosen on (A, A) and compared with the default on (B, B), "
+        "and the other way round; 'held-out LDS' gives chosen / default averaged over the two folds, 'gain' their "
+        "difference [95% CI: the folds' paired bootstraps, combined conservatively] - what tuning buys, free of the "
+        "optimism of choosing and reporting on the same queries or subsets; 'in-sample best (optimistic)' is chosen "
+        "and reported on all data, for reference only.")
 
 
 def _num(x, digits: int = 3) -> str:
@@ -54,5 +55,7 @@ def tuning_table(paths: list) -> pd.DataFrame | None:
                              f"{_num(r['selected_value'])} / {_num(r['default_value'])}",
                          "gain [95% CI]": f"{r['gain']:+.3f} [{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}]",
                          "in-sample best (optimistic)": f"{r['labels'][b]} ({r['in_sample_gain']:+.3f})",
-                         "queries A / B": f"{r['n_select']} / {r['n_report']}"})
+                         "queries A / B": f"{r['n_select']} / {r['n_report']}"
+                         + (f", subsets {r['n_subsets_select']} / {r['n_subsets_report']}" if "n_subsets_select" in r
+                            else "")})
     return pd.DataFrame(rows) if rows else None

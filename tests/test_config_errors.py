@@ -26,6 +26,40 @@ def test_schema_and_names_fail_in_one_line(mutate, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("metric", ["dlds_variance", "dlds_w2"])
+@pytest.mark.parametrize("groundtruth,ok", [
+    ({}, False),                                                   # same_epochs, 2 seeds per subset
+    ({"steps": "same_steps"}, False),                              # 2 seeds per subset
+    ({"seeds_per_subset": 4}, False),                              # same_epochs
+    ({"steps": "same_steps", "seeds_per_subset": 3}, False),
+    ({"steps": "same_steps", "seeds_per_subset": 4}, True),
+])
+def test_spread_metrics_need_same_steps_and_four_seeds_per_subset(metric, groundtruth, ok):
+    cfg = tiny_config(metrics=["lds", metric], groundtruth=groundtruth)
+    if ok:
+        validate_config(cfg)
+        return
+    with pytest.raises(ConfigError, match=f"lists {metric}: these need groundtruth.steps: same_steps") as err:
+        validate_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_spread_metric_error_stops_a_dry_run(repo, tmp_path):
+    """`snakemake -n` (plan time) stops at dlds_w2 on a same_epochs ground truth, in one line."""
+    bad = tmp_path / "bad.yaml"
+    text = (repo / "workflow/config/tiny.yaml").read_text()
+    assert "metrics:" not in text  # tiny.yaml leaves metrics at their default
+    bad.write_text(text.replace("methods: [random, grad_dot, tracin]",
+                                "methods: [random, grad_dot, tracin]\n    metrics: [lds, dlds_w2]"))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(bad), "--cores", "1", "-n"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    lines = [line for line in out.splitlines() if "dlds_w2" in line]
+    assert r.returncode != 0 and len(lines) == 1 and "these need groundtruth.steps: same_steps" in lines[0], out
+    assert "Traceback" not in out
+
+
 def test_defaults_are_filled_and_hash_ignores_method_list():
     cfg = validate_config(tiny_config())
     exp = resolve_experiment(cfg, "tiny")
@@ -36,7 +70,7 @@ def test_defaults_are_filled_and_hash_ignores_method_list():
 
 
 def test_shipped_configs_validate(repo):
-    for name in ("config.yaml", "tiny.yaml"):
+    for name in ("config.yaml", "tiny.yaml", "extended.yaml", "paper.yaml"):
         assert load_config(repo / "workflow" / "config" / name)["experiments"]
 
 

@@ -19,6 +19,7 @@ from tda_core.stages import train as train_stage
 from tda_core.stages.prepare import prepare
 from tda_core.stages.prune import prune_full, prune_random, prune_retrain, prune_summary, summarize, t_interval
 from tda_core.stages.train import train_full, train_shard
+from tda_core.seeds import GROUNDTRUTH_SEED_BASE
 from tda_core.training import Run, train_models
 
 NONE = {"mode": "none"}
@@ -117,16 +118,23 @@ def test_pruning_by_attribution_beats_random_pruning_on_mislabelled_digits(noisy
             assert r[f"{key}_ci_low"] <= r[f"{key}_mean"] <= r[f"{key}_ci_high"]
     assert all(run["n_removed"] == 100 for job in runs if job["p"] == 20 for run in job["runs"])
     assert (pr / "pruning.png").stat().st_size > 1000
-    # d-TDA retrains every fresh seed on one shared set; fixed: retrain seed k uses scoring seed k mod 2's set
+    # one scoring group (2 models, ensemble_size 2): d-TDA retrains every fresh seed on the group's one set;
+    # fixed: each scoring model's own set, retrained with every seed of the group
     d = [run["removed"] for run in io.read_json(pr / "tracin/dtda/p20.json")["runs"]]
     f = io.read_json(pr / "tracin/fixed/p20.json")["runs"]
     assert d[0] == d[1] == d[2]
-    assert [run["scoring_seed"] for run in f] == [0, 1, 0] and [run["seed"] for run in f] == RETRAIN
-    assert f[0]["removed"] == f[2]["removed"] != f[1]["removed"]
+    assert [run["scoring_seed"] for run in f] == [0, 0, 0, 1, 1, 1] and [run["seed"] for run in f] == RETRAIN * 2
+    assert f[0]["removed"] == f[2]["removed"] != f[3]["removed"]
     # the fixed sets are the scoring models' own picks (recomputed here from the saved scores)
     for run in f:
         own = io.load_npy(val[run["scoring_seed"]].with_suffix(".npy"))
         assert run["removed"] == np.sort(np.argsort(-own.mean(0), kind="stable")[:100]).tolist()
+    # class coverage recorded per run, recomputed here from the removed indices and the training labels
+    labels = exp.splits.train_y.numpy()
+    for run in f:
+        counts = np.bincount(labels[run["removed"]], minlength=10)
+        assert run["removed_per_class"] == counts.tolist()
+        assert run["min_class_fraction_kept"] == pytest.approx(min(1 - counts / np.bincount(labels, minlength=10)))
 
 
 def test_failed_attribution_gives_failed_pruning_row(noisy_digits, tmp_path):
@@ -233,7 +241,7 @@ def test_summary_ci_matches_scipy_t_interval(tmp_path):
 
 # -- groundtruth.steps -----------------------------------------------------------------------------
 def _shard(tmp_path, steps):
-    exp = _adam_exp(tmp_path, groundtruth={"steps": steps, "n_subsets": 4, "shard_size": 2, "seeds_per_subset": 2})
+    exp = _adam_exp(tmp_path, groundtruth={"steps": steps, "n_subsets": 8, "shard_size": 2, "seeds_per_subset": 2})
     prepare(exp, tmp_path / "config.json", tmp_path / "masks.npy")
     return exp
 
@@ -251,10 +259,11 @@ def test_groundtruth_same_steps_trains_subsets_as_long_as_the_full_data_model(tm
     monkeypatch.undo()
     from tda_core.stages.groundtruth import gather
 
-    train_shard(exp, 1, tmp_path / "masks.npy", tmp_path / "shard1.npz", NONE)
+    for shard in (1, 2, 3):  # 8 subsets (the schema's minimum), 2 per shard
+        train_shard(exp, shard, tmp_path / "masks.npy", tmp_path / f"shard{shard}.npz", NONE)
     for seed in range(2):
         train_full(exp, seed, exp.model_path(seed), NONE)
-    gather(exp, tmp_path / "masks.npy", [tmp_path / "shard0.npz", tmp_path / "shard1.npz"],
+    gather(exp, tmp_path / "masks.npy", [tmp_path / f"shard{k}.npz" for k in range(4)],
            [exp.model_path(0), exp.model_path(1)], tmp_path / "measurements.npz")
     meta = io.load_npz(tmp_path / "measurements.npz")[1]
     assert meta["groundtruth_steps"] == "same_steps"
@@ -267,9 +276,10 @@ def test_groundtruth_same_epochs_keeps_the_old_subset_models(tmp_path, monkeypat
     train_shard(exp, 1, tmp_path / "masks.npy", tmp_path / "shard1.npz", NONE)
     assert [step for _, step in seen] == [2 * 4] * 4  # ceil(60 / 32) = 2 batches per epoch, 4 epochs
     monkeypatch.undo()
-    # the old protocol, spelled out: Run(seed, mask) with no step override, measured as before
+    # the old step protocol, spelled out: Run(seed, mask) with no step override, measured as before
+    # (on the ground-truth seeds of tda_core.seeds, disjoint from the scoring seeds)
     masks = io.load_npy(tmp_path / "masks.npy")
-    runs = [Run(seed, masks[j]) for j in (2, 3) for seed in (0, 1)]
+    runs = [Run(seed, masks[j]) for j in (2, 3) for seed in (GROUNDTRUTH_SEED_BASE, GROUNDTRUTH_SEED_BASE + 1)]
     old = train_models(exp.cfg, exp.splits, runs, exp.build_model, exp.task, exp.device)
     from tda_core.stages.common import measure
 
@@ -328,3 +338,94 @@ def test_tiny_workflow_with_pruning_writes_the_summary(repo, tmp_path):
             assert r[f"{key}_ci_low"] <= r[f"{key}_mean"] <= r[f"{key}_ci_high"]
     assert (pr / "pruning.png").stat().st_size > 1000
     assert not (tmp_path / "results/tiny-mlp/models/seed1.pt").exists()  # retrains are not scoring models
+
+
+# -- class coverage, balanced selection, scoring groups ---------------------------------------------
+from tda_core.pruning import class_coverage, retrain_groups, scoring_groups, select_balanced  # noqa: E402
+
+
+def test_ranking_by_mean_benefit_can_empty_a_class_and_balanced_selection_cannot():
+    """The planted class collapse of the audit: class 0's examples have the largest benefit."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)  # 200 examples, 20 per class
+    benefit = rng.normal(size=200) + 5.0 * (labels == 0)
+    unbalanced = select_removals(benefit, 40)
+    cover = class_coverage(unbalanced, labels, 10)
+    assert cover["removed_per_class"][0] == 20 and cover["min_class_fraction_kept"] == 0.0
+    assert cover["least_kept_class"] == 0
+    balanced = select_balanced(benefit, labels, 40)
+    assert len(balanced) == 40
+    assert class_coverage(balanced, labels, 10)["removed_per_class"] == [4] * 10
+    assert class_coverage(balanced, labels, 10)["min_class_fraction_kept"] == pytest.approx(0.8)
+    # within each class the removed examples are its largest-benefit ones (brute force)
+    for c in range(10):
+        members = np.flatnonzero(labels == c)
+        picked = np.intersect1d(members, balanced)
+        rest = np.setdiff1d(members, picked)
+        assert benefit[picked].min() >= benefit[rest].max()
+
+
+@pytest.mark.parametrize("sizes, k, quotas", [([30, 10, 10], 10, [6, 2, 2]), ([5, 5, 5], 4, [2, 1, 1]),
+                                              ([7, 3], 4, [3, 1]), ([7, 3], 5, [4, 1]), ([4, 4], 8, [4, 4])])
+def test_balanced_quotas_are_proportional_with_largest_remainders(sizes, k, quotas):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    picked = select_balanced(np.arange(len(labels), dtype=float), labels, k)
+    assert np.bincount(labels[picked], minlength=len(sizes)).tolist() == quotas
+
+
+def test_scoring_and_retrain_groups_are_disjoint():
+    assert scoring_groups(6, 2) == [[0, 1], [2, 3], [4, 5]]
+    assert scoring_groups(5, 2) == [[0, 1], [2, 3]]  # the fifth model is left over
+    assert retrain_groups([6, 7, 8, 9, 10, 11], 3) == [[6, 9], [7, 10], [8, 11]]
+    with pytest.raises(ConfigError):
+        retrain_groups([6, 7], 3)
+    with pytest.raises(ConfigError):
+        validate_config(tiny_config(seeds=4, pruning={"methods": ["grad_dot"], "ensemble_size": 2, "retrain_seeds": 1}))
+    assert scoring_groups(2, 3) == [[0, 1]]  # fewer models than a group: one group (claim not testable)
+    validate_config(tiny_config(seeds=1, pruning={"methods": ["grad_dot"]}))
+
+
+def test_each_scoring_group_picks_its_own_sets_and_retrains_on_its_own_seeds(tmp_path, monkeypatch):
+    """4 scoring models in 2 groups, planted validation scores: fixed = each model's own top k, d-TDA =
+    the top k of its group's mean, balanced = per-class quotas; no retrain seed is shared by two groups."""
+    from tda_core.scores import Scores
+
+    cfg = tiny_config(seeds=4, pruning={"methods": ["grad_dot"]})
+    cfg["results_dir"] = str(tmp_path)
+    exp = load_experiment(cfg, "tiny")
+    n = exp.splits.n_train
+    rng = np.random.default_rng(1)
+    per_seed = rng.normal(size=(4, 3, n))
+    monkeypatch.setattr(prune_stage, "method_scores", lambda *a, **k: Scores("grad_dot", "val", "per_seed",
+                                                                              array=per_seed))
+    plans = []
+
+    def fake_retrain(exp_, seeds, removed, desc):
+        plans.append((list(seeds), [np.asarray(r) for r in removed]))
+        return [{"seed": s, "test_accuracy": 0.5, "test_loss": 1.0, "removed": r.tolist(), "n_removed": len(r)}
+                for s, r in zip(seeds, removed)], {}
+
+    monkeypatch.setattr(prune_stage, "retrain_without", fake_retrain)
+    k = n_removed(25, n)
+    top = lambda s: np.sort(np.argsort(-s.mean(0), kind="stable")[:k]).tolist()  # noqa: E731
+    fixed = prune_retrain(exp, "grad_dot", "fixed", 25, [4, 5, 6, 7], None, tmp_path / "f.json", NONE)
+    assert fixed["scoring_groups"] == [[0, 1], [2, 3]] and fixed["retrain_groups"] == [[4, 6], [5, 7]]
+    assert [(r["seed"], r["scoring_seed"], r["group"]) for r in fixed["runs"]] == [
+        (4, 0, 0), (6, 0, 0), (4, 1, 0), (6, 1, 0), (5, 2, 1), (7, 2, 1), (5, 3, 1), (7, 3, 1)]
+    for r in fixed["runs"]:
+        assert r["removed"] == top(per_seed[r["scoring_seed"]])
+    dtda = prune_retrain(exp, "grad_dot", "dtda", 25, [4, 5, 6, 7], None, tmp_path / "d.json", NONE)
+    for r in dtda["runs"]:
+        assert r["removed"] == top(per_seed[2 * r["group"]:2 * r["group"] + 2].mean(0))
+    bal = prune_retrain(exp, "grad_dot", "dtda-balanced", 25, [4, 5, 6, 7], None, tmp_path / "b.json", NONE)
+    assert bal["selection"] == "balanced" and bal["variant"] == "dtda-balanced"
+    labels = exp.splits.train_y.numpy()
+    sizes = np.bincount(labels)
+    for r in bal["runs"]:
+        counts = np.bincount(labels[r["removed"]], minlength=len(sizes))
+        assert np.all(np.abs(counts - k * sizes / n) < 1)  # every class its proportional share
+    # the summary's group means are the claims' unit of replication
+    summary = summarize("tiny", [tmp_path / "f.json", tmp_path / "d.json", tmp_path / "b.json"])
+    rows = {r["variant"]: r for r in summary["rows"]}
+    assert rows["fixed"]["test_accuracy_by_group"] == [0.5, 0.5] and rows["fixed"]["n_runs"] == 8
+    assert rows["dtda-balanced"]["selection"] == "balanced" and rows["dtda-balanced"]["base_variant"] == "dtda"

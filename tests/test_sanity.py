@@ -14,7 +14,7 @@ from tda_core.metrics.kendall import _kendall_weighted, evaluate_lds_kendall, ke
 from tda_core.metrics.lds import evaluate_lds
 from tda_core.metrics.registry import lower_is_better, metric_reference, metric_target, metric_targets
 from tda_core.metrics.rows import rank_rows
-from tda_core.metrics.sanity import MAX_CORRELATION
+from tda_core.metrics.sanity import MAX_CORRELATION, evaluate_randomization
 from tda_core.stages.attribute import attribute_method
 from tda_core.stages.evaluate import evaluate_experiment
 from tda_core.stages.train import train_full
@@ -92,6 +92,28 @@ def test_lower_is_better_ranks_by_negated_value():
              "replicates": list(v + 0.01 * rng.standard_normal(200))} for m, v in (("a", 0.9), ("b", 0.1))]
     rank_rows(rows)
     assert [r["rank"] for r in rows] == [2, 1]
+
+
+@pytest.mark.parametrize("relation,passes", [
+    ("independent", True),     # the scores depend on the trained weights: they change completely
+    ("same", False),           # unchanged by randomization
+    ("anti", False),           # the same ranking flipped: as model-independent as "same"
+    ("half_flipped", False),   # half the queries flipped, half unchanged: the signed mean is about 0
+])
+def test_randomization_decides_on_absolute_correlation(relation, passes):
+    """Planted: trained scores T, randomized R = f(T) + small noise; a method whose scores only flip sign
+    under randomization does not depend on the model (issue 17: it passed with the signed rho)."""
+    rng = np.random.default_rng(0)
+    trained = [rng.normal(size=(20, 80)) for _ in range(2)]
+    flip = np.where(np.arange(20) % 2 == 0, -1.0, 1.0)[:, None]
+    make = {"independent": lambda t: rng.normal(size=t.shape), "same": lambda t: t,
+            "anti": lambda t: -t, "half_flipped": lambda t: flip * t}[relation]
+    randomized = [make(t) + 0.2 * rng.normal(size=t.shape) for t in trained]
+    res = evaluate_randomization(randomized, {"reference_scores": trained}, n_boot=200)
+    assert res["passed"] is passes
+    assert (res["value"] < 0.2) if passes else (res["value"] > 0.9)
+    if relation == "anti":
+        assert res["signed_value"] < -0.9
 
 
 # -- Kendall LDS ---------------------------------------------------------------------------------------

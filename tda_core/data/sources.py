@@ -69,6 +69,41 @@ def check_finite(pool: Pool, origin: str, part: str | None = None) -> None:
                                   f"({int(bad.sum())} bad rows)")
 
 
+def integer_labels(y: np.ndarray, origin: str) -> np.ndarray:
+    """Classification labels as int64: 1-d, whole numbers, >= 0; else one line."""
+    if y.ndim != 1 or (np.issubdtype(y.dtype, np.floating) and (y != np.round(y)).any()) or \
+            not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise ConfigError(f"{origin}: labels are not integer class labels (shape {tuple(y.shape)}, dtype {y.dtype}); "
+                          "use kind: regression for real-valued targets")
+    if len(y) and y.min() < 0:
+        raise ConfigError(f"{origin}: class labels must be >= 0 (found {int(y.min())})")
+    return y.astype(np.int64)
+
+
+def check_class_labels(labels: np.ndarray, origin: str, n_classes: int | None = None) -> int:
+    """The number of classes (model outputs) of integer labels `labels` (every pool together).
+
+    Without dataset.n_classes the head has max label + 1 outputs. Labels far outside the observed range
+    are refused in one line asking for n_classes: more than half of the classes 0..max never seen
+    (a stray 1000 among 0-9 would build a 1001-class head that does not learn). A few unseen classes
+    (a trimmed copy of a dataset) pass, as before. With n_classes, labels must lie below it."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ConfigError(f"{origin}: no labels")
+    top = int(labels.max())
+    if n_classes is not None:
+        if top >= n_classes:
+            raise ConfigError(f"{origin}: label {top} is outside dataset.n_classes = {n_classes} (labels 0..{n_classes - 1})")
+        return int(n_classes)
+    seen = np.unique(labels)
+    if top + 1 > 2 * len(seen):
+        missing = np.setdiff1d(np.arange(top + 1), seen)
+        shown = ", ".join(map(str, missing[:3])) + (", ..." if len(missing) > 3 else "")
+        raise ConfigError(f"{origin}: labels run up to {top} but only {len(seen)} distinct values occur ({len(missing)} "
+                          f"classes never seen: {shown}); relabel to 0..K-1, or set dataset.n_classes if they are intended")
+    return top + 1
+
+
 # -- paths and content hashes ------------------------------------------------------------------
 def data_path(ds: dict, data_dir: str) -> Path:
     """dataset.path, absolute or relative to data_dir."""
@@ -237,6 +272,10 @@ def _sklearn(loader: str | None) -> Pool:
 
 def _npz(path: Path) -> tuple[Pool, Pool | None]:
     """Arrays x [n, ...] and y [n] (optionally x_test, y_test: a separate held-out pool)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would try .npy / pickle and talk about pickled data
+        raise ConfigError(f"{path}: not an .npz archive (write one with numpy.savez(path, x=..., y=...))")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -251,6 +290,8 @@ def _npz(path: Path) -> tuple[Pool, Pool | None]:
             pools.append(None)
             continue
         x, y = arrays[xk], arrays[yk]
+        if x.ndim == 0 or y.ndim == 0 or len(x) == 0:
+            raise ConfigError(f"{path}: '{xk}' holds no examples (shape {list(x.shape)}, '{yk}' {list(y.shape)})")
         if len(x) != len(y):
             raise ConfigError(f"{path}: '{xk}' has {len(x)} rows, '{yk}' {len(y)}")
         pools.append((np.ascontiguousarray(x, dtype=np.float32), y))
@@ -327,3 +368,111 @@ def _hf_pool(d, path: Path, ds: dict) -> Pool:
     return np.ascontiguousarray(x), np.asarray(d[yc])
 
 
+
+
+# -- plan time ---------------------------------------------------------------------------------
+# Sizes, input shapes and classes of the built-in sources, so that `snakemake -n` checks split sizes and
+# builds the model without reading (or downloading) them: (train pool, held-out pool or None, x shape, classes;
+# classes None = regression with that many targets in `targets`).
+_KNOWN = {
+    "digits": (1797, None, (1, 8, 8), 10),
+    "mnist": (60000, 10000, (1, 28, 28), 10),
+    "fashionmnist": (60000, 10000, (1, 28, 28), 10),
+    "cifar10": (50000, 10000, (3, 32, 32), 10),
+    ("sklearn", "load_iris"): (150, None, (4,), 3),
+    ("sklearn", "load_wine"): (178, None, (13,), 3),
+    ("sklearn", "load_breast_cancer"): (569, None, (30,), 2),
+    ("sklearn", "load_digits"): (1797, None, (64,), 10),
+    ("sklearn", "load_diabetes"): (442, None, (10,), None),
+    ("sklearn", "load_linnerud"): (20, None, (3,), None),
+}
+_TARGETS = {("sklearn", "load_diabetes"): 1, ("sklearn", "load_linnerud"): 3}
+
+
+def plan_summary(ds: dict, data_dir: str, regression: bool) -> dict | None:
+    """What the plan-time check needs of a source, cheaply: {"origin", "n_pool", "n_heldout" (or None),
+    "in_shape", "n_out"}. Reads an npz fully (its bytes were just read for the content hash anyway) and
+    runs the `prepare` job's checks on it (non-finite values, labels, lengths); lists an image folder
+    without decoding images. None where it cannot be told without the heavy import (hf_disk)."""
+    name = ds["name"]
+    origin = source_origin(ds, data_dir)
+    key = (name, ds.get("loader")) if name == "sklearn" else name
+    if key in _KNOWN:
+        n_pool, n_held, shape, k = _KNOWN[key]
+        if ds.get("classes"):  # a class subset: sizes unknown without the labels (prepare checks them)
+            return {"origin": origin, "n_pool": None, "n_heldout": None, "in_shape": shape,
+                    "n_out": len(ds["classes"]) if not regression else None}
+        n_out = _TARGETS.get(key, 1) if regression else (ds.get("n_classes") or k)
+        return {"origin": origin, "n_pool": n_pool, "n_heldout": n_held, "in_shape": shape, "n_out": n_out}
+    if name == "npz":
+        train, held = _npz(data_path(ds, data_dir))
+        check_finite(train, origin, "train" if held is not None else None)
+        if held is not None:
+            check_finite(held, origin, "held-out")
+        if held is not None and held[0].shape[1:] != train[0].shape[1:]:
+            raise ConfigError(f"{origin}: 'x_test' examples have shape {list(held[0].shape[1:])}, "
+                              f"'x' {list(train[0].shape[1:])}")
+        pools = [p for p in (train, held) if p is not None]
+        if regression:
+            y = train[1]
+            n_out = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+        else:
+            ys = [integer_labels(p[1], origin) for p in pools]
+            if ds.get("classes"):
+                ys = [np.array([c for c in y if c in set(ds["classes"])]) for y in ys]
+                missing = sorted(set(ds["classes"]) - set(np.concatenate(ys).tolist()))
+                if missing:
+                    raise ConfigError(f"{origin}: dataset.classes {missing} do not occur in the labels")
+                ys = [np.searchsorted(np.sort(ds["classes"]), y) for y in ys]  # only the counts matter below
+            n_out = check_class_labels(np.concatenate(ys), origin, ds.get("n_classes"))
+        sizes = [len(y) for y in ys] if not regression else [len(p[1]) for p in pools]
+        return {"origin": origin, "n_pool": sizes[0], "n_heldout": sizes[1] if held is not None else None,
+                "in_shape": tuple(train[0].shape[1:]), "n_out": n_out}
+    if name == "image_folder" and not regression:
+        return _image_folder_summary(data_path(ds, data_dir), ds, origin)
+    return None
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _image_folder_summary(path: Path, ds: dict, origin: str) -> dict:
+    """Counts images per class folder (ImageFolder's layout and suffixes); opens one image for its size."""
+    if not path.is_dir():
+        raise ConfigError(f"{origin}: not an ImageFolder tree (not a folder)")
+    files = [sorted(f for f in c.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
+             for c in sorted(p for p in path.iterdir() if p.is_dir())]
+    files = [f for f in files if f]
+    if not files:
+        raise ConfigError(f"{origin}: not an ImageFolder tree (no class folders with images)")
+    size = _image_size(ds)
+    if size is None:
+        from PIL import Image
+
+        with Image.open(files[0][0]) as im:  # reads the header only
+            size = (im.size[1], im.size[0])
+    n_out = ds.get("n_classes") or len(files)
+    if ds.get("classes"):
+        n_out = len(ds["classes"])
+    return {"origin": origin, "n_pool": sum(map(len, files)) if not ds.get("classes") else None, "n_heldout": None,
+            "in_shape": (ds.get("channels", 3), *size), "n_out": n_out}
+
+
+def check_split_sizes(ds: dict, summary: dict) -> None:
+    """The split sizes fit the source's pools (the checks of load_splits, before any job runs)."""
+    n_pool, n_held = summary["n_pool"], summary["n_heldout"]
+    if n_pool is None:
+        return
+    n_tr, n_val, n_q, n_test = ds["n_train"], ds["n_val"], ds["n_query"], ds.get("n_test")
+    if n_held is None:
+        need = n_tr + n_val + n_q + (n_test or 1)
+        if need > n_pool:
+            raise ConfigError(f"{summary['origin']}: {n_pool} examples, but the splits need {need} "
+                              f"(n_train {n_tr} + n_val {n_val} + n_query {n_q} + n_test {n_test or 1})")
+    else:
+        if n_tr > n_pool:
+            raise ConfigError(f"{summary['origin']}: n_train {n_tr} exceeds the {n_pool} training examples")
+        need = n_val + n_q + (n_test or 1)
+        if need > n_held:
+            raise ConfigError(f"{summary['origin']}: {n_held} held-out examples, but n_val + n_query + n_test "
+                              f"need {need}")

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .sources import data_fingerprint, load_source, source_origin
+from .sources import check_class_labels, integer_labels, data_fingerprint, load_source, source_origin
 
 
 @dataclass
@@ -73,7 +73,8 @@ def load_splits(exp: dict) -> Splits:
     if regression:
         n_classes = 1 if parts[0][1].ndim == 1 else parts[0][1].shape[1]
     else:
-        n_classes = int(max(p[1].max() for p in parts)) + 1
+        pools = [train_pool[1]] + ([heldout_pool[1]] if heldout_pool else [])
+        n_classes = check_class_labels(np.concatenate(pools), source_origin(ds, data_dir), ds.get("n_classes"))
     train_y = parts[0][1].copy()
     corrupted = np.zeros(len(train_y), dtype=bool)
     if ds.get("label_noise", 0) > 0:
@@ -94,12 +95,7 @@ def _cast_labels(pool, regression: bool, origin: str):
     x, y = pool
     if regression:
         return x, np.asarray(y, dtype=np.float32)
-    if y.ndim != 1 or (np.issubdtype(y.dtype, np.floating) and (y != np.round(y)).any()):
-        raise ConfigError(f"{origin}: labels are not integer class labels (shape {tuple(y.shape)}, dtype {y.dtype}); "
-                          "use kind: regression for real-valued targets")
-    if len(y) and y.min() < 0:
-        raise ConfigError(f"{origin}: class labels must be >= 0 (found {int(y.min())})")
-    return x, y.astype(np.int64)
+    return x, integer_labels(y, origin)
 
 
 def _standardize(parts, regression: bool):

@@ -1,16 +1,49 @@
-"""Between-method comparison from paired bootstrap replicates, and planning of the benchmark's size.
+"""Between-row comparison: paired differences with their own crossed-design variance, ranks, planning.
 
 Every metric draws its bootstrap replicates from fixed-seed draws that depend only on the ground
 truth's shapes (tda_core.metrics.stats.bootstrap_draws for LDS/dLDS; fixed generators for mislabel
-AUC and LOO), so replicate b of method A and replicate b of method B are computed on the same
-resampled queries and subsets: the difference A - B per replicate is a paired bootstrap of the
-difference. `compare_methods` turns those into ranks with bootstrap intervals, paired p-values
-against the best method and between all pairs, Holm-corrected.
+AUC and LOO), so replicate b of row A and replicate b of row B are computed on the same resampled
+queries and subsets.
 
-Caveat: LDS/dLDS replicates carry each method's own crossed-design shrink factor
-(stats._remove_double_count; 0.51 on one simulated 60 x 60 benchmark, and alike for methods on one ground truth), so
-a difference's replicates are the paired joint-bootstrap differences shrunk by about that factor,
-not by a factor estimated for the difference itself. Identical methods still differ by exactly 0.
+The difference of two LDS-type rows (`row_difference`). A row's own `replicates` are shrunk by
+that row's crossed-design factor (stats._remove_double_count); subtracting two rows' shrunk
+replicates gives a difference whose spread is not the difference's (an audit measured it 1.15-1.5x
+too wide between one-array rows), and bootstrapping 2 scoring seeds gives half the between-seed
+variance (12-21% false rejections at a nominal 5%: tests/test_paired_tests_simulation.py). So the difference D = value_A - value_B gets its own
+variance, from fields every LDS-type row stores (stats.estimate):
+
+    V_cond = v_q(D) + v_s(D) - v_qs(D)
+        v_q: variance of replicates_queries A - B (queries resampled),
+        v_s: of replicates_subsets A - B (subsets resampled, scoring seeds held),
+        v_qs: of the interaction (replicates_queries_subsets - replicates_queries - replicates_subsets,
+              A - B), i.e. the query-specific subset noise that the two one-unit bootstraps both
+              count (McCullagh 2000);
+    MS_seed, MS_resid: mean squares of the two-way table of per-seed, per-query differences
+              per_seed_query A - B (the seeds are the full-data models both methods explain, so the
+              table is paired by seed; a one-array row is the same in every seed's column);
+              MS_seed / (S Q) (= the variance over seeds of the per-seed differences / S) holds every
+              seed-specific part of Var(D), MS_resid / (S Q) its seed x query part (also in V_cond).
+    S >= MIN_SEEDS_FOR_SEED_TESTS (and S = 1): V = V_cond + max(MS_seed - MS_resid, 0) / (S Q) (the
+              ANOVA estimate of the seed main effect, a random effect), reference t with
+              Welch-Satterthwaite df of the whole combination (S - 1 for MS_seed, (S - 1)(Q - 1) for
+              MS_resid, Q - 1 for v_q, M - 1 for v_s, (Q - 1)(M - 1) for v_qs; M = the row's
+              n_subsets: without it V_cond is taken as exact).
+    1 < S < MIN_SEEDS_FOR_SEED_TESTS: V = max(V_cond - MS_resid / (S Q), 0) + MS_seed / (S Q), the
+              reference t with S - 1 df: valid whatever the size of the seed effect, but with 2 seeds
+              (1 df) very conservative. Estimated df are not used there: with 1 df the between-seed
+              mean square is often small by chance, and the estimated df then jump up exactly when
+              the variance is underestimated (9-13% false rejections at a nominal 5% by simulation).
+
+CI: D +- t_df(0.975) sqrt(V); p: two-sided t. With one scoring seed (S = 1) the seed effect cannot be
+estimated: the comparison is conditional on the scoring models. Rows without these fields (other
+metrics, older bundles) fall back to the paired percentile bootstrap of replicate differences.
+
+Ranks (`compare_methods`): one procedure gives the rank interval, the star and the pairwise table.
+All pairs are tested, Holm over all of them; a row's rank interval runs from 1 + (rows significantly
+better than it) to K - (rows significantly worse), a simultaneous 95% interval for all ranks (Holm
+controls the family-wise error of the pairwise verdicts, and every rank interval follows from them);
+`tied_with_best` (the star) is "no row is significantly better", so it is exactly "the rank interval
+starts at 1".
 """
 from __future__ import annotations
 
@@ -19,8 +52,19 @@ from itertools import combinations
 
 import numpy as np
 from scipy.stats import norm, rankdata
+from scipy.stats import t as student_t
 
-from .stats import LEVEL, reliability, seeds_for_ceiling
+from .stats import DIFFERENCE_FIELDS, LEVEL, reliability, seeds_for_ceiling
+
+RANK_NOTE = ("rank interval and star come from one procedure: every pair of rows is tested (paired, "
+             "Holm over all pairs); the interval runs from 1 + the rows significantly better to K - the rows "
+             "significantly worse, and a star means no row is significantly better (the interval starts at 1)")
+STAR_VS_RANK_NOTE = RANK_NOTE  # the name the board may look for: star and interval cannot disagree
+MIN_SEEDS_FOR_SEED_TESTS = 5  # from here on the t's df are estimated (Welch-Satterthwaite); below: S - 1
+SEED_NOTE = ("scoring seeds are a random effect: with one scoring seed a difference is conditional on the "
+             "scoring models; between rows with S >= 2 seeds the interval is a t interval whose degrees of "
+             f"freedom come from the seeds (S - 1 below {MIN_SEEDS_FOR_SEED_TESTS} seeds: valid but wide, "
+             "e.g. t with 1 df at 2 seeds)")
 
 
 def holm(p_values) -> np.ndarray:
@@ -45,17 +89,118 @@ def paired_p(diff: np.ndarray) -> float:
     return float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))))
 
 
-def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alpha: float = 0.05) -> dict:
-    """Ranks and paired tests of methods on one metric and experiment (higher is better).
+def _has_fields(row: dict) -> bool:
+    return all(row.get(k) is not None and len(row[k]) for k in (*DIFFERENCE_FIELDS, "per_seed_query"))
+
+
+def _seed_table(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """[S, Q] tables of per-seed, per-query differences whose seed effect is random: one paired table
+    when the rows share their seeds (or one row has a single array), else each row's own table."""
+    if a.shape[0] == b.shape[0] or min(a.shape[0], b.shape[0]) == 1:
+        return [a - b]
+    return [a, b]
+
+
+def _seed_component(table: np.ndarray) -> tuple[float, float, list[tuple[float, float]]]:
+    """Mean squares of a two-way seeds x queries table (complete queries only), scaled to the mean:
+    (MS_seed / (S Q), MS_resid / (S Q), [(MS_seed / (S Q), S - 1), (MS_resid / (S Q), (S-1)(Q-1))]).
+
+    MS_seed / (S Q) estimates every seed-specific part of the mean's variance (the seed main effect
+    and the seed x query terms); MS_resid / (S Q) the seed x query part, which the seed-conditional
+    bootstrap variance also holds and which is therefore taken out of it (not counted twice)."""
+    table = table[:, np.isfinite(table).all(axis=0)]
+    n_s, n_q = table.shape
+    if n_s < 2 or n_q < 2:
+        return 0.0, 0.0, []
+    seed_means = table.mean(axis=1)
+    resid = table - seed_means[:, None] - table.mean(axis=0)[None] + table.mean()
+    seed_part = float(np.var(seed_means, ddof=1)) / n_s  # = MS_seed / (S Q)
+    resid_part = float((resid ** 2).sum()) / ((n_s - 1) * (n_q - 1)) / (n_s * n_q)
+    return seed_part, resid_part, [(seed_part, n_s - 1), (resid_part, (n_s - 1) * (n_q - 1))]
+
+
+def _var(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.var(x)) if len(x) > 1 else float("nan")
+
+
+def row_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
+    """a - b of two rows of one metric and experiment (paired), with a CI and a two-sided p.
+
+    a, b: rows (or metric results) with value and replicates; when both carry the crossed-design
+    fields (stats.estimate: replicates_queries, replicates_subsets, replicates_queries_subsets,
+    per_seed_query) the difference gets its own crossed-design variance plus the scoring-seed random
+    effect (module docstring); otherwise the paired percentile bootstrap of replicate differences.
+    Returns diff, ci_low, ci_high, p, se (None for the fallback), df, method.
+    """
+    diff = float(a["value"]) - float(b["value"])
+    if not (_has_fields(a) and _has_fields(b)):
+        d = np.asarray(a["replicates"], dtype=np.float64) - np.asarray(b["replicates"], dtype=np.float64)
+        finite = d[np.isfinite(d)]
+        q = ((1 - level) / 2, (1 + level) / 2)
+        lo, hi = np.quantile(finite, q) if len(finite) else (np.nan, np.nan)
+        return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p": paired_p(d), "se": None, "df": None,
+                "method": "paired bootstrap"}
+    arr = {k: np.asarray(a[k], dtype=np.float64) - np.asarray(b[k], dtype=np.float64) for k in DIFFERENCE_FIELDS}
+    v_q, v_s = _var(arr["replicates_queries"]), _var(arr["replicates_subsets"])
+    v_qs = _var(arr["replicates_queries_subsets"] - arr["replicates_queries"] - arr["replicates_subsets"])
+    v_cond = max(v_q + v_s - v_qs, 0.0) if np.isfinite(v_q + v_s + v_qs) else float("nan")
+    seed_part, resid_part, seed_terms = 0.0, 0.0, []
+    for table in _seed_table(np.atleast_2d(np.asarray(a["per_seed_query"], dtype=np.float64)),
+                             np.atleast_2d(np.asarray(b["per_seed_query"], dtype=np.float64))):
+        sp, rp, t = _seed_component(table)
+        seed_part, resid_part, seed_terms = seed_part + sp, resid_part + rp, seed_terms + t
+    n_seeds = max(np.atleast_2d(a["per_seed_query"]).shape[0], np.atleast_2d(b["per_seed_query"]).shape[0])
+    few_seeds = 1 < n_seeds < MIN_SEEDS_FOR_SEED_TESTS
+    if few_seeds:
+        # every seed-specific part from the seeds' own spread, t on S - 1 df: valid whatever the seed
+        # effect. Estimated df are not used here: with 2 seeds the between-seed mean square has 1 df,
+        # and when it is small by chance estimated df jump up exactly when the variance is
+        # underestimated (9-13% false rejections at a nominal 5% by simulation; this: 1%).
+        var = max(v_cond - resid_part, 0.0) + seed_part
+        df = float(n_seeds - 1)
+    else:
+        # the ANOVA estimate of the seed main effect, (MS_seed - MS_resid) / (S Q), not below 0, and
+        # Welch-Satterthwaite df of the whole sum: V_cond's parts come from Q queries and M subsets
+        # (a normal reference gave 10.7% false rejections between strongly correlated one-array rows)
+        seed_effect = max(seed_part - resid_part, 0.0)
+        var = v_cond + seed_effect
+        n_q = np.atleast_2d(a["per_seed_query"]).shape[1]
+        n_sub = a.get("n_subsets") or b.get("n_subsets")
+        terms = seed_terms if seed_effect > 0 else []
+        if n_sub and n_q > 1 and n_sub > 1:
+            terms = terms + [(v_q, n_q - 1), (v_s, n_sub - 1), (v_qs, (n_q - 1) * (n_sub - 1))]
+        den = sum(c ** 2 / d for c, d in terms if c > 0)
+        df = var ** 2 / den if den > 0 and (seed_effect > 0 or n_sub) else float("inf")
+    if not np.isfinite(var):
+        return {"diff": diff, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "se": None,
+                "df": None, "method": "crossed design"}
+    se = math.sqrt(var)
+    if se == 0:
+        p = 1.0 if diff == 0 else 0.0
+        lo = hi = diff
+    else:
+        crit = float(student_t.ppf((1 + level) / 2, df))
+        p = float(2 * student_t.sf(abs(diff) / se, df))
+        lo, hi = diff - crit * se, diff + crit * se
+    return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p": min(p, 1.0), "se": se,
+            "df": float(df), "method": "crossed design" + (", scoring seeds random" if n_seeds > 1 else "")}
+
+
+def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alpha: float = 0.05,
+                    rows: dict | None = None) -> dict:
+    """Ranks and paired tests of rows on one metric and experiment (higher is better).
 
     estimates: name -> point estimate; replicates: name -> [B] bootstrap replicates drawn with the
-    same draws for every method (paired). Methods with a nan estimate are left out (rank None).
-    Per method: rank (1 = best, by point estimate; ties share the lower rank), rank_ci_low/high (the
-    percentiles of the per-replicate ranks, over replicates where every ranked method is finite),
-    p_vs_best (paired bootstrap p of best - method), p_vs_best_adjusted (Holm over the comparisons
-    with the best), tied_with_best (adjusted p >= alpha; the best itself is tied with itself).
-    pairwise: every pair {a, b, diff = est a - est b, ci_low, ci_high (percentiles of the replicate
-    differences), p, p_holm (Holm over all pairs of this table)}, a ranked above b.
+    same draws for every row (paired); rows: name -> the row dict (optional; with the crossed-design
+    fields of stats.estimate, `row_difference` uses them). Rows with a nan estimate are left out
+    (rank None).
+    pairwise: every pair {a, b, diff = est a - est b, ci_low, ci_high, p (`row_difference`), p_holm
+    (Holm over all pairs of this table)}, a ranked above b.
+    Per row: rank (1 = best, by point estimate; ties share the lower rank); rank_ci_low = 1 + the
+    rows significantly better (p_holm < alpha), rank_ci_high = K - the rows significantly worse;
+    p_vs_best (the pair with the best row), p_vs_best_adjusted (its p_holm); tied_with_best = no row
+    is significantly better (rank_ci_low == 1; the best row always).
     """
     names = [n for n in estimates if np.isfinite(estimates[n])]
     excluded = [n for n in estimates if n not in names]
@@ -66,35 +211,35 @@ def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alp
     first = np.array([estimates[n] for n in names], dtype=np.float64)
     names = [names[i] for i in np.argsort(-first, kind="stable")]  # best first
     est = np.array([estimates[n] for n in names], dtype=np.float64)
-    reps = np.stack([np.asarray(replicates[n], dtype=np.float64) for n in names], axis=1)  # [B, K]
     ranks = rankdata(-est, method="min").astype(int)
+    rows = rows or {}
 
-    complete = np.isfinite(reps).all(axis=1)
-    rep_ranks = rankdata(-reps[complete], axis=1, method="min") if complete.any() else None
-    q_lo, q_hi = (1 - level) / 2, (1 + level) / 2
-    best = names[0]
-    p_best = np.array([paired_p(reps[:, 0] - reps[:, k]) if k else 1.0 for k in range(len(names))])
-    p_best_adj = np.ones(len(names))
-    if len(names) > 1:
-        p_best_adj[1:] = holm(p_best[1:])
-    for k, n in enumerate(names):
-        r_lo = r_hi = None
-        if rep_ranks is not None:
-            r_lo = int(np.quantile(rep_ranks[:, k], q_lo, method="lower"))
-            r_hi = int(np.quantile(rep_ranks[:, k], q_hi, method="higher"))
-        tied = True if k == 0 else (bool(p_best_adj[k] >= alpha) if np.isfinite(p_best_adj[k]) else None)
-        methods[n].update(rank=int(ranks[k]), rank_ci_low=r_lo, rank_ci_high=r_hi, p_vs_best=float(p_best[k]),
-                          p_vs_best_adjusted=float(p_best_adj[k]), tied_with_best=tied)
+    def as_row(n):
+        return {**rows.get(n, {}), "value": float(estimates[n]), "replicates": replicates[n]}
 
     pairwise = []
     for a, b in combinations(range(len(names)), 2):
-        d = reps[:, a] - reps[:, b]
-        finite = d[np.isfinite(d)]
-        lo, hi = (np.quantile(finite, [q_lo, q_hi]) if len(finite) else (np.nan, np.nan))
-        pairwise.append({"a": names[a], "b": names[b], "diff": float(est[a] - est[b]), "ci_low": float(lo),
-                         "ci_high": float(hi), "p": paired_p(d)})
-    for row, adj in zip(pairwise, holm([r["p"] for r in pairwise])):
+        d = row_difference(as_row(names[a]), as_row(names[b]), level)
+        pairwise.append({"a": names[a], "b": names[b], "diff": float(est[a] - est[b]), "ci_low": d["ci_low"],
+                         "ci_high": d["ci_high"], "p": d["p"]})
+    for row, adj in zip(pairwise, holm([r["p"] if np.isfinite(r["p"]) else 1.0 for r in pairwise])):
         row["p_holm"] = float(adj)
+    k = len(names)
+    better, worse = np.zeros(k, int), np.zeros(k, int)
+    for idx, (a, b) in enumerate(combinations(range(k), 2)):
+        row = pairwise[idx]
+        if row["p_holm"] < alpha and row["diff"] != 0:
+            winner, loser = (a, b) if row["diff"] > 0 else (b, a)
+            better[loser] += 1
+            worse[winner] += 1
+    best = names[0]
+    with_best = {row["b"]: row for row in pairwise if row["a"] == best}
+    for i, n in enumerate(names):
+        pair = with_best.get(n)
+        methods[n].update(rank=int(ranks[i]), rank_ci_low=int(1 + better[i]), rank_ci_high=int(k - worse[i]),
+                          p_vs_best=float(pair["p"]) if pair else 1.0,
+                          p_vs_best_adjusted=float(pair["p_holm"]) if pair else 1.0,
+                          tied_with_best=bool(better[i] == 0))
     return {"methods": methods, "best": best, "pairwise": pairwise, "excluded": excluded}
 
 

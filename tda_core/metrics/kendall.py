@@ -26,7 +26,7 @@ import numpy as np
 from ..scores import seed_rows
 
 from .lds import group_predictions
-from .stats import LEVEL, _counts, _percentile_ci, _remove_double_count, _weighted_nanmean, bootstrap_draws, estimate
+from .stats import LEVEL, _UNITS, _counts, _finish, _weighted_nanmean, bootstrap_draws, estimate
 
 _BLOCK = 4_000_000  # elements of the [columns, M, M] sign tensor (and of [B, columns, M]) built at once
 
@@ -118,12 +118,9 @@ def kendall_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000, 
     w_s = _counts(draws["seeds"], n_seeds) if draws["seeds"] is not None else np.ones((n_boot, n_seeds))
     rho = _kendall_weighted(flat, actual, w_m).reshape(n_boot, n_seeds, n_q)
     per_q_all = _weighted_nanmean(rho, w_s[:, :, None], axis=1)  # [B, Q]
+    per_q_fixed = _weighted_nanmean(rho, np.ones_like(rho), axis=1)  # scoring seeds held
     raw = _weighted_nanmean(per_q_all, w_q, axis=1)
-    reps, scale = (_remove_double_count(value, per_query, per_q_all, raw) if np.isfinite(value) else (raw, 1.0))
-    lo, hi = _percentile_ci(reps, level)
-    return {"value": value, "ci_low": lo, "ci_high": hi, "per_query": per_query,
-            "per_seed": np.array([np.nanmean(p) if np.isfinite(p).any() else np.nan for p in per_seed_q]),
-            "replicates": reps, "raw_replicates": raw, "per_query_replicates": per_q_all, "crossed_scale": scale}
+    return _finish(value, per_query, per_seed_q, per_q_all, per_q_fixed, raw, w_q, _UNITS, level)
 
 
 def evaluate_lds_kendall(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,

@@ -4,8 +4,12 @@ A few training points z_k are removed one at a time and the model is retrained w
 (seed s of the full-data and of the leave-one-out run share the initialisation, so differences are
 paired). The actual mean shift of query q is E_s[f(full_s)] - E_s[f(loo_k,s)], with its standard
 error over the paired seeds; the method predicts it as mean_r tau_r[q, k] (tau = effect of
-including z_k). Reported: Pearson r over all (k, q) pairs with a bootstrap CI over queries (fixed
-draws, the query stream of stats.bootstrap_draws, so the replicates are paired across methods), the
+including z_k). Reported: Pearson r over all (k, q) pairs with a bootstrap CI that resamples the
+queries and the removed points jointly (the points are a random draw from the training set too: a CI
+over queries alone is conditional on the few points that happened to be chosen and too narrow when
+the methods' accuracy varies from point to point). Draws are fixed (the query stream of
+stats.bootstrap_draws and a stream of their own for the points), so the replicates are paired across
+methods. The joint resampling of two crossed units counts their interaction twice: conservative. The
 Spearman, the split-half reliability (the same r between the shifts measured on two halves of the
 seeds; no Spearman-Brown ceiling: the halves' shifts are paired differences, not a seed mean of one
 measurement), and the rule of thumb: how many seeds a shift of this size needs to be resolved.
@@ -52,14 +56,21 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (a * b).sum(axis=1) / den, np.nan)
 
 
+def point_draws(n_points: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """[B, K] resampled removed points: a pure function of the arguments (stream 4; stats uses 1-3)."""
+    return np.random.default_rng([seed, 4]).integers(0, n_points, size=(n_boot, n_points))
+
+
 def evaluate_loo(scores_by_seed: list[np.ndarray], loo_gt: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     points, full, loo = loo_gt["points"], loo_gt["full"], loo_gt["loo"]
     pred = predicted_shift(scores_by_seed, points)
     mean, se, sd = actual_shift(full, loo)
     value = _pearson(pred, mean)
     n_points, n_q = pred.shape
-    idx = bootstrap_draws(n_q, 0, n_boot, seed)["queries"]  # [B, Q], the same for every method
-    boots = _pearson_rows(pred.T[idx].reshape(n_boot, -1), mean.T[idx].reshape(n_boot, -1))
+    q_idx = bootstrap_draws(n_q, 0, n_boot, seed)["queries"]  # [B, Q], the same for every method
+    k_idx = point_draws(n_points, n_boot, seed)  # [B, K]
+    cells = (k_idx[:, :, None], q_idx[:, None, :])  # [B, K, Q]: resampled points x resampled queries
+    boots = _pearson_rows(pred[cells].reshape(n_boot, -1), mean[cells].reshape(n_boot, -1))
     lo, hi = (np.nanquantile(boots, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]) if np.isfinite(boots).any()
               else (np.nan, np.nan))
     half_a, _, _ = actual_shift(full[::2], loo[:, ::2])

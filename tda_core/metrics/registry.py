@@ -4,7 +4,7 @@
     lds_kendall    the same with Kendall's tau-b (kendall.py; quanda's CIFAR LDS)
     dlds_*         distributional LDS (distributional.py)
     mislabel_auc   self-influence AUC against flipped labels (mislabel.py; target train_self)
-    randomization  model-randomization sanity check: Spearman between the trained and a re-initialised
+    randomization  model-randomization sanity check: |Spearman| between the trained and a re-initialised
                    model's scores, lower is better, passes below 0.5 (sanity.py; target randomized,
                    compared with the query scores)
 """

@@ -13,16 +13,22 @@ labelled with what a reader needs to compare rows fairly:
 
 Rows whose metric reads identical score arrays (e.g. dtda_if's seed average and if_ensemble on LDS,
 dtda_if and if_ekfac on every dLDS metric) are one row listing the others as `aliases`. The remaining
-rows of a metric are compared with the paired bootstrap (tda_core.metrics.compare): rank, 95% rank
-interval, and `tied_with_best` (not significantly different from the best row, Holm-corrected).
+rows of a metric are compared pairwise (tda_core.metrics.compare): rank, simultaneous 95% rank
+interval, and `tied_with_best` (no row significantly better, Holm over all pairs), unless the metric's
+target has low signal (tda_core.metrics.signal): then every row keeps its value and CI, `low_signal`
+is true with the `signal_reason`, and `rank` is the order of the values only: no rank interval, no
+test, no star.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ..scores import structure as score_structure
 from .compare import compare_methods
 from .registry import lower_is_better
+from .signal import metric_signal
+from .stats import DIFFERENCE_FIELDS
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
@@ -110,6 +116,15 @@ def carried_keys(row) -> list[tuple[str, str]]:
     return keys
 
 
+def signed_fields(row: dict, sign: float) -> dict:
+    """The crossed-design fields of a row (stats.DIFFERENCE_FIELDS, per_seed_query) times `sign`, and its
+    n_subsets (compare.row_difference)."""
+    keys = (*DIFFERENCE_FIELDS, "per_seed_query")
+    if not all(row.get(k) is not None and len(row[k]) for k in keys):
+        return {}
+    return {**{k: sign * np.asarray(row[k], dtype=float) for k in keys}, "n_subsets": row.get("n_subsets")}
+
+
 def rank_rows(rows: list[dict]) -> list[dict]:
     """Paired-bootstrap ranks of the ok rows with a finite value and replicates (in place); returns
     the pairwise comparisons. A lower-is-better metric (registry.lower_is_better: randomization) is
@@ -120,9 +135,20 @@ def rank_rows(rows: list[dict]) -> list[dict]:
         r.update({k: None for k in ROW_KEYS[3:]})
     if not ok:
         return []
+    if "low_signal" in ok[0]:  # gated earlier (board_rows: lds_kendall with the lds target's figures)
+        signal, reason = not ok[0]["low_signal"], ok[0]["signal_reason"]
+    else:
+        signal, reason = metric_signal(ok[0])
+    for r in ok:
+        r.update(low_signal=not signal, signal_reason=reason)
     sign = -1.0 if lower_is_better(ok[0].get("metric", "")) else 1.0
+    if not signal:  # the order of the values only: no interval, no test, no star
+        for r, rank in zip(ok, rankdata([-sign * float(r["value"]) for r in ok], method="min")):
+            r["rank"] = int(rank)
+        return []
     comparison = compare_methods({row_key(r): sign * float(r["value"]) for r in ok},
-                                 {row_key(r): sign * np.asarray(r["replicates"], dtype=float) for r in ok})
+                                 {row_key(r): sign * np.asarray(r["replicates"], dtype=float) for r in ok},
+                                 rows={row_key(r): signed_fields(r, sign) for r in ok})
     for r in ok:
         r.update({k: v for k, v in comparison["methods"][row_key(r)].items() if k in ROW_KEYS})
     return comparison["pairwise"]
@@ -131,8 +157,13 @@ def rank_rows(rows: list[dict]) -> list[dict]:
 def board_rows(per_metric: dict[str, list[tuple[dict, list | None]]]) -> tuple[list[dict], dict]:
     """All rows of one experiment (aliases folded, ranked within each metric) and the pairwise tests."""
     rows, pairwise = [], {}
+    lds = next((r for r, _ in per_metric.get("lds", []) if r.get("status") == "ok"), None)
     for metric, metric_rows in per_metric.items():
         folded = fold_aliases(metric_rows)
+        if metric == "lds_kendall" and lds is not None:  # the same target as lds: its reliability gates both
+            ok, reason = metric_signal({**lds, "metric": "lds"})
+            for r in folded:
+                r.update(low_signal=not ok, signal_reason=reason)
         pairwise[metric] = rank_rows(folded)
         for r in folded:
             r["aliases"] = ", ".join(r.get("aliases") or [])

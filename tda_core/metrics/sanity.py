@@ -6,10 +6,12 @@ parameters are re-initialised (attribution target `randomized`, tda_core.targets
 seed r replaced by a fresh initialisation from seed r + RANDOMIZED_SEED_OFFSET) should differ from
 the scores of the trained model. A method whose scores barely change does not explain the model.
 
-    value = mean over scoring seeds r, then over queries q, of Spearman_i(tau_trained[r, q, i], tau_random[r, q, i])
+    value = mean over scoring seeds r, then over queries q, of |Spearman_i(tau_trained[r, q, i], tau_random[r, q, i])|
 
-(the Spearman over training examples i between the two score rows of query q; signed, so a method
-whose ranking flips counts as different). Lower is better: rank_rows ranks it by -value
+(the Spearman over training examples i between the two score rows of query q, in absolute value: a
+method whose ranking merely flips sign under randomization, rho near -1, still orders the training
+examples the same way up to direction, so its scores do not depend on what the model learned; the
+signed mean is kept as `signed_value`). Lower is better: rank_rows ranks it by -value
 (tda_core.metrics.registry.lower_is_better). The row passes (`passed: true`) when value <
 MAX_CORRELATION = 0.5 (a fixed constant, the same for every experiment: a correlation of 0.5 between
 two models as different as trained vs untrained means the scores are mostly model-independent); the
@@ -44,7 +46,8 @@ def evaluate_randomization(scores_by_seed: list[np.ndarray], groundtruth: dict, 
     if len(trained) != len(randomized) or any(t.shape != r.shape for t, r in zip(trained, randomized)):
         raise ValueError(f"randomized scores {[r.shape for r in randomized]} and query scores "
                          f"{[t.shape for t in trained]} do not match")
-    rho = np.stack([row_spearman(t, r) for t, r in zip(trained, randomized)])  # [S, Q]
+    signed = np.stack([row_spearman(t, r) for t, r in zip(trained, randomized)])  # [S, Q]
+    rho = np.abs(signed)
     n_seeds, n_q = rho.shape
     per_query = _weighted_nanmean(rho, np.ones_like(rho), axis=0)
     value = float(np.nanmean(per_query)) if np.isfinite(per_query).any() else float("nan")
@@ -60,7 +63,8 @@ def evaluate_randomization(scores_by_seed: list[np.ndarray], groundtruth: dict, 
            else "undefined (constant scores)")
     return {**estimate({"value": value, "ci_low": lo, "ci_high": hi, "replicates": reps}),
             "passed": passed, "max_correlation": MAX_CORRELATION,
+            "signed_value": float(np.nanmean(signed)) if np.isfinite(signed).any() else float("nan"),
             "per_seed": [float(np.nanmean(r)) if np.isfinite(r).any() else float("nan") for r in rho],
             "n_queries": int(np.isfinite(per_query).sum()), "n_score_seeds": n_seeds,
-            "note": f"model-randomization check {verdict}: Spearman between the trained and a re-initialised "
+            "note": f"model-randomization check {verdict}: |Spearman| between the trained and a re-initialised "
                     f"model's scores {why} (lower is better)"}

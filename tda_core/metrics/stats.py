@@ -17,8 +17,9 @@ Draws are a pure function of (shapes, seed), from independent generator streams 
 same resampled queries and subsets: their replicates are paired, and differences between methods
 can be bootstrapped replicate by replicate (tda_core.metrics.compare).
 
-The noise ceiling (`reliability`) is the single-seed reliability of the target, stepped up to the
-R'-seed mean by Spearman-Brown and square-rooted (attenuation): about the LDS that a perfect
+The noise ceiling (`reliability`) is the mean over queries of each query's single-seed reliability,
+stepped up to the R'-seed mean by Spearman-Brown and square-rooted (attenuation), with the per-query
+reliabilities' distribution deconvolved from their noisy estimates: about the LDS that a perfect
 predictor of the true mean reaches.
 """
 from __future__ import annotations
@@ -221,6 +222,7 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
     bad = plan_pred["nan"].reshape(n_seeds, n_q) | (plan_actual["nan"].reshape(n_seeds, n_q) if per_seed_actual
                                                      else plan_actual["nan"][None])
     reps, per_q_all = np.empty(n_boot), np.empty((n_boot, n_q))
+    per_q_fixed = np.empty((n_boot, n_q))  # scoring seeds not resampled (compare.row_difference)
     chunk = max(1, _BLOCK // ((n_seeds + 1) * n_sub * max(n_q, 1)))
     for start in range(0, n_boot, chunk):
         c = slice(start, start + chunk)
@@ -231,20 +233,54 @@ def spearman_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000,
         rho = _wcorr(rank_pred, rank_actual, w_m[c][:, :, None, None], axis=1)  # [b, S, Q]
         rho = np.where(bad[None], np.nan, rho)
         per_q_all[c] = _weighted_nanmean(rho, w_s[c][:, :, None], axis=1)  # [b, Q]
+        per_q_fixed[c] = _weighted_nanmean(rho, np.ones_like(rho), axis=1)
         reps[c] = _weighted_nanmean(per_q_all[c], w_q[c], axis=1)
-    raw, scale = reps, 1.0
+    return _finish(value, per_query, per_seed_q, per_q_all, per_q_fixed, reps, w_q, resample, level)
+
+
+def _finish(value, per_query, per_seed_q, per_q_all, per_q_fixed, raw, w_q, resample, level) -> dict:
+    """The result of a joint bootstrap of a correlation averaged over queries (and scoring seeds).
+
+    The replicates are shrunk for the crossed design (`_remove_double_count`) and clipped to [-1, 1]:
+    re-centring them on the point estimate can push a few of them past the range of a correlation
+    near +-1 (a 1.008 CI bound was printed); a bound outside the range has no meaning.
+    The decomposition that lets a difference of two rows get its own crossed-design variance
+    (tda_core.metrics.compare.row_difference) is kept: replicates_queries (queries resampled, the
+    per-query point values), replicates_subsets (subsets resampled, scoring seeds held, no query
+    weights), replicates_queries_subsets (both; seeds held), and per_seed_query [S, Q].
+    """
+    reps, scale = raw, 1.0
     if "queries" in resample and len(set(resample) - {"queries"}) > 0 and np.isfinite(value):
         reps, scale = _remove_double_count(value, per_query, per_q_all, raw)
+    reps = np.clip(reps, -1.0, 1.0)
     lo, hi = _percentile_ci(reps, level)
     return {"value": value, "ci_low": lo, "ci_high": hi, "per_query": per_query,
             "per_seed": np.array([np.nanmean(p) if np.isfinite(p).any() else np.nan for p in per_seed_q]),
-            "replicates": reps, "raw_replicates": raw, "per_query_replicates": per_q_all, "crossed_scale": scale}
+            "per_seed_query": per_seed_q, "replicates": reps, "raw_replicates": raw,
+            "replicates_queries": _weighted_nanmean(np.broadcast_to(per_query, w_q.shape), w_q, axis=1),
+            "replicates_subsets": _weighted_nanmean(per_q_fixed, np.ones_like(per_q_fixed), axis=1),
+            "replicates_queries_subsets": _weighted_nanmean(per_q_fixed, w_q, axis=1),
+            "per_query_replicates": per_q_all, "crossed_scale": scale}
+
+
+DIFFERENCE_FIELDS = ("replicates_queries", "replicates_subsets", "replicates_queries_subsets")
+
+
+def _floats(x, digits: int = 7) -> list:
+    return [round(float(v), digits) if np.isfinite(v) else float("nan") for v in np.ravel(x)]
 
 
 def estimate(boot: dict) -> dict:
-    """The JSON part of a bootstrap result: value, CI and the replicates as a list of floats."""
-    return {"value": boot["value"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
-            "replicates": [float(x) for x in boot["replicates"]]}
+    """The JSON part of a bootstrap result: value, CI and the replicates as a list of floats, and,
+    where the bootstrap provides them, the fields a paired comparison of two rows reads
+    (DIFFERENCE_FIELDS, per_seed, per_seed_query: tda_core.metrics.compare.row_difference)."""
+    out = {"value": boot["value"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
+           "replicates": [float(x) for x in boot["replicates"]]}
+    if all(k in boot for k in DIFFERENCE_FIELDS):
+        out.update({k: _floats(boot[k]) for k in DIFFERENCE_FIELDS})
+        out["per_seed"] = [float(p) for p in boot["per_seed"]]
+        out["per_seed_query"] = [_floats(row) for row in np.atleast_2d(boot["per_seed_query"])]
+    return out
 
 
 def lds_bootstrap(preds: np.ndarray, target: np.ndarray, n_boot: int = 1000, seed: int = 0,
@@ -347,8 +383,15 @@ def _reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
     reported clipped at 0 (its CI is not clipped); CI from the joint query x subset bootstrap with the
     shared draws of `bootstrap_draws` (the seeds of a subset go with it), with the crossed-design
     correction of `_remove_double_count`.
-    ceiling = ceiling_from_reliability(r1, R') = sqrt(R' r1 / (1 + (R' - 1) r1)): about the LDS a perfect
-    predictor of the true (infinite-seed) mean reaches against the R'-seed mean target.
+    ceiling: about the LDS a perfect predictor of the true (infinite-seed) mean reaches against the
+    R'-seed mean target, i.e. the mean over queries of ceiling_from_reliability(r_q, R') =
+    sqrt(R' r_q / (1 + (R' - 1) r_q)). The map is concave, so the ceiling of the mean r1 overstates it
+    when reliabilities vary (+0.06 for uniformly spread r_q, +0.25-0.35 when half the queries are
+    noise), and mapping each noisy per-query estimate overstates it too; so the distribution of the
+    true r_q is deconvolved from the estimates and their subset-bootstrap standard errors
+    (`reliability_prior`) and the ceiling is its mean per-query ceiling. CI: the posterior-mean
+    per-query ceilings (`posterior_ceiling`) on the joint bootstrap replicates, crossed-design
+    corrected. `ceiling_of_mean_reliability` keeps the old figure, ceiling_from_reliability(r1, R').
 
     Small-signal bias and the choice made here: the square root turns estimation noise around r1 = 0
     into a clearly positive ceiling (Q = 100, M = 50: SD(r1) ~ 0.014, mean clipped ceiling ~ 0.075 on
@@ -380,8 +423,10 @@ def _reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
         ranks = _resampled_ranks(plan, w_m[c]).reshape(-1, n_sub, n_seeds, n_q)
         per_q_all[c] = _pair_reliability(ranks, w_m[c])  # [b, Q]
         reps[c] = _weighted_nanmean(per_q_all[c], w_q[c], axis=1)
+    raw = reps
     if np.isfinite(r1):
         reps, _ = _remove_double_count(r1, per_q, per_q_all, reps)
+    reps = np.clip(reps, -1.0, 1.0)
     lo, hi = _percentile_ci(reps, level)
     out.update(reliability=max(r1, 0.0) if np.isfinite(r1) else r1, reliability_ci_low=lo, reliability_ci_high=hi)
     if not np.isfinite(r1):
@@ -390,9 +435,52 @@ def _reliability(subset: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
         return {**out, "ceiling": 0.0, "ceiling_ci_low": 0.0,
                 "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds) if np.isfinite(hi) else float("nan"),
                 "note": f"no reliable signal: the {level:.0%} CI of the single-seed reliability includes 0"}
-    return {**out, "ceiling": ceiling_from_reliability(r1, n_seeds),
-            "ceiling_ci_low": ceiling_from_reliability(lo, n_seeds),
-            "ceiling_ci_high": ceiling_from_reliability(hi, n_seeds)}
+    ok = np.isfinite(per_q) & (np.isfinite(per_q_all).sum(axis=0) >= 2)
+    if not ok.any():
+        return {**out, **dict.fromkeys(keys[3:], float("nan")), "note": "per-query reliabilities not resolved"}
+    se = np.sqrt(np.nanvar(per_q_all[:, ok], axis=0))
+    grid, prior = reliability_prior(per_q[ok], se)
+    ceil_q = posterior_ceiling(per_q[ok], se, grid, prior, n_seeds)  # [Q]
+    ceil_b = posterior_ceiling(per_q_all[:, ok], se, grid, prior, n_seeds)  # [B, Q]
+    value = float(np.sum(prior * ceiling_from_reliability(grid, n_seeds)))
+    ceil_reps = _weighted_nanmean(ceil_b, w_q[:, ok], axis=1)
+    ceil_reps, _ = _remove_double_count(float(ceil_q.mean()), ceil_q, ceil_b, ceil_reps)
+    c_lo, c_hi = _percentile_ci(np.clip(ceil_reps - ceil_q.mean() + value, 0.0, 1.0), level)
+    return {**out, "ceiling": value, "ceiling_ci_low": c_lo, "ceiling_ci_high": c_hi,
+            "ceiling_of_mean_reliability": ceiling_from_reliability(r1, n_seeds)}
+
+
+# -- the mean of per-query ceilings, corrected for the noise of per-query reliabilities -------------
+_GRID = np.linspace(0.0, 1.0, 201)
+
+
+def reliability_prior(r_hat: np.ndarray, se: np.ndarray, grid: np.ndarray = _GRID, n_iter: int = 500) -> tuple:
+    """Distribution of the true per-query reliabilities behind noisy estimates (deconvolution).
+
+    r_hat [Q]: each query's single-seed reliability estimate; se [Q]: its standard error (the
+    subset bootstrap's). Model: r_hat_q ~ N(r_q, se_q^2), r_q drawn from a distribution G on [0, 1].
+    G is the nonparametric maximum-likelihood estimate on a grid (Kiefer-Wolfowitz; EM on the grid
+    weights, as in Efron's g-modelling / Koenker-Mizera). Returns (grid, weights).
+    """
+    r_hat, se = np.asarray(r_hat, dtype=np.float64), np.maximum(np.asarray(se, dtype=np.float64), 1e-4)
+    like = np.exp(-0.5 * ((r_hat[:, None] - grid[None]) / se[:, None]) ** 2) / se[:, None]  # [Q, K]
+    weights = np.full(len(grid), 1.0 / len(grid))
+    for _ in range(n_iter):
+        post = like * weights
+        post /= np.maximum(post.sum(axis=1, keepdims=True), 1e-300)
+        weights = post.mean(axis=0)
+    return grid, weights
+
+
+def posterior_ceiling(r_hat: np.ndarray, se: np.ndarray, grid: np.ndarray, prior: np.ndarray, n_seeds: int):
+    """E[ceiling(r_q) | r_hat_q] under `prior` (same shape as r_hat; se broadcasts over its last axis)."""
+    r_hat = np.asarray(r_hat, dtype=np.float64)
+    se = np.maximum(np.asarray(se, dtype=np.float64), 1e-4)
+    like = np.exp(-0.5 * ((r_hat[..., None] - grid) / se[..., None]) ** 2) * prior
+    f = ceiling_from_reliability(grid, n_seeds)
+    den = like.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (like * f).sum(axis=-1) / den, float(np.sum(prior * f)))
 
 
 def target_fields(rel: dict) -> dict:

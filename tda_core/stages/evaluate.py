@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
+from ..claims import score_agreement
 from ..errors import ArtifactError
 from ..metrics.registry import get_metric, metric_reference, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
@@ -14,6 +15,7 @@ from ..metrics.compare import power
 from ..metrics.lds import group_predictions
 from ..metrics.stats import variance_components
 from ..scores import method_scores
+from ..seeds import allocate
 from ..tracking import tracked_run
 from .common import result_head, score_dir_of
 
@@ -82,7 +84,13 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
                                                        with_inputs=True))
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
-              "noise": noise_figures(rows), "results": rows, "pairwise": pairwise}
+              "seeds_used": seeds_used(exp, groundtruth_path), "noise": noise_figures(rows), "results": rows,
+              "pairwise": pairwise}
+    # the score vectors' correlation of the equivalence claims' method pairs (tda_core.claims)
+    bundle["score_agreement"] = score_agreement(exp, methods, lambda m: score_dir_of(exp, m, score_dirs))
+    fit = model_fit(exp)
+    if fit:
+        bundle["model_fit"] = fit
     if "lds" in metrics and groundtruth_path:
         bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
@@ -101,6 +109,43 @@ def experiment_facts(exp: Experiment) -> dict:
             "label_noise": cfg["dataset"].get("label_noise", 0.0), "seeds": cfg["seeds"],
             "n_subsets": cfg["groundtruth"]["n_subsets"], "seeds_per_subset": cfg["groundtruth"]["seeds_per_subset"],
             "groundtruth_steps": cfg["groundtruth"].get("steps", "same_epochs")}
+
+
+def seeds_used(exp: Experiment, groundtruth_path) -> dict:
+    """The model seeds behind this bundle (tda_core.seeds): the scoring models', and the ground truth's
+    subset models' as its file records them (pruning and removal record their retrain seeds in their
+    own bundles)."""
+    allocated = allocate(exp.cfg)
+    out = {"scoring": allocated["scoring"]}
+    if groundtruth_path:
+        meta = io.load_npz(groundtruth_path, expect_hash=exp.hash)[1]
+        out["groundtruth"] = meta.get("subset_seeds", list(range(exp.cfg["groundtruth"]["seeds_per_subset"])))
+        out["groundtruth_protocol"] = meta.get("groundtruth_protocol", 1)
+        if "groundtruth_fixed" in allocated:
+            out["groundtruth_fixed"] = allocated["groundtruth_fixed"]
+    return out
+
+
+def model_fit(exp: Experiment) -> dict:
+    """The full-data models' test accuracy (classification) and test loss, mean over the seeds (from the
+    model files' meta, written by train_full), beside what a model that learned nothing reaches
+    (tda_core.model_fit.label_prior) and the did-not-learn verdict. Empty for diffusion experiments."""
+    from ..model_fit import did_not_learn, label_prior
+
+    kind = exp.cfg.get("kind", "classification")
+    if kind not in ("classification", "regression"):
+        return {}
+    metas = [exp.load_model_meta(seed) for seed in range(exp.cfg["seeds"])]
+    fit = {}
+    for key in ("test_accuracy", "test_loss"):
+        values = [m.get(key) for m in metas]
+        if values and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            fit[key] = float(np.mean(values))
+            fit[f"{key}_per_seed"] = [float(v) for v in values]
+    s = exp.splits
+    fit.update(label_prior(kind, s.train_y.numpy(), s.test_y.numpy()))
+    reason = did_not_learn(fit)
+    return {**fit, "did_not_learn": reason is not None, "did_not_learn_reason": reason}
 
 
 NOISE_KEYS = ("reliability", "reliability_ci_low", "reliability_ci_high", "ceiling", "ceiling_ci_low",

@@ -5,6 +5,8 @@ import numpy as np
 
 from .. import io
 from ..api import Experiment
+from ..errors import ArtifactError
+from ..seeds import GROUNDTRUTH_PROTOCOL, groundtruth_seeds
 from ..training import full_data_steps
 from .common import measure
 
@@ -26,6 +28,12 @@ def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, ou
     ids = np.concatenate([a["subsets"] for a in shards])
     if not np.array_equal(ids, np.arange(len(masks))):
         raise ValueError(f"shards cover subsets {ids.tolist()}, expected 0..{len(masks) - 1}")
+    expected = groundtruth_seeds(exp.cfg)
+    for _, m in loaded:
+        if m.get("subset_seeds") != expected:
+            raise ArtifactError(f"{exp.name}: ground-truth shard {m['shard']} was trained on seeds "
+                                f"{m.get('subset_seeds', 'shared with the scoring models (protocol 1)')}, expected "
+                                f"{expected} (ground-truth seed protocol {GROUNDTRUTH_PROTOCOL}); rerun the shards")
     s = exp.splits
     full = np.stack([
         measure(exp, io.load_torch(p, expect_hash=exp.hash)["checkpoints"][-1]["params"], s.query_x, s.query_y)
@@ -36,6 +44,7 @@ def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, ou
     mode = exp.cfg["groundtruth"].get("steps", "same_epochs")
     subset_steps = sorted({t for _, m in loaded for t in m.get("subset_total_steps", [])})
     io.save_npz(out, {"config_hash": exp.hash, "n_subsets": len(masks), "groundtruth_steps": mode,
-                      "subset_total_steps": subset_steps, "full_total_steps": full_data_steps(exp.cfg, s.n_train)},
+                      "subset_total_steps": subset_steps, "full_total_steps": full_data_steps(exp.cfg, s.n_train),
+                      "subset_seeds": expected, "groundtruth_protocol": GROUNDTRUTH_PROTOCOL},
                 masks=masks, subset=subset, full=full,
                 **({"fixed": _merge(fixed_paths, exp, len(masks))} if fixed_paths else {}))

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..metrics.loo import evaluate_loo
 from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..scores import method_scores
+from ..seeds import LOO_PROTOCOL, loo_seeds
 from ..tracking import tracked_run
 from ..training import Run, train_models
 from .common import CostMeter, measure, result_head
@@ -37,7 +38,7 @@ def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
     opts = {**DEFAULTS, **options}
     s = exp.splits
     points = loo_points(s.n_train, opts)
-    seeds = list(range(opts["seeds"]))
+    seeds = loo_seeds({"loo": opts})  # disjoint from the scoring models' seeds (tda_core/seeds.py)
     vectorize = exp.cfg["train"]["vectorize"]
 
     def query_measurements(mask):  # [S, Q]; one vmapped group per removed point (equal batch shapes)
@@ -55,7 +56,8 @@ def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
                 mask[k] = False
                 loo.append(query_measurements(mask))
         run.summary_update({"models": len(seeds) * (len(points) + 1), **cost.as_dict()})
-    io.save_npz(out, {"config_hash": exp.hash, **opts, **cost.as_dict()}, points=points, full=full,
+    io.save_npz(out, {"config_hash": exp.hash, **opts, "retrain_seeds": seeds, "loo_protocol": LOO_PROTOCOL,
+                      **cost.as_dict()}, points=points, full=full,
                 loo=np.stack(loo))
 
 

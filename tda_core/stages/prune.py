@@ -10,7 +10,9 @@ Out of sample and step-matched (tda_core.pruning): the scores come from the scor
 0..R-1); every retrain uses the fresh `pruning.retrain_seeds` and trains for the full-data run's
 step count. A job's runs share one subset size, hence one batch shape, so they train together under
 vmap when `train.vectorize` is on (one process instead of S: a process start alone costs seconds).
-The fixed variant's k-th retrain seed trains on scoring seed (k mod R)'s set.
+Scoring groups (tda_core.pruning): the R scoring models form G disjoint groups of `ensemble_size`, the
+retrain seeds G disjoint groups; every run records its group, and the summary keeps per-group means
+(the unit of replication of the claims' tests). Every run records the class coverage of its set.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 
 from .. import io
 from ..api import Experiment
-from ..pruning import (fixed_scoring_seed, n_removed, random_removals, removal_benefit, select_removals,
-                       variant_scores)
+from ..pruning import (class_coverage, n_removed, parse_variant_token, random_removals, removal_benefit,
+                       retrain_groups, scoring_groups, select, variant_scores)
 from ..scores import method_scores
 from ..tracking import tracked_run
 from ..training import Run, full_data_steps, train_models
@@ -61,18 +63,28 @@ def retrain_without(exp: Experiment, seeds: list[int], removed: list[np.ndarray]
         results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
                                vectorize=exp.cfg["train"].get("vectorize", True), desc=desc)
     rows = []
+    labels = s.train_y.cpu().numpy() if hasattr(s.train_y, "cpu") else np.asarray(s.train_y)
+    n_classes = int(labels.max()) + 1
     for run, rem, res in zip(runs, removed, results):
         rows.append({"seed": run.seed, **heldout_quality(exp, res.params), "final_train_loss": res.final_loss,
                      "total_steps": res.plan.total_steps, "n_removed": int(len(rem)), "removed": rem.tolist(),
                      "removed_corrupted_fraction": float(s.corrupted[rem].mean()) if len(rem) else 0.0,
-                     "wall_time_s": cost.wall_time_s / len(runs)})
+                     **class_coverage(rem, labels, n_classes), "wall_time_s": cost.wall_time_s / len(runs)})
     return rows, cost.as_dict()
 
 
-def _head(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int]) -> dict:
-    return {"config_hash": exp.hash, "experiment": exp.name, "method": method, "variant": variant, "p": percent,
-            "scoring_seeds": list(range(exp.cfg["seeds"])), "retrain_seeds": [int(s) for s in seeds],
-            "full_data_steps": full_data_steps(exp.cfg, exp.splits.n_train)}
+def _head(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int], ensemble_size: int,
+          selection: str = "unbalanced") -> dict:
+    groups = scoring_groups(exp.cfg["seeds"], ensemble_size)
+    return {"config_hash": exp.hash, "experiment": exp.name, "method": method, "variant": variant,
+            "selection": selection, "p": percent, "scoring_seeds": list(range(exp.cfg["seeds"])),
+            "scoring_groups": groups, "retrain_groups": retrain_groups([int(s) for s in seeds], len(groups)),
+            "retrain_seeds": [int(s) for s in seeds], "full_data_steps": full_data_steps(exp.cfg, exp.splits.n_train)}
+
+
+def _group_of(head: dict) -> dict:
+    """retrain seed -> its group index."""
+    return {s: g for g, seeds in enumerate(head["retrain_groups"]) for s in seeds}
 
 
 def _write(exp, out, result, tracking, name):
@@ -89,6 +101,9 @@ def _write(exp, out, result, tracking, name):
 
 
 def _finish(exp, head, rows, cost, out, tracking, name):
+    group = _group_of(head)
+    for row in rows:
+        row["group"] = group[row["seed"]]
     result = {**head, "status": "ok", "runs": rows, **cost}
     log.info("%s %s p=%g: test accuracy %s over retrain seeds %s", head["method"], head["variant"], head["p"],
              np.round([r["test_accuracy"] for r in rows], 4).tolist(), head["retrain_seeds"])
@@ -96,38 +111,46 @@ def _finish(exp, head, rows, cost, out, tracking, name):
 
 
 def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, seeds: list[int], score_dir,
-                  out, tracking: dict) -> dict:
+                  out, tracking: dict, ensemble_size: int = 2) -> dict:
     """Every retrain seed without the method's picks, read from the validation-target scores in
-    `score_dir` (None: the layout's scores/{method}): every scoring seed's, or the ensemble's."""
-    head = _head(exp, method, variant, percent, seeds)
+    `score_dir` (None: the layout's scores/{method}), per scoring group (tda_core.pruning): each
+    scoring model's own set (fixed) or the group's averaged scores' set (dtda), retrained with the
+    group's retrain seeds. `variant` is a job token: 'dtda', 'fixed-balanced', ..."""
+    base, selection = parse_variant_token(variant)
+    head = _head(exp, method, variant, percent, seeds, ensemble_size, selection)
     name = f"{exp.name}/prune/{method}/{variant}/p{percent:g}"
     scores = method_scores(exp, method, "val", score_dir)
     if not scores.ok:  # the attribution failed: a failed row, never a silently missing one
         return _write(exp, out, {**head, "status": "failed", "reason": scores.failed_reason}, tracking, name)
     per_seed = scores.per_seed()
     k = n_removed(percent, exp.splits.n_train)
-    scoring = [fixed_scoring_seed(i, exp.cfg["seeds"]) if variant == "fixed" else None for i in range(len(seeds))]
-    sets: dict = {}
-    for r in dict.fromkeys(scoring):
-        sets[r] = select_removals(removal_benefit(variant_scores(per_seed, variant, r if r is not None else 0)), k)
-    rows, cost = retrain_without(exp, seeds, [sets[r] for r in scoring], f"{exp.name} {method} {variant} p{percent:g}")
-    for row, r in zip(rows, scoring):
-        row["scoring_seed"] = r  # fixed: whose model's scores picked this run's set; dtda: None (all)
+    labels = exp.splits.train_y.cpu().numpy()
+    plan = []  # (retrain seed, scoring seed or None, removed set)
+    for group, retrain in zip(head["scoring_groups"], head["retrain_groups"]):
+        pickers = group if base == "fixed" else [None]
+        for r in pickers:
+            chosen = select(removal_benefit(variant_scores(per_seed, base, r if r is not None else group[0], group)),
+                            k, selection, labels)
+            plan += [(seed, r, chosen) for seed in retrain]
+    rows, cost = retrain_without(exp, [p[0] for p in plan], [p[2] for p in plan],
+                                 f"{exp.name} {method} {variant} p{percent:g}")
+    for row, (_, r, _) in zip(rows, plan):
+        row["scoring_seed"] = r  # fixed: whose model's scores picked this run's set; dtda: None (its group)
     return _finish(exp, head, rows, cost, out, tracking, name)
 
 
-def prune_random(exp: Experiment, percent: float, seeds: list[int], out, tracking: dict) -> dict:
+def prune_random(exp: Experiment, percent: float, seeds: list[int], out, tracking: dict, ensemble_size: int = 2) -> dict:
     n = exp.splits.n_train
     removed = [random_removals(n, n_removed(percent, n), int(s), percent) for s in seeds]
     rows, cost = retrain_without(exp, seeds, removed, f"{exp.name} random p{percent:g}")
-    head = _head(exp, "random removal", "baseline", percent, seeds)
+    head = _head(exp, "random removal", "baseline", percent, seeds, ensemble_size)
     return _finish(exp, head, rows, cost, out, tracking, f"{exp.name}/prune/random/p{percent:g}")
 
 
-def prune_full(exp: Experiment, seeds: list[int], out, tracking: dict) -> dict:
+def prune_full(exp: Experiment, seeds: list[int], out, tracking: dict, ensemble_size: int = 2) -> dict:
     """The full-data baseline retrained on the retrain seeds (the scoring models are in-sample)."""
     rows, cost = retrain_without(exp, seeds, [np.zeros(0, dtype=int) for _ in seeds], f"{exp.name} full data")
-    head = _head(exp, "full data", "baseline", 0.0, seeds)
+    head = _head(exp, "full data", "baseline", 0.0, seeds, ensemble_size)
     return _finish(exp, head, rows, cost, out, tracking, f"{exp.name}/prune/full")
 
 
@@ -165,7 +188,8 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
         ok = sorted((run for j in jobs if j.get("status") == "ok" for run in j.get("runs", [])), key=lambda r: r["seed"])
         failed = [j for j in jobs if j.get("status") != "ok"]
         row = {"experiment": exp_name, "method": method, "variant": variant, "p": percent,
-               "n_seeds": len(ok), "retrain_seeds": sorted(run["seed"] for run in ok),
+               "n_seeds": len({run["seed"] for run in ok}), "n_runs": len(ok),
+               "retrain_seeds": sorted({run["seed"] for run in ok}),
                "status": "failed" if failed or not ok else "ok", "ci_level": CI_LEVEL}
         if failed:
             row["reason"] = failed[0].get("reason", "unknown")
@@ -177,12 +201,28 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
         # per retrain seed, in seed order: every set is retrained on the same seeds, so the leaderboard's
         # claims compare sets with paired tests
         row["test_accuracy_values"] = [float(r["test_accuracy"]) for r in ok if "test_accuracy" in r]
+        # the unit of replication of the claims' tests: one mean per scoring group (tda_core.pruning)
+        by_group: dict[int, list[float]] = {}
+        for r in ok:
+            by_group.setdefault(int(r.get("group", 0)), []).append(float(r["test_accuracy"]))
+        row["test_accuracy_by_group"] = [float(np.mean(by_group[g])) for g in sorted(by_group)]
+        row["selection"] = next((j.get("selection") for j in jobs if j.get("selection")), "unbalanced")
+        row["base_variant"] = variant.split("-")[0]
+        # class coverage of the pruned sets: the worst run, and the mean removed count per class
+        cover = [r for r in ok if "min_class_fraction_kept" in r]
+        if cover:
+            worst = min(cover, key=lambda r: r["min_class_fraction_kept"])
+            row["min_class_fraction_kept"] = float(worst["min_class_fraction_kept"])
+            row["least_kept_class"] = int(worst["least_kept_class"])
+            row["removed_per_class_mean"] = np.mean([r["removed_per_class"] for r in cover], axis=0).round(2).tolist()
         steps = {r["total_steps"] for r in ok if "total_steps" in r}
         if steps:
             row["total_steps"] = steps.pop() if len(steps) == 1 else sorted(steps)
         row["wall_time_s"] = float(np.mean([r.get("wall_time_s", 0.0) for r in ok])) if ok else float("nan")
         rows.append(row)
+    groups = next((io.read_json(p).get("scoring_groups") for p in job_jsons), None)
     return {"experiment": exp_name, "scoring_seeds": sorted(scoring), "retrain_seeds": sorted(retrain),
+            "scoring_groups": groups,
             "ci": f"{CI_LEVEL:.0%} Student-t interval over retrain seeds", "rows": rows}
 
 

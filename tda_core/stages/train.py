@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import io
 from ..api import Experiment
+from ..seeds import GROUNDTRUTH_PROTOCOL, fixed_track_seeds, groundtruth_seeds
 from ..tracking import tracked_run
 from ..training import Run, full_data_steps, train_models
 from .common import CostMeter, accuracy, measure
@@ -21,6 +22,8 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
                    "query_measurement_mean": float(measure(exp, res.params, s.query_x, s.query_y).mean())}
         if exp.cfg.get("kind", "classification") == "classification":
             summary["test_accuracy"] = accuracy(exp, res.params, s.test_x, s.test_y)
+        if exp.cfg.get("kind", "classification") in ("classification", "regression"):
+            summary["test_loss"] = test_loss(exp, res.params, s.test_x, s.test_y)  # read by evaluate's model_fit
         run.summary_update({**summary, **cost.as_dict()})
     plan = res.plan
     meta = {
@@ -37,6 +40,16 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
     }
     io.save_torch(out, {"config_hash": exp.hash, "meta": meta, "checkpoints": res.checkpoints})
     return meta
+
+
+def test_loss(exp: Experiment, params: dict, x, y) -> float:
+    """Mean training loss (the task's) of the final model on the test split."""
+    import torch
+
+    model = exp.build_model(0).to(exp.device)
+    with torch.no_grad():
+        call = exp.caller(model, {k: v.to(exp.device) for k, v in params.items()})
+        return float(exp.task.loss(call, x.to(exp.device), y.to(exp.device)).mean())
 
 
 def shard_subsets(exp: Experiment, shard: int) -> range:
@@ -59,17 +72,21 @@ def subset_steps(exp: Experiment) -> tuple[str, int | None]:
 
 
 def train_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
-    """Train every (subset, seed) of the shard, keep [n, R, Q] query measurements (no weights)."""
-    gt = exp.cfg["groundtruth"]
+    """Train every (subset, seed) of the shard, keep [n, R, Q] query measurements (no weights).
+
+    The subset models train on tda_core.seeds.groundtruth_seeds, disjoint from the scoring seeds
+    0..R-1: a subset model sharing a scoring model's initialisation and batch order would agree with
+    that model's attributions more than an independent retrain does (recorded as `subset_seeds`)."""
     masks = io.load_npy(masks_path, expect_hash=exp.hash)
     subsets = shard_subsets(exp, shard)
-    seeds = range(gt["seeds_per_subset"])
+    seeds = groundtruth_seeds(exp.cfg)
     mode, steps = subset_steps(exp)
     runs = [Run(seed, masks[j], total_steps=steps) for j in subsets for seed in seeds]
     results, query, cost = _train_and_measure(exp, runs, len(subsets), tracking, "train_subsets",
                                               f"{exp.name}/shard{shard}", f"{exp.name} shard {shard}")
     io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "groundtruth_steps": mode,
-                      "subset_total_steps": sorted({r.plan.total_steps for r in results}), **cost.as_dict()},
+                      "subset_total_steps": sorted({r.plan.total_steps for r in results}),
+                      "subset_seeds": seeds, "groundtruth_protocol": GROUNDTRUTH_PROTOCOL, **cost.as_dict()},
                 query=query, subsets=np.asarray(list(subsets)))
 
 
@@ -101,9 +118,9 @@ def train_fixed_shard(exp: Experiment, shard: int, masks_path, out, tracking: di
     [n, R, Q] query measurements. All runs share batch shapes: one vmapped group."""
     masks = io.load_npy(masks_path, expect_hash=exp.hash)
     subsets = shard_subsets(exp, shard)
-    seeds = range(exp.cfg["seeds"])
+    seeds = fixed_track_seeds(exp.cfg)  # the scoring seeds, on purpose (tda_core.seeds)
     runs = [Run(seed, None, weights=masks[j].astype(np.float32)) for j in subsets for seed in seeds]
     _, query, cost = _train_and_measure(exp, runs, len(subsets), tracking, "train_fixed",
                                         f"{exp.name}/fixed_shard{shard}", f"{exp.name} fixed shard {shard}")
     io.save_npz(out, {"config_hash": exp.hash, "shard": shard, "subsets": list(subsets), "track": "fixed_seed",
-                      **cost.as_dict()}, query=query, subsets=np.asarray(list(subsets)))
+                      "subset_seeds": seeds, **cost.as_dict()}, query=query, subsets=np.asarray(list(subsets)))

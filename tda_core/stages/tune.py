@@ -1,4 +1,5 @@
-"""Tuning sensitivity stage: LDS of each method over its option grid, best setting chosen on held-out queries.
+"""Tuning sensitivity stage: LDS of each method over its option grid; the gain of tuning cross-fitted over
+query and subset halves (tda_core/metrics/tuning.py).
 
 Reads the query scores of each grid point (the method's own row for the default point, the variant
 `{method}.{option}-{value}` for the others; tda_core/tuning.py) and the subset ground truth, and writes
@@ -63,7 +64,7 @@ def _log_x(values: list) -> bool:
 
 def tuning_plot(experiment: str, rows: list[dict], path) -> None:
     """One panel per (method, option): in-sample LDS [95% CI] per grid value, the default point and the
-    value chosen on the select half marked."""
+    value chosen on all data marked (its gain is the cross-fitted one of the table)."""
     from ..plots import panel_grid, save_figure
 
     fig, axes = panel_grid(len(rows), 3.6, 2.8, max_cols=3)
@@ -87,11 +88,11 @@ def tuning_plot(experiment: str, rows: list[dict], path) -> None:
             ax.plot([x[where[d_idx]]], [y[where[d_idx]]], "s", color="k", ms=6, mfc="none", label="default")
         else:  # the default has no value on the axis (None: the method's own rule)
             dp = row["points"][d_idx]
-            chosen = ", selected (half A)" if s_idx == d_idx else ""
+            chosen = ", selected" if s_idx == d_idx else ""
             ax.axhline(dp["value"], color="k", ls="--", lw=1, label=f"default ({row['labels'][d_idx]}){chosen}")
             ax.axhspan(dp["ci_low"], dp["ci_high"], color="k", alpha=0.06)
         if s_idx in where:
-            ax.plot([x[where[s_idx]]], [y[where[s_idx]]], "*", color="tab:red", ms=9, label="selected (half A)")
+            ax.plot([x[where[s_idx]]], [y[where[s_idx]]], "*", color="tab:red", ms=9, label="selected")
         if numeric and _log_x([row["values"][i] for i in shown]):
             ax.set_xscale("log")
         if not numeric:
