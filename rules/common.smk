@@ -14,6 +14,21 @@ def L(exp):
     return layout.ExperimentLayout(R, exp)
 
 
+def bank_url(exp):
+    """The ground-truth bank the experiment imports (groundtruth.from), or None: it trains."""
+    return EXPERIMENTS[exp]["groundtruth"].get("from") or None
+
+
+def experiments_pattern(names):
+    """An {exp} wildcard constraint matching exactly these experiments ("(?!)" matches none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+# rules/train.smk: the experiments that train their ground truth, and those that import it from a bank.
+TRAINED = experiments_pattern([e for e in EXPERIMENTS if not bank_url(e)])
+IMPORTED = experiments_pattern([e for e in EXPERIMENTS if bank_url(e)])
+
+
 def full_seeds(exp):
     return range(EXPERIMENTS[exp]["seeds"])
 

@@ -2,9 +2,15 @@
 # (M subsets x seeds_per_subset, trained shard by shard; only their query measurements are kept).
 # W&B tracking is no param here (nor in any rule): jobs read {R}/.tracking.json, see the Snakefile.
 # Paths: tda_core/layout.py (through L() of rules/common.smk).
+# An experiment with groundtruth.from imports these files from a ground-truth bank instead
+# (tda_core/gtbank.py): the train rules match only the experiments that train (TRAINED), the import
+# rules only those that import (IMPORTED), so each file has one producer and the rules downstream
+# are the same either way.
 
 
 rule train_full:
+    wildcard_constraints:
+        exp=TRAINED,
     input:
         config=L("{exp}").config,
     output:
@@ -23,6 +29,8 @@ rule train_full:
 
 
 rule train_shard:
+    wildcard_constraints:
+        exp=TRAINED,
     input:
         config=L("{exp}").config,
         masks=L("{exp}").masks,
@@ -46,6 +54,8 @@ rule train_shard:
 
 
 rule train_fixed_shard:
+    wildcard_constraints:
+        exp=TRAINED,
     # groundtruth.track fixed_seed / both: each subset retrained from each full-data seed (same init and
     # batch order, removed examples zero-weighted).
     input:
@@ -67,6 +77,8 @@ rule train_fixed_shard:
 
 
 rule gather_groundtruth:
+    wildcard_constraints:
+        exp=TRAINED,
     input:
         config=L("{exp}").config,
         masks=L("{exp}").masks,
@@ -85,3 +97,50 @@ rule gather_groundtruth:
     shell:
         "tda --log {log} gather --exp-config {input.config} --masks {input.masks}"
         " --shards {input.shards} --models {input.models} --out {output} --fixed-shards {input.fixed}"
+
+
+rule import_model:
+    # A full-data checkpoint from the bank (sha256 checked; the bank's config hash must be the experiment's).
+    wildcard_constraints:
+        exp=IMPORTED,
+    input:
+        config=L("{exp}").config,
+    output:
+        L("{exp}").model("{seed}"),
+    params:
+        url=lambda w: bank_url(w.exp),
+        member=lambda w: layout.model_member(w.seed),
+    log:
+        L("{exp}").log("import_seed{seed}"),
+    conda:
+        "../envs/tda.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "tda --log {log} groundtruth import --from {params.url:q} --exp-config {input.config}"
+        " --member {params.member} --out {output}"
+
+
+rule import_groundtruth:
+    # The gathered measurements from the bank, whose masks must be the ones prepare wrote.
+    wildcard_constraints:
+        exp=IMPORTED,
+    input:
+        config=L("{exp}").config,
+        masks=L("{exp}").masks,
+    output:
+        L("{exp}").groundtruth,
+    params:
+        url=lambda w: bank_url(w.exp),
+        member=layout.BANK_MEASUREMENTS,
+    log:
+        L("{exp}").log("import_groundtruth"),
+    conda:
+        "../envs/tda.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "tda --log {log} groundtruth import --from {params.url:q} --exp-config {input.config}"
+        " --masks {input.masks} --member {params.member} --out {output}"

@@ -241,6 +241,28 @@ def cmd_export(args):
     print(f"wrote {args.out} ({len(manifest['experiments'])} experiments, {len(manifest['files'])} files)")
 
 
+def cmd_groundtruth_export(args):
+    from .gtbank import export_bank
+
+    manifest = export_bank(args.results, args.experiment, args.to)
+    print(f"wrote the ground-truth bank of {args.experiment} (config hash {manifest['config_hash']}, "
+          f"{len(manifest['files'])} files) to {args.to}")
+
+
+def cmd_groundtruth_import(args):
+    from . import gtbank
+
+    if args.member or args.out:
+        if not (args.member and args.out and args.exp_config):
+            raise ConfigError("--member and --out go together, with --exp-config")
+        gtbank.import_member(args.source, args.exp_config, args.member, args.out, masks=args.masks)
+        log.info("imported %s from %s", args.member, args.source)
+        return
+    manifest = gtbank.import_bank(args.source, args.results)
+    print(f"imported the ground truth of {manifest['experiment']} (config hash {manifest['config_hash']}, "
+          f"{len(manifest['files'])} files, sha256 checked) into {Path(args.results) / manifest['experiment']}")
+
+
 def cmd_methods(args):
     """Every method (built-in, plugin, and the "module:Class" entries of --config's experiments) with its
     seeds usage and options as a plain-text table; imports no torch unless a plugin does."""
@@ -428,6 +450,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "with a config.json)")
     sp.add_argument("--out", required=True, help="the archive: NAME.tar.gz, NAME.tgz or NAME.zip")
     sp.set_defaults(fn=cmd_export, torch_free=True)
+
+    gt = sub.add_parser("groundtruth", help="share ground truth without retraining: a bank (masks, measurements, "
+                        "full-data checkpoints, config hash, sha256 manifest) at a local path, http(s):// or s3:// URL")
+    gt_sub = gt.add_subparsers(dest="action", required=True)
+    sp = gt_sub.add_parser("export", help="write an experiment's ground-truth bank to a folder or s3:// URL")
+    sp.add_argument("--results", default="results", help="the results folder (default: results)")
+    sp.add_argument("--experiment", required=True)
+    sp.add_argument("--to", required=True, metavar="URL", help="a new folder (path, file://, s3://)")
+    sp.set_defaults(fn=cmd_groundtruth_export, torch_free=True)
+    sp = gt_sub.add_parser("import", help="fetch a bank, checking every file's sha256 (and the config hash)")
+    sp.add_argument("--from", dest="source", required=True, metavar="URL", help="the bank (path, http(s)://, s3://)")
+    sp.add_argument("--results", default="results", help="the whole bank goes to RESULTS/{experiment} "
+                    "(default: results); files already there must equal the bank's")
+    sp.add_argument("--exp-config", help="with --member: this experiment's config.json, whose hash the bank must have")
+    sp.add_argument("--member", help="only this file of the bank (e.g. models/seed0.pt), to --out (the workflow's jobs)")
+    sp.add_argument("--out", help="where --member goes")
+    sp.add_argument("--masks", help="with --member: this experiment's masks.npy, which the bank's must equal")
+    sp.set_defaults(fn=cmd_groundtruth_import, torch_free=True)
     return p
 
 

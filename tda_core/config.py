@@ -337,6 +337,9 @@ def config_hash(exp: dict) -> str:
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
         payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "path"}
     gt = payload.get("groundtruth")
+    if isinstance(gt, dict) and "from" in gt:
+        # Where a ground-truth bank is imported from changes no number (its files are checked against this hash).
+        payload["groundtruth"] = gt = {k: v for k, v in gt.items() if k != "from"}
     if isinstance(gt, dict) and gt.get("steps") == "same_epochs":
         # The default reproduces the ground truth from before the key existed: keep those hashes.
         payload["groundtruth"] = {k: v for k, v in gt.items() if k != "steps"}
@@ -348,8 +351,12 @@ def config_hash(exp: dict) -> str:
 
 
 def shared_experiment_config(exp: dict) -> dict:
-    """The part of a resolved experiment written to results/{exp}/config.json."""
-    return {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
+    """The part of a resolved experiment written to results/{exp}/config.json (groundtruth.from, the bank
+    the import jobs read, stays job-local: switching between training and importing reruns no prepare)."""
+    shared = {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
+    if isinstance(shared.get("groundtruth"), dict) and "from" in shared["groundtruth"]:
+        shared["groundtruth"] = {k: v for k, v in shared["groundtruth"].items() if k != "from"}
+    return shared
 
 
 def n_shards(groundtruth_cfg: dict) -> int:

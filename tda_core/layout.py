@@ -33,6 +33,10 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/leaderboard.{csv,md,html,png}            the board (+ leaderboard_metric_agreement.png)
     {results_dir}/.tracking.json                           W&B settings of the run (tda_core/tracking.py)
     {results_dir}/wandb/                                   W&B runs
+
+A ground-truth bank (tda_core/gtbank.py, `tda groundtruth export`) holds an experiment's config.json,
+groundtruth/masks.npy (+ masks.json), groundtruth/measurements.npz and models/seed{r}.pt under these same
+paths relative to the experiment folder (BANK_* below), beside its manifest.json.
 """
 from __future__ import annotations
 
@@ -44,6 +48,19 @@ from .errors import ConfigError
 TARGETS = ("query", "val", "train_self", "randomized")
 SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
 ALL_SEEDS = "all"  # the seed of a pooled / per_seed_samples method's one score file (seedall)
+
+
+# A ground-truth bank's files, relative to its root (= to the experiment folder: ExperimentLayout's paths).
+BANK_MANIFEST = "manifest.json"
+BANK_CONFIG = "config.json"
+BANK_MASKS = "groundtruth/masks.npy"
+BANK_MASKS_SIDECAR = "groundtruth/masks.json"
+BANK_MEASUREMENTS = "groundtruth/measurements.npz"
+
+
+def model_member(seed) -> str:
+    """A full-data checkpoint's path in a ground-truth bank."""
+    return f"models/seed{seed}.pt"
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # experiment and method names become folder names
