@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import io
 from .formatting import format_p
+from .metrics.compare import untested_reason
 from .metrics.rows import carried_keys
 
 ALPHA = 0.05
@@ -196,7 +197,11 @@ def claims_table(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> 
             row = {"claim": claim.text, "experiment": exp, "metric": claim.metric,
                    "A": f"{claim.a[0]} ({claim.a[1]}) {a['value']:.3f}",
                    "B": f"{claim.b[0]} ({claim.b[1]}) {b['value']:.3f}", "kind": claim.kind}
-            if claim.kind == "equivalent":
+            untested = untested_reason(a) or untested_reason(b)
+            if untested:  # per-seed rows with 2 scoring seeds: the board does not test them either
+                row.update({"A - B [CI]": f"{float(a['value']) - float(b['value']):+.3f}", "_p": float("nan"),
+                            "_diff": float("nan"), "_untestable": f"not testable ({untested.split(': ', 1)[-1]})"})
+            elif claim.kind == "equivalent":
                 diff = float(a["value"]) - float(b["value"])
                 d = paired_difference(a, b)
                 test = (equivalence_test_t(diff, d["se"], d["df"]) if d.get("se") is not None
@@ -219,10 +224,10 @@ def claims_table(df: pd.DataFrame, bundles: list[dict], pruning_paths: list) -> 
     for row, p_adj in zip(rows, adjusted):
         row["p"] = format_p(row["_p"])
         row["p (Holm, table)"] = format_p(p_adj)
-        if row["kind"] == "equivalent":
-            row["verdict"] = equivalence_verdict(row["_test"], p_adj, *row["_names"])
-        elif row.get("_untestable"):
+        if row.get("_untestable"):
             row["verdict"] = row["_untestable"]
+        elif row["kind"] == "equivalent":
+            row["verdict"] = equivalence_verdict(row["_test"], p_adj, *row["_names"])
         else:
             row["verdict"] = verdict(row["_diff"], p_adj)
     cols = ["claim", "experiment", "metric", "A", "B", "A - B [CI]", "score correlation", "p", "p (Holm, table)",

@@ -30,7 +30,8 @@ from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_tab
 
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
-           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason"]
+           "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason",
+           "untested_reason"]
 METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift",
                 "topk_drop", "brittleness"]
 LOW_SIGNAL_CEILING = 0.5
@@ -78,6 +79,9 @@ LEGEND = [
     "**rank [interval]** and **tied** (★): " + RANK_NOTE + " (5% level).",
     "**paired tests** between rows: the difference's own variance for the crossed queries x subsets design, "
     "and " + SEED_NOTE + ".",
+    "**not tested** (rank 'by value'): a per-seed row with 2 scoring seeds takes part in no paired test (its "
+    "seed effect would have 1 degree of freedom); it keeps its value and CI, and the tested rows' upper rank "
+    "bounds count it. Seed-averaged, ensemble and fixed-seed rows are tested conditional on the scoring models.",
     "**variant**: per-seed = each seed's own model scores itself; seed-averaged = the R seeds' scores "
     "averaged; ensemble = one estimator built from all R models; fixed-seed = seed 0's scores stand in for "
     "every seed. **models**: trained models the scores used (1 or R).",
@@ -244,6 +248,8 @@ def value_cell(row) -> str:
 def rank_cell(row) -> str:
     if row["rank"] is None or not np.isfinite(float(row["rank"])):
         return ""
+    if row.get("untested_reason"):  # tda_core.metrics.compare.untested_reason: in no paired test
+        return f"{int(row['rank'])} (by value; not tested)"
     if row.get("low_signal") is True or row["rank_ci_low"] is None or not np.isfinite(float(row["rank_ci_low"])):
         return f"{int(row['rank'])} (by value; low signal)"  # tda_core.metrics.signal: no interval
     return f"{int(row['rank'])} [{int(row['rank_ci_low'])}-{int(row['rank_ci_high'])}]"
@@ -267,8 +273,10 @@ def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
         "tied": ["★" if t is True else "" for t in part.tied_with_best],
         "aliases": part.aliases.to_list(),
         "wall time (s)": [_num(x, 1) for x in part.wall_time_s],
-        "note": [("; ".join(filter(None, [f"low signal: {sr}" if ls is True else "", n or r])))
-                 for n, r, ls, sr in zip(part.note, part.reason, part.low_signal, part.signal_reason)],
+        "note": [("; ".join(filter(None, [f"low signal: {sr}" if ls is True else "", ut if isinstance(ut, str) else "",
+                                          n or r])))
+                 for n, r, ls, sr, ut in zip(part.note, part.reason, part.low_signal, part.signal_reason,
+                                             part.untested_reason)],
     })
 
 

@@ -99,3 +99,30 @@ def test_paired_test_power_and_coverage_under_a_planted_difference(n_seeds):
     # hold the [0.93, 0.97] window; here one more standard error either side)
     assert 0.92 <= coverage <= 0.98
     assert power >= 0.3
+
+
+def test_a_random_per_seed_row_at_two_seeds_is_not_tied_with_the_best():
+    """Rows of one planted benchmark through rank_rows (what the evaluate stage does): a random-score
+    per-seed row with 2 scoring seeds used to be 'tied with the best' (every test against it a t on 1 df);
+    it is now ranked by value only, untested, with no star; a random one-array row is significantly worse
+    than the best, and the planted-signal rows keep their tests."""
+    from tda_core.metrics.rows import rank_rows
+
+    rng = np.random.default_rng(3)
+    good, _, target = _benchmark(rng, 2)
+    noise = rng.normal(size=good.shape)
+    rows = []
+    for method, variant, pred in (("good", "seed-averaged", good.mean(axis=0)), ("good", "per-seed", good),
+                                  ("random", "seed-averaged", noise.mean(axis=0)), ("random", "per-seed", noise)):
+        rows.append({"method": method, "variant": variant, "metric": "lds", "status": "ok",
+                     "reliability": 0.9, "ceiling": 0.95, "reliability_ci_low": 0.8, **_row(pred, target, 0)})
+    rank_rows(rows)
+    by = {(r["method"], r["variant"]): r for r in rows}
+    rand_seed = by[("random", "per-seed")]
+    assert rand_seed["untested_reason"] and rand_seed["tied_with_best"] is None and rand_seed["rank_ci_low"] is None
+    assert rand_seed["rank"] >= 3  # by value, among all rows (below both planted-signal rows)
+    assert by[("random", "seed-averaged")]["tied_with_best"] is False
+    assert by[("good", "seed-averaged")]["tied_with_best"] is True
+    assert by[("good", "per-seed")]["untested_reason"]  # 2 seeds: shown, not tested
+    lo, hi = by[("random", "seed-averaged")]["rank_ci_low"], by[("random", "seed-averaged")]["rank_ci_high"]
+    assert lo >= 2 and hi == 4  # untested rows widen the upper bound: they could sit anywhere

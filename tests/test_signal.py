@@ -47,7 +47,9 @@ def test_pure_noise_lds_target_is_gated_and_a_strong_one_is_ranked():
 
     rows, pairwise = _board(*_lds_truth(rng, strength=1.0, noise=0.5), rng)
     assert all(r["low_signal"] is False for r in rows) and pairwise["lds"]
-    assert any(r["tied_with_best"] is True for r in rows) and all(r["rank_ci_low"] is not None for r in rows)
+    assert any(r["tied_with_best"] is True for r in rows)
+    # every row is ranked with an interval, except per-seed rows with 2 scoring seeds (compare.untested_reason)
+    assert all(r["rank_ci_low"] is not None or r.get("untested_reason") for r in rows)
 
 
 @pytest.mark.parametrize("seeds", [2, 4])

@@ -61,6 +61,7 @@ RANK_NOTE = ("rank interval and star come from one procedure: every pair of rows
              "significantly worse, and a star means no row is significantly better (the interval starts at 1)")
 STAR_VS_RANK_NOTE = RANK_NOTE  # the name the board may look for: star and interval cannot disagree
 MIN_SEEDS_FOR_SEED_TESTS = 5  # from here on the t's df are estimated (Welch-Satterthwaite); below: S - 1
+MIN_SEEDS_FOR_PER_SEED_TESTS = 3  # a per-seed row with 2 scoring seeds is shown, not tested (t on 1 df)
 SEED_NOTE = ("scoring seeds are a random effect: with one scoring seed a difference is conditional on the "
              "scoring models; between rows with S >= 2 seeds the interval is a t interval whose degrees of "
              f"freedom come from the seeds (S - 1 below {MIN_SEEDS_FOR_SEED_TESTS} seeds: valid but wide, "
@@ -187,6 +188,21 @@ def row_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
             "df": float(df), "method": "crossed design" + (", scoring seeds random" if n_seeds > 1 else "")}
 
 
+def untested_reason(row: dict | None) -> str | None:
+    """Why a row takes part in no paired test, or None. A per-seed row whose scoring seeds number at least 2
+    but fewer than MIN_SEEDS_FOR_PER_SEED_TESTS: its seed effect has S - 1 = 1 degree of freedom, so
+    every test against it is a t on 1 df (valid, but a 12.7 critical value: a random-score row would be
+    'tied with the best'). Such rows keep their value and CI and are ranked by value only."""
+    table = (row or {}).get("per_seed_query")
+    if table is None:
+        return None
+    n_seeds = np.atleast_2d(np.asarray(table, dtype=np.float64)).shape[0]
+    if 1 < n_seeds < MIN_SEEDS_FOR_PER_SEED_TESTS:
+        return (f"not tested: {n_seeds} scoring seeds (per-seed rows need >= {MIN_SEEDS_FOR_PER_SEED_TESTS} "
+                "for a seed-random-effect test)")
+    return None
+
+
 def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alpha: float = 0.05,
                     rows: dict | None = None) -> dict:
     """Ranks and paired tests of rows on one metric and experiment (higher is better).
@@ -201,18 +217,31 @@ def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alp
     rows significantly better (p_holm < alpha), rank_ci_high = K - the rows significantly worse;
     p_vs_best (the pair with the best row), p_vs_best_adjusted (its p_holm); tied_with_best = no row
     is significantly better (rank_ci_low == 1; the best row always).
+    Rows with an `untested_reason` (per-seed rows with 2 scoring seeds) are ranked by value among all rows
+    but take part in no test: no interval, no star, `untested_reason` set; the tested rows' upper rank
+    bounds count them (they could be anywhere).
     """
     names = [n for n in estimates if np.isfinite(estimates[n])]
     excluded = [n for n in estimates if n not in names]
     methods = {n: {"estimate": float(estimates[n]), "rank": None, "rank_ci_low": None, "rank_ci_high": None,
-                   "p_vs_best": None, "p_vs_best_adjusted": None, "tied_with_best": None} for n in estimates}
+                   "p_vs_best": None, "p_vs_best_adjusted": None, "tied_with_best": None,
+                   "untested_reason": None} for n in estimates}
+    if not names:
+        return {"methods": methods, "best": None, "pairwise": [], "excluded": excluded}
+    rows = rows or {}
+    all_est = np.array([estimates[n] for n in names], dtype=np.float64)
+    all_ranks = dict(zip(names, rankdata(-all_est, method="min").astype(int)))  # every finite row, by value
+    untested = {n: untested_reason(rows.get(n)) for n in names}
+    for n in names:
+        if untested[n]:
+            methods[n].update(rank=int(all_ranks[n]), untested_reason=untested[n])
+    names = [n for n in names if not untested[n]]
+    n_untested = len(all_ranks) - len(names)
     if not names:
         return {"methods": methods, "best": None, "pairwise": [], "excluded": excluded}
     first = np.array([estimates[n] for n in names], dtype=np.float64)
     names = [names[i] for i in np.argsort(-first, kind="stable")]  # best first
     est = np.array([estimates[n] for n in names], dtype=np.float64)
-    ranks = rankdata(-est, method="min").astype(int)
-    rows = rows or {}
 
     def as_row(n):
         return {**rows.get(n, {}), "value": float(estimates[n]), "replicates": replicates[n]}
@@ -236,7 +265,9 @@ def compare_methods(estimates: dict, replicates: dict, level: float = LEVEL, alp
     with_best = {row["b"]: row for row in pairwise if row["a"] == best}
     for i, n in enumerate(names):
         pair = with_best.get(n)
-        methods[n].update(rank=int(ranks[i]), rank_ci_low=int(1 + better[i]), rank_ci_high=int(k - worse[i]),
+        # untested rows could sit anywhere: they widen every interval's upper end, never its lower one
+        methods[n].update(rank=int(all_ranks[n]), rank_ci_low=int(1 + better[i]),
+                          rank_ci_high=int(k + n_untested - worse[i]),
                           p_vs_best=float(pair["p"]) if pair else 1.0,
                           p_vs_best_adjusted=float(pair["p_holm"]) if pair else 1.0,
                           tied_with_best=bool(better[i] == 0))

@@ -32,7 +32,7 @@ from .stats import DIFFERENCE_FIELDS
 
 MAIN = ""  # the key of a result's own value (variants are keyed by name)
 ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high", "tied_with_best",
-            "p_vs_best", "p_vs_best_adjusted")
+            "p_vs_best", "p_vs_best_adjusted", "untested_reason")
 
 
 def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: int) -> dict:
