@@ -198,8 +198,8 @@ def untested_reason(row: dict | None) -> str | None:
         return None
     n_seeds = np.atleast_2d(np.asarray(table, dtype=np.float64)).shape[0]
     if 1 < n_seeds < MIN_SEEDS_FOR_PER_SEED_TESTS:
-        return (f"not tested: {n_seeds} scoring seeds (per-seed rows need >= {MIN_SEEDS_FOR_PER_SEED_TESTS} "
-                "for a seed-random-effect test)")
+        return (f"not tested: {n_seeds} scoring seeds; per-seed rows need >= {MIN_SEEDS_FOR_PER_SEED_TESTS} "
+                "for a seed-random-effect test")
     return None
 
 
