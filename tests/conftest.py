@@ -43,3 +43,17 @@ def float64_flat_setup(exp, seed: int = 0):
         return {k: t.reshape(template[k].shape) for k, t in zip(template, torch.split(v, sizes))}
 
     return model, x, y, unflat
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The job table of `snakemake -n` (rule -> count); {} when nothing is to be done."""
+    jobs, table = {}, False
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+        elif table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs

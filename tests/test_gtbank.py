@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import planned_jobs
 
 from tda_core import cli, gtbank
 from tda_core.config import config_hash, shared_experiment_config
@@ -234,20 +235,6 @@ def _snakemake(repo: Path, workdir: Path, configfile: Path, *args, check=True):
     return r
 
 
-def _job_table(output: str) -> dict[str, int]:
-    """Snakemake's "job count" table (rule -> jobs) of a run or dry run."""
-    jobs, table = {}, False
-    for line in output.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            table = True
-        elif table and len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            jobs[parts[0]] = int(parts[1])
-    return jobs
-
-
 def _tiny(repo: Path, tmp_path: Path, name: str, methods, bank=None, n_subsets=None) -> Path:
     """tiny.yaml without its top-k removal study (which retrains for its own sake), W&B off."""
     cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
@@ -266,10 +253,10 @@ def _tiny(repo: Path, tmp_path: Path, name: str, methods, bank=None, n_subsets=N
 
 def test_a_dry_run_with_groundtruth_from_plans_imports_and_no_training(repo, tmp_path):
     cfg = _tiny(repo, tmp_path, "imp", ["grad_dot"], bank="http://127.0.0.1:9/bank")
-    jobs = _job_table(_snakemake(repo, tmp_path / "w", cfg, "-n").stdout)
+    jobs = planned_jobs(_snakemake(repo, tmp_path / "w", cfg, "-n").stdout)
     assert jobs.get("import_model") == 2 and jobs.get("import_groundtruth") == 1, jobs
     assert not [r for r in jobs if r.startswith("train") or r == "gather_groundtruth"], jobs
-    jobs = _job_table(_snakemake(repo, tmp_path / "w", _tiny(repo, tmp_path, "train", ["grad_dot"]), "-n").stdout)
+    jobs = planned_jobs(_snakemake(repo, tmp_path / "w", _tiny(repo, tmp_path, "train", ["grad_dot"]), "-n").stdout)
     assert jobs.get("train_full") == 2 and not [r for r in jobs if r.startswith("import")], jobs
 
 
@@ -277,7 +264,7 @@ def test_a_dry_run_with_groundtruth_from_plans_imports_and_no_training(repo, tmp
 def test_a_workflow_scores_a_plugin_against_an_imported_bank_without_training(repo, tmp_path, http_root):
     trained = tmp_path / "trained"
     r = _snakemake(repo, trained, _tiny(repo, tmp_path, "train", ["grad_dot"]))
-    assert _job_table(r.stdout + r.stderr).get("train_full") == 2
+    assert planned_jobs(r.stdout + r.stderr).get("train_full") == 2
     www, base = http_root
     rc = cli.main(["groundtruth", "export", "--results", str(trained / "results"), "--experiment", "tiny-mlp",
                    "--to", str(www / "bank")])
@@ -286,7 +273,7 @@ def test_a_workflow_scores_a_plugin_against_an_imported_bank_without_training(re
     plugin = "tda_bench_example.grad_norm_dot:GradNormDot"
     imported = tmp_path / "imported"
     r = _snakemake(repo, imported, _tiny(repo, tmp_path, "imp", ["grad_dot", plugin], bank=f"{base}/bank"))
-    jobs = _job_table(r.stdout + r.stderr)
+    jobs = planned_jobs(r.stdout + r.stderr)
     assert jobs.get("import_model") == 2 and jobs.get("import_groundtruth") == 1, jobs
     assert not [j for j in jobs if j.startswith("train") or j == "gather_groundtruth"], jobs
     assert not (imported / "results/logs/tiny-mlp/train_seed0.log").exists()

@@ -35,25 +35,41 @@ def _flat(params: dict) -> torch.Tensor:
     return torch.cat([v.detach().flatten().float() for v in params.values()])
 
 
-def test_subset_models_share_no_initialisation_with_the_scoring_models(tmp_path, monkeypatch):
-    exp = _exp(tmp_path)
+def _scoring_inits(exp) -> list[torch.Tensor]:
+    """Train the full-data (scoring) models; each one's step-0 weights, flat."""
     inits = []
     for r in range(exp.cfg["seeds"]):
         train_full(exp, r, exp.model_path(r), NONE)
         inits.append(_flat(io.load_torch(exp.model_path(r))["checkpoints"][0]["params"]))
+    return inits
+
+
+def _record_runs(monkeypatch, module) -> list:
+    """The runs `module.train_models` is called with, recorded (training goes ahead unchanged)."""
     seen = []
 
     def recording(exp_cfg, splits, runs, *args, **kw):
         seen.extend(runs)
         return train_models(exp_cfg, splits, runs, *args, **kw)
 
-    monkeypatch.setattr(train_stage, "train_models", recording)
-    train_shard(exp, 0, tmp_path / "masks.npy", tmp_path / "shard0.npz", NONE)
-    assert len(seen) == 2 * 2
-    for run in seen:  # the initial weights each subset model started from
+    monkeypatch.setattr(module, "train_models", recording)
+    return seen
+
+
+def _assert_no_shared_init(exp, runs, inits, what: str) -> None:
+    for run in runs:  # the initial weights each model started from
         start = _flat(dict(exp.build_model(run.seed).named_parameters()))
         for r, init in enumerate(inits):
-            assert not torch.allclose(start, init), f"a subset model starts from full-data model {r}'s weights"
+            assert not torch.allclose(start, init), f"{what} starts from full-data model {r}'s weights"
+
+
+def test_subset_models_share_no_initialisation_with_the_scoring_models(tmp_path, monkeypatch):
+    exp = _exp(tmp_path)
+    inits = _scoring_inits(exp)
+    seen = _record_runs(monkeypatch, train_stage)
+    train_shard(exp, 0, tmp_path / "masks.npy", tmp_path / "shard0.npz", NONE)
+    assert len(seen) == 2 * 2
+    _assert_no_shared_init(exp, seen, inits, "a subset model")
     meta = io.load_npz(tmp_path / "shard0.npz")[1]
     assert len(meta["subset_seeds"]) == 2 and not set(meta["subset_seeds"]) & set(range(exp.cfg["seeds"]))
     assert sorted({r.seed for r in seen}) == meta["subset_seeds"]
@@ -111,23 +127,11 @@ def test_loo_study_retrains_on_seeds_no_scoring_model_has(tmp_path, monkeypatch)
     from tda_core.stages import loo as loo_stage
 
     exp = _exp(tmp_path)
-    inits = []
-    for r in range(exp.cfg["seeds"]):
-        train_full(exp, r, exp.model_path(r), NONE)
-        inits.append(_flat(io.load_torch(exp.model_path(r))["checkpoints"][0]["params"]))
-    seen = []
-
-    def recording(exp_cfg, splits, runs, *args, **kw):
-        seen.extend(runs)
-        return train_models(exp_cfg, splits, runs, *args, **kw)
-
-    monkeypatch.setattr(loo_stage, "train_models", recording)
+    inits = _scoring_inits(exp)
+    seen = _record_runs(monkeypatch, loo_stage)
     loo_stage.loo_train(exp, {"n_points": 1, "seeds": 2}, tmp_path / "loo.npz", NONE)
     assert len(seen) == 2 * 2  # (full + one removed point) x 2 seeds
-    for run in seen:
-        start = _flat(dict(exp.build_model(run.seed).named_parameters()))
-        for r, init in enumerate(inits):
-            assert not torch.allclose(start, init), f"a LOO model starts from full-data model {r}'s weights"
+    _assert_no_shared_init(exp, seen, inits, "a LOO model")
     meta = io.load_npz(tmp_path / "loo.npz")[1]
     assert sorted(meta["retrain_seeds"]) == sorted({r.seed for r in seen})
     assert not set(allocate({**exp.cfg, "loo": {"seeds": 2}})["loo"]) & set(range(exp.cfg["seeds"]))

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wandb_log
+from conftest import planned_jobs
 
 from tda_core.bundle import load_bundle
 
@@ -113,20 +114,6 @@ def test_rerun_is_a_no_op_and_a_fresh_run_is_bit_identical(repo, tiny_run, tmp_p
                                                                           b["ceiling"])
     assert (np.load(tiny_run / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]
             == np.load(tmp_path / "results/tiny-mlp/groundtruth/measurements.npz")["subset"]).all()
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """The job table of `snakemake -n` (rule -> count); {} when nothing is to be done."""
-    jobs, table = {}, False
-    for line in dry_run_output.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            table = True
-        elif table and len(parts) == 2 and parts[1].isdigit():
-            if parts[0] == "total":
-                break
-            jobs[parts[0]] = int(parts[1])
-    return jobs
 
 
 def test_changing_tracking_reruns_nothing(repo, tiny_run, tmp_path):

@@ -59,7 +59,6 @@ from .stats import DIFFERENCE_FIELDS, LEVEL, reliability, seeds_for_ceiling
 RANK_NOTE = ("rank interval and star come from one procedure: every pair of rows is tested (paired, "
              "Holm over all pairs); the interval runs from 1 + the rows significantly better to K - the rows "
              "significantly worse, and a star means no row is significantly better (the interval starts at 1)")
-STAR_VS_RANK_NOTE = RANK_NOTE  # the name the board may look for: star and interval cannot disagree
 MIN_SEEDS_FOR_SEED_TESTS = 5  # from here on the t's df are estimated (Welch-Satterthwaite); below: S - 1
 MIN_SEEDS_FOR_PER_SEED_TESTS = 3  # a per-seed row with 2 scoring seeds is shown, not tested (t on 1 df)
 SEED_NOTE = ("scoring seeds are a random effect: with one scoring seed a difference is conditional on the "
