@@ -98,6 +98,66 @@ class RegressionTask:
         return xs, targets, torch.full((len(xs),), 1.0 / (2 * k), dtype=torch.float64, device=x.device)
 
 
+IGNORE_INDEX = -100  # target of a padded position (transformers' convention): it adds nothing to any loss
+
+
+class LanguageModelTask:
+    """Next-token prediction on token sequences: x = input ids [B, T] (int64), y = target ids [B, T], the
+    inputs shifted by one, IGNORE_INDEX where the position is padding. Sequences are right-padded, so
+    with causal attention a padded position changes no real position's output, and masking its target
+    removes it from every loss, measurement and curvature fit (no attention mask is needed).
+
+    measurement:
+      loss             the query sequence's mean token loss over its real positions (default)
+      last_token_loss  the loss of the query's last real token alone: a per-token measurement
+    """
+
+    MEASUREMENTS = ("loss", "last_token_loss")
+
+    def __init__(self, measurement: str = "loss"):
+        if measurement not in self.MEASUREMENTS:
+            raise ConfigError(f"measurement '{measurement}' does not apply to language models "
+                              f"(use {' or '.join(self.MEASUREMENTS)})")
+        self.measurement = measurement
+
+    def sample_aux(self, n: int, generator: torch.Generator):
+        return None
+
+    @staticmethod
+    def token_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-position negative log-likelihood [B, T], mask of real positions [B, T]); vmap-safe."""
+        mask = y != IGNORE_INDEX
+        logp = torch.log_softmax(logits.float() if logits.dtype == torch.float16 else logits, dim=-1)
+        nll = -logp.gather(-1, torch.where(mask, y, torch.zeros_like(y))[..., None]).squeeze(-1)
+        return nll * mask, mask
+
+    def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
+        nll, mask = self.token_losses(call(x), y)
+        return nll.sum(-1) / mask.sum(-1).clamp_min(1)
+
+    def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
+        return self.loss(call, x, y)
+
+    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def measure(self, call: Call, x, y) -> torch.Tensor:
+        if self.measurement == "loss":
+            return self.loss(call, x, y)
+        nll, mask = self.token_losses(call(x), y)
+        positions = torch.arange(mask.shape[-1], device=mask.device)
+        last = (mask * positions).amax(-1, keepdim=True)  # index of the last real target
+        return nll.gather(-1, last).squeeze(-1)
+
+    def sample_fisher_targets(self, call: Call, x, generator: torch.Generator, y=None) -> torch.Tensor:
+        """Next tokens drawn from the model's predictive distribution at every position (true Fisher);
+        positions whose target `y` is padding stay IGNORE_INDEX."""
+        logits = call(x).detach()
+        probs = torch.softmax(logits.double(), dim=-1).reshape(-1, logits.shape[-1])
+        draws = torch.multinomial(probs.cpu(), 1, generator=generator).reshape(logits.shape[:-1]).to(x.device)
+        return draws if y is None else torch.where(y == IGNORE_INDEX, torch.full_like(draws, IGNORE_INDEX), draws)
+
+
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Logit of the true class minus log-sum-exp of the others (= log p / (1 - p))."""
     true = logits.gather(-1, y[..., None]).squeeze(-1)
@@ -111,6 +171,8 @@ def build_task(exp: dict):
         from .diffusion import DiffusionTask
 
         return DiffusionTask(exp)
+    if exp.get("kind") == "language_model":
+        return LanguageModelTask(exp.get("measurement", "loss"))
     if exp.get("kind") == "regression":
         return RegressionTask(exp.get("measurement", "loss"))
     return ClassificationTask(exp.get("measurement", "margin"))

@@ -48,12 +48,18 @@ def build_model(exp: dict, in_shape: tuple[int, ...], n_out: int, seed: int) -> 
         from .unet import build_unet  # diffusers is imported only by diffusion experiments
 
         _BUILDERS.setdefault("unet", build_unet)
+    if name == "gpt2":
+        from .gpt import build_gpt2  # transformers is imported only by language-model experiments
+
+        _BUILDERS.setdefault("gpt2", build_gpt2)
     if name not in _BUILDERS:
         raise ConfigError(f"unknown model '{name}'; known: {', '.join(sorted(_BUILDERS))}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _BUILDERS[name](exp["model"], in_shape, n_out).eval()
-        if name != "unet":  # the UNet's input carries the timestep channel (tda_core.models.unet)
+        # the UNet's input carries the timestep channel (tda_core.models.unet); GPT-2 takes token ids and
+        # checks its own shapes (tda_core.models.gpt)
+        if name not in ("unet", "gpt2"):
             _check_forward(model, exp["model"], in_shape, n_out)
     # eval mode everywhere: dropout / drop-path off, BatchNorm uses its (never updated) running
     # statistics, so every example's output depends on that example only (see docs/data.md)
