@@ -1,10 +1,13 @@
 """The curvature object: a block-diagonal (over layers) eigendecomposed curvature matrix.
 
 Blocks, in the flat parameter layout of tda_core.gradients (order of model.named_parameters()):
-  KronBlock  one nn.Linear / nn.Conv2d: its gradient as a matrix G [d_out, d_in (+1 bias column)],
+  KronBlock  one nn.Linear / nn.Conv2d / transformers Conv1D: its gradient as a matrix
+             G [d_out, d_in (+1 bias column)] (a Conv1D stores its weight as [in, out], so its flat
+             slice holds G's weight part transposed: `transposed`),
              curvature Q (diag lam) Q^T with Q = Q_S (x) Q_A, i.e. G -> Q_S^T G Q_A in the eigenbasis.
              lam [d_out, d_in] is eS eA^T for K-FAC, the re-fitted diagonal for EK-FAC.
-  DiagBlock  every other parameter (LayerNorm, embeddings, pos_embed / cls_token, lone biases):
+  DiagBlock  every other parameter (LayerNorm, embeddings, pos_embed / cls_token, lone biases, a
+             weight shared by several modules such as GPT-2's tied token embedding / output head):
              a diagonal curvature (identity eigenbasis), lam = the Fisher diagonal.
 Cross-layer curvature is ignored (block-diagonal approximation), as in K-FAC / EK-FAC.
 """
@@ -31,6 +34,7 @@ class KronBlock:
     lam: torch.Tensor  # [d_out, d_in] float64 eigenvalues in the Q_S (x) Q_A basis
     eA: torch.Tensor | None = None  # K-FAC factor eigenvalues (kept for K-FAC / diagnostics)
     eS: torch.Tensor | None = None
+    transposed: bool = False  # weight stored [in, out] (transformers Conv1D): flat slice = W-part of G^T
 
     @property
     def names(self) -> list[str]:
@@ -88,17 +92,17 @@ class Curvature:
     def as_matrix(self, b: KronBlock, vectors: torch.Tensor) -> torch.Tensor:
         """[n, d_out, d_in]: the block's slice of flat vectors as gradient matrices (bias = last column)."""
         n = vectors.shape[0]
-        W = vectors[:, self.slices[b.weight]].reshape(n, b.d_out, -1)
+        flat = vectors[:, self.slices[b.weight]]
+        W = flat.reshape(n, -1, b.d_out).transpose(1, 2) if b.transposed else flat.reshape(n, b.d_out, -1)
         if b.bias is None:
             return W
         return torch.cat([W, vectors[:, self.slices[b.bias]].reshape(n, b.d_out, 1)], dim=2)
 
     def _write_matrix(self, b: KronBlock, out: torch.Tensor, M: torch.Tensor) -> None:
         n = M.shape[0]
-        if b.bias is None:
-            out[:, self.slices[b.weight]] = M.reshape(n, -1)
-        else:
-            out[:, self.slices[b.weight]] = M[:, :, :-1].reshape(n, -1)
+        W = M if b.bias is None else M[:, :, :-1]
+        out[:, self.slices[b.weight]] = (W.transpose(1, 2) if b.transposed else W).reshape(n, -1)
+        if b.bias is not None:
             out[:, self.slices[b.bias]] = M[:, :, -1]
 
     # -- modified copies -----------------------------------------------------------------------

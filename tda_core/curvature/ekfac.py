@@ -12,42 +12,55 @@ them and eigendecomposed once; lam is re-fitted at each in that shared basis and
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import TdaError
-from ..tasks import ClassificationTask
+from ..errors import ConfigError, TdaError
+from ..tasks import ClassificationTask, LanguageModelTask
 from ..gradients import param_slices, per_example_grads
 from .blocks import Curvature, DiagBlock, KronBlock
 from .kfac import eigh64, fit_factors, kron_specs
 
 
-def sample_targets(task, model, params, x, generator: torch.Generator, chunk_size: int = 256) -> torch.Tensor:
-    """One target per example drawn from the model's predictive distribution at `params`."""
+def sample_targets(task, model, params, x, generator: torch.Generator, chunk_size: int = 256,
+                   y: torch.Tensor | None = None) -> torch.Tensor:
+    """One target per example drawn from the model's predictive distribution at `params`.
+
+    y: the examples' own targets, handed to tasks whose sampler takes them (LanguageModelTask: the
+    padded positions of y stay IGNORE_INDEX, so they carry no loss in the fit)."""
     if not hasattr(task, "sample_fisher_targets"):
         raise TdaError(f"{type(task).__name__} cannot sample Fisher targets; K-FAC/EK-FAC need them")
     call = _caller(model, params, x.device)
+    takes_y = y is not None and "y" in inspect.signature(task.sample_fisher_targets).parameters
     with torch.no_grad():
-        return torch.cat([task.sample_fisher_targets(call, x[s : s + chunk_size], generator)
+        return torch.cat([task.sample_fisher_targets(call, x[s : s + chunk_size], generator,
+                                                     **({"y": y[s : s + chunk_size]} if takes_y else {}))
                           for s in range(0, len(x), chunk_size)])
 
 
-def fisher_rows(task, model, params, x, fisher: str, n_samples: int, generator, chunk_size: int = 256):
+def fisher_rows(task, model, params, x, fisher: str, n_samples: int, generator, chunk_size: int = 256, y=None):
     """(inputs, targets, weights) whose weighted per-row losses define the Fisher of the mean loss.
 
     sampled:  each example repeated n_samples times, targets drawn from the model, weight 1/n_samples
+              (y: the examples' own targets, for tasks that keep padding out of the draws)
     expected: classification: each example once per class c, weight p_c (the exact
               expectation over the model's predictive distribution, i.e. the GGN, without Monte-Carlo
               noise; costs as much as n_samples = number of classes); regression: 2k rows per
-              example (RegressionTask.expected_fisher_rows), the GGN with identity output Hessian
+              example (RegressionTask.expected_fisher_rows), the GGN with identity output Hessian;
+              not for language models (one row per position and vocabulary entry: use sampled)
     """
     if fisher == "sampled":
         xs = x.repeat(n_samples, *([1] * (x.ndim - 1)))
-        t = sample_targets(task, model, params, xs, generator, chunk_size)
+        ys = None if y is None else y.repeat(n_samples, *([1] * (y.ndim - 1)))
+        t = sample_targets(task, model, params, xs, generator, chunk_size, y=ys)
         return xs, t, torch.full((len(xs),), 1.0 / n_samples, dtype=torch.float64, device=x.device)
     if fisher != "expected":
         raise TdaError(f"unknown fisher '{fisher}' (sampled or expected)")
+    if isinstance(task, LanguageModelTask):
+        raise ConfigError("fisher: expected is not supported for language models (use fisher: sampled)")
     call = _caller(model, params, x.device)
     if hasattr(task, "expected_fisher_rows"):  # regression: the GGN with identity output Hessian
         return task.expected_fisher_rows(call, x, chunk_size)
@@ -78,6 +91,7 @@ def fit_curvature(
     grad_scale: torch.Tensor | None = None,
     fisher: str = "sampled",
     index=None,
+    y: torch.Tensor | None = None,
 ) -> Curvature:
     """K-FAC or EK-FAC curvature of the mean training loss (true Fisher = GGN for cross-entropy).
 
@@ -88,6 +102,9 @@ def fit_curvature(
                  (used for Adam's preconditioner, see tda_core/methods/source.py).
     index:       int indices into x: the curvature of the mean loss over x[index] only (one
                  training stage's pool, SOURCE on multi-stage runs); None = all of x.
+    y:           the examples' targets, for tasks whose Fisher sampler needs them: a language
+                 model's padded positions (IGNORE_INDEX in y) get no sampled target, hence no loss
+                 and no factor rows. Needed whenever the sequences are padded.
     """
     if kind not in ("kfac", "ekfac"):
         raise TdaError(f"unknown curvature kind '{kind}' (kfac or ekfac)")
@@ -95,6 +112,8 @@ def fit_curvature(
         raise TdaError("grad_scale needs kind='ekfac' (K-FAC eigenvalues cannot absorb it)")
     if index is not None:
         x = x[torch.as_tensor(index, device=x.device)]
+        y = None if y is None else y[torch.as_tensor(index, device=y.device)]
+    y = None if y is None else y.to(x.device)
     if isinstance(params_list, dict):
         params_list = [params_list]
     params_list = [{k: v.detach().to(x.device) for k, v in p.items()} for p in params_list]
@@ -105,7 +124,7 @@ def fit_curvature(
     # Pass 1: factors at every parameter set, averaged; one eigendecomposition per layer.
     rows, A, S = [], {}, {}
     for params in params_list:
-        xs, t, w = fisher_rows(task, model, params, x, fisher, n_samples, gen, chunk_size)
+        xs, t, w = fisher_rows(task, model, params, x, fisher, n_samples, gen, chunk_size, y=y)
         rows.append((xs, t, w))
         fac = fit_factors(model, params, specs, task, xs, t, chunk_size, weights=w)
         for k in fac.A:
@@ -115,7 +134,8 @@ def fit_curvature(
     for s in specs:
         eA, QA = eigh64(A[s.module])
         eS, QS = eigh64(S[s.module])
-        blocks.append(KronBlock(s.module, s.weight, s.bias, s.d_out, s.d_in, QA, QS, torch.outer(eS, eA), eA, eS))
+        blocks.append(KronBlock(s.module, s.weight, s.bias, s.d_out, s.d_in, QA, QS, torch.outer(eS, eA), eA, eS,
+                                 transposed=s.transposed))
     covered = {n for b in blocks for n in b.names}
     blocks += [DiagBlock(n, torch.zeros(slices[n].stop - slices[n].start, dtype=torch.float64, device=x.device))
                for n in slices if n not in covered]

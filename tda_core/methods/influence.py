@@ -35,7 +35,8 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
             plist = [{k: torch.stack([p[k] for p in plist]).mean(0) for k in plist[0]}]
         return fit_curvature(ctx.model(seed), plist, ctx.task, ctx.train_x.to(ctx.device), kind=kind,
                              seed=1000 * int(opts["fisher_seed"]) + seed, n_samples=opts["n_fisher_samples"],
-                             chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"], index=pool)
+                             chunk_size=ctx.chunk_size, grad_scale=grad_scale, fisher=opts["fisher"], index=pool,
+                             y=ctx.train_y.to(ctx.device))  # language models: padding stays out of the fit
 
     # a grad_scale must be named by `tag` to be cached (the key has to identify everything fitted)
     return ctx.cache.load_or_fit(key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
