@@ -81,3 +81,63 @@ def test_trak_matches_traker_with_the_same_projection(tmp_path):
     # the reference row itself (traker's own projection) runs and ranks alike
     own = get_method("trak_traker")(proj_dim=32).score(build_context(exp, [0, 1]))
     assert own.shape == (10, 200) and np.isfinite(own).all()
+
+
+def _gpt_context(n_train=20, n_query=5, context=8, vocab=12, seed=0):
+    """A tiny GPT-2 (1 layer, 2 heads, width 16, tied head) as an AttributionContext: right-padded
+    random sequences, weights spread beyond GPT-2's 0.02 init so that predictions are not uniform."""
+    from types import SimpleNamespace
+
+    from tda_core.methods.context import AttributionContext, Checkpoint, Trajectory
+    from tda_core.models.gpt import build_gpt2
+    from tda_core.tasks import IGNORE_INDEX, LanguageModelTask
+
+    def build(_seed):
+        torch.manual_seed(seed)
+        return build_gpt2({"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": context}, (context,), vocab)
+
+    model = build(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    g = torch.Generator().manual_seed(seed + 1)
+    n = n_train + n_query
+    x = torch.randint(0, vocab, (n, context), generator=g)
+    y = torch.roll(x, -1, dims=1)  # next token; the last position and the padding carry no loss
+    lengths = torch.randint(2, context, (n,), generator=g)
+    y[torch.arange(context)[None, :] >= lengths[:, None]] = IGNORE_INDEX
+    traj = Trajectory(0, (Checkpoint(step=1, params=params),), SimpleNamespace(weight_decay=0.0))
+    return AttributionContext(LanguageModelTask(), x[:n_train], y[:n_train], x[n_train:], y[n_train:], (0,),
+                              build, lambda s: traj)
+
+
+def test_if_ekfac_matches_kronfluence_on_gpt2():
+    # The fair comparison: the suite's EK-FAC IF restricted to the parameters kronfluence covers (the
+    # Conv1D projections, which it sees as nn.Linear; the tied head / embeddings and LayerNorms are
+    # outside both sums), same Fisher labels, same per-example loss, damping 0.1 x mean eigenvalue per
+    # layer in both. The curvature is block-diagonal, so restricting = zeroing the other coordinates.
+    pytest.importorskip("kronfluence", reason="optional extra [reference] (kronfluence) not installed")
+    from tda_core.curvature import KronBlock, filters, fit_curvature
+
+    ctx = _gpt_context()
+    theirs = get_method("if_ekfac_kronfluence")().score(ctx)
+    model, params = ctx.model(0), ctx.params(0)
+    curv = fit_curvature(model, params, ctx.task, ctx.train_x, y=ctx.train_y, kind="ekfac", seed=0)
+    kron = [b for b in curv.blocks if isinstance(b, KronBlock)]
+    assert sorted(b.module.rsplit(".", 2)[-2] + "." + b.module.rsplit(".", 1)[-1] for b in kron) == [
+        "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+    covered = torch.zeros(curv.n_params, dtype=torch.float64)
+    for b in kron:
+        covered[curv.slices[b.weight]] = covered[curv.slices[b.bias]] = 1.0
+    V = ctx.query_grads(0, params).double() * covered
+    G = ctx.train_grads(0, params).double() * covered
+    ours = (-(curv.precondition(V, filters.damped_inverse(damping_rel=0.1)) @ G.T) / ctx.n_train).numpy()
+    corr = np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]
+    rel = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
+    # the full if_ekfac row (all parameters, diagonal blocks for embeddings / LayerNorm) for reference
+    full = get_method("if_ekfac")(cache=False).score(ctx)
+    corr_full = np.corrcoef(full.ravel(), theirs.ravel())[0, 1]
+    print(f"GPT-2: Pearson {corr:.10f}, relative difference {rel:.1e} on kronfluence's layers; "
+          f"full if_ekfac row vs kronfluence: Pearson {corr_full:.4f}")
+    assert corr >= 0.95 and rel < 1e-3

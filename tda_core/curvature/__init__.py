@@ -7,13 +7,16 @@ model.named_parameters(); every parameter is covered by exactly one block):
     curv = fit_curvature(model, params, task, x_train, kind="ekfac", seed=0, n_samples=1,
                          chunk_size=256, grad_scale=None, fisher="sampled", index=None)
         # index: int indices into x_train: fit on those examples only (a training stage's pool)
+        # y: x_train's targets (language models: padded positions, IGNORE_INDEX, get no Fisher draw
+        #   and no factor rows; other tasks ignore it), fit_curvature(..., y=y_train)
         # params: one dict name -> tensor, or a list of dicts whose statistics are averaged
         #   (SOURCE segments: A, S averaged, one eigendecomposition, lam re-fitted at each and averaged)
         # curvature of the MEAN training loss: true Fisher (= GGN for cross-entropy) with targets
         #   sampled from the model (task.sample_fisher_targets), seeded by `seed`
         # kind: "kfac" (lam = eS eA^T) or "ekfac" (lam re-fitted from rotated per-example grads)
         # fisher: "sampled" (n_samples targets per example) or "expected" (classification: every
-        #   class weighted by its probability = the exact GGN expectation, C times the cost)
+        #   class weighted by its probability = the exact GGN expectation, C times the cost;
+        #   regression; not language models: ConfigError)
         # grad_scale: flat [P] s; EK-FAC of diag(s) F diag(s) in F's Kronecker basis (Adam in SOURCE)
     curv = curv.shifted(weight_decay)          # H + wd I (or a flat diagonal [P], e.g. Adam)
     out = curv.precondition(V, filters.damped_inverse(damping_rel=0.1))   # [n, P] -> [n, P]
@@ -32,9 +35,12 @@ model.named_parameters(); every parameter is covered by exactly one block):
     curv.dense()                                            [P, P] matrix (tests, small models)
 
 Blocks: KronBlock per nn.Linear (inputs [B, d] or token sequences [B, T, d]; per-example gradient
-= sum over tokens) and nn.Conv2d (groups=1, zero padding; unfolded patches, KFC); DiagBlock (the
-Fisher diagonal) for every other parameter: LayerNorm, embeddings, pos_embed / cls_token, biases
-of uncovered layers. Cross-layer curvature is ignored (block-diagonal).
+= sum over tokens), transformers Conv1D (GPT-2; weight [in, out], `transposed`) and nn.Conv2d
+(groups=1, zero padding; unfolded patches, KFC); DiagBlock (the Fisher diagonal) for every other
+parameter: LayerNorm, embeddings (nn.Embedding: kept diagonal, as kronfluence leaves them out),
+pos_embed / cls_token, biases of uncovered layers, and a weight shared by several modules (GPT-2's
+tied token embedding / output head: one block, the diagonal of the summed gradient). Cross-layer
+curvature is ignored (block-diagonal).
 """
 from . import spectral as filters
 from .blocks import Curvature, DiagBlock, KronBlock

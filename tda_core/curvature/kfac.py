@@ -45,7 +45,7 @@ class KronSpec:
     transposed: bool = False  # weight stored [in, out] (transformers Conv1D)
 
 
-def _conv1d_type():
+def conv1d_type():
     """transformers' Conv1D class if transformers is loaded (no model can hold one otherwise)."""
     return getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
 
@@ -63,7 +63,7 @@ def kron_specs(model: nn.Module, param_names) -> list[KronSpec]:
     zero padding; not a module whose weight or bias is shared with another module (tied weights)."""
     names = set(param_names)
     shared = shared_parameters(model)
-    conv1d = _conv1d_type()
+    conv1d = conv1d_type()
     specs = []
     for mname, m in model.named_modules():
         transposed = conv1d is not None and isinstance(m, conv1d)
