@@ -309,3 +309,20 @@ def test_a_tiny_language_model_runs_train_groundtruth_attribute_evaluate(tmp_pat
     freq = (np.bincount(tokens, minlength=s.n_classes) + 1.0) / (len(tokens) + s.n_classes)
     assert fit["prior_loss"] == pytest.approx(float(-np.log(freq[test]).mean()))  # the unigram cross-entropy
     assert fit["kind"] == "language_model" and fit["did_not_learn"] == (fit["test_loss"] >= fit["prior_loss"])
+
+
+def test_a_language_model_is_judged_by_its_loss_against_the_unigram_prior():
+    from tda_core.model_fit import did_not_learn, label_prior
+
+    # next-token accuracy under the most frequent token's rate, yet the loss beats the unigram prior: learned
+    fit = {"kind": "language_model", "test_accuracy": 0.10, "chance_accuracy": 0.17, "test_loss": 2.5, "prior_loss": 3.0}
+    assert did_not_learn(fit) is None
+    assert did_not_learn({**fit, "test_loss": 3.1}) == "test loss 3.1 >= unigram loss 3"
+    assert did_not_learn({**fit, "kind": "classification"}).startswith("test accuracy 0.100 < chance")
+    # padding targets are no tokens; the vocabulary (n_classes) sets the smoothing even for unseen ids
+    train = np.array([[1, 1, 2, IGNORE_INDEX]])
+    test = np.array([[1, 3, IGNORE_INDEX, IGNORE_INDEX]])
+    prior = label_prior("language_model", train, test, n_classes=5)
+    freq = np.array([1, 3, 2, 1, 1]) / 8.0  # add-one counts over 5 ids, 3 real training tokens
+    assert prior["prior_loss"] == pytest.approx(-(np.log(freq[1]) + np.log(freq[3])) / 2)
+    assert prior["chance_accuracy"] == 0.5 and prior["prior_perplexity"] == pytest.approx(np.exp(prior["prior_loss"]))
