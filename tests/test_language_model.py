@@ -326,3 +326,33 @@ def test_a_language_model_is_judged_by_its_loss_against_the_unigram_prior():
     freq = np.array([1, 3, 2, 1, 1]) / 8.0  # add-one counts over 5 ids, 3 real training tokens
     assert prior["prior_loss"] == pytest.approx(-(np.log(freq[1]) + np.log(freq[3])) / 2)
     assert prior["chance_accuracy"] == 0.5 and prior["prior_perplexity"] == pytest.approx(np.exp(prior["prior_loss"]))
+
+
+@pytest.mark.slow
+def test_the_workflow_plans_a_language_model_and_refuses_a_short_corpus_at_dry_run(repo, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import planned_jobs
+
+    docs = [" ".join(["the cat sat on the mat", "a dog ran", "the end"][i % 3] for _ in range(1 + i % 4))
+            for i in range(30)]
+    cfg = _config(tmp_path, {"name": "text", "path": _corpus(tmp_path, docs), "seq_len": 12, "n_train": 16,
+                             "n_val": 2, "n_query": 4, "n_test": 8}, seeds=2, methods=["random", "grad_dot", "trak"])
+
+    def dry_run(config):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory",
+                               str(tmp_path), "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", "-n"],
+                              capture_output=True, text=True, timeout=300)
+
+    r = dry_run(cfg)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert planned_jobs(r.stdout + r.stderr) == {"prepare": 1, "train_full": 2, "train_shard": 1, "gather_groundtruth": 1,
+                                                 "attribute": 3, "evaluate": 1, "leaderboard": 1, "all": 1}
+    cfg["experiments"]["lm"]["dataset"]["n_train"] = 400
+    r = dry_run(cfg)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "tda-bench: experiment 'lm': " in out and "sequences, but the splits need 414" in out
+    assert not (tmp_path / "results").exists()
