@@ -150,6 +150,7 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
             if bad:
                 raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
                                   "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
+    _check_language_model(name, exp)
     if "lds_fixed_seed" in exp["metrics"] and exp.get("groundtruth", {}).get("track", "distributional") not in (
             "fixed_seed", "both"):
         raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
@@ -178,6 +179,33 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
     from .seeds import check_disjoint
 
     check_disjoint(name, exp)
+
+
+TEXT_DATASETS = ("text", "lee_corpus")  # tda_core.data.text.TEXT_SOURCES (not imported: numpy-free here)
+
+
+def _check_language_model(name: str, exp: dict) -> None:
+    """kind: language_model goes with a text dataset and the gpt2 model, and they with it; what only makes
+    sense for class labels or real features (pruning, mislabel_auc, label_noise, classes, standardize) is refused."""
+    lm = exp.get("kind") == "language_model"
+    ds = exp["dataset"]
+    if lm != (ds["name"] in TEXT_DATASETS):
+        raise ConfigError(f"experiment '{name}': " + (
+            f"kind: language_model needs a text dataset ({' or '.join(TEXT_DATASETS)}), not '{ds['name']}'" if lm else
+            f"dataset {ds['name']} (token sequences) needs kind: language_model (has {exp.get('kind', 'classification')})"))
+    if lm != (exp["model"]["name"] == "gpt2"):
+        raise ConfigError(f"experiment '{name}': " + (
+            f"kind: language_model needs model gpt2 (token ids in, logits per position out), not '{exp['model']['name']}'"
+            if lm else f"model gpt2 is for kind: language_model (has {exp.get('kind', 'classification')})"))
+    if not lm:
+        return
+    for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
+                     (ds.get("label_noise", 0) > 0, "dataset.label_noise"), (bool(ds.get("classes")), "dataset.classes"),
+                     (bool(ds.get("standardize")), "dataset.standardize"),
+                     (exp.get("measurement") not in ("loss", "last_token_loss"), f"measurement {exp.get('measurement')}")):
+        if bad:
+            raise ConfigError(f"experiment '{name}': {why} does not apply to kind: language_model (measurement loss or "
+                              "last_token_loss; no pruning, mislabel_auc, label_noise, classes or standardize)")
 
 
 # dlds_variance / dlds_w2 compare the subset models' distribution with the full-data models': under
@@ -234,8 +262,9 @@ def resolve_experiment(config: dict, name: str) -> dict:
     for key in ("results_dir", "data_dir", "download", "device", "precision", "threads", "tracking"):
         exp[key] = copy.deepcopy(config[key])
     exp["name"] = name
-    if exp["dataset"]["name"] in ("npz", "image_folder", "hf_disk"):  # (importing tda_core.data imports torch)
-        from .data.sources import data_fingerprint
+    from .data.sources import FILE_SOURCES, data_fingerprint  # numpy only (tda_core.data loads torch lazily)
+
+    if exp["dataset"]["name"] in FILE_SOURCES:
 
         exp["data_sha256"] = data_fingerprint(exp["dataset"], exp["data_dir"])  # the content enters the hash
     exp["config_hash"] = config_hash(exp)
@@ -271,7 +300,7 @@ def check_models(specs: list[dict | None]) -> None:
     """Build each model of `specs` (check_plan's) on one dummy example on the CPU, in one child process:
     the Snakemake process stays torch-free (importing torch and timm takes seconds). A check that passed
     is remembered in the user's cache (tda-bench/model_checks.json, keyed by the model config, input shape,
-    outputs, and the versions of torch / timm / torchvision / tda-bench and its model code), so later plans
+    outputs, and the versions of torch / timm / torchvision / transformers / tda-bench and its model code), so later plans
     skip it; the verdict changes no result. The first failure is a ConfigError in one line."""
     import os
     import subprocess
@@ -307,7 +336,7 @@ def _model_check_key(spec: dict) -> str:
     from importlib import metadata
 
     versions = {}
-    for dist in ("torch", "timm", "torchvision", "tda-bench"):
+    for dist in ("torch", "timm", "torchvision", "transformers", "tda-bench"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -335,7 +364,8 @@ def _model_check_child() -> None:
 def config_hash(exp: dict) -> str:
     payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
-        payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "path"}
+        where = {"path", "heldout_path"} | ({"tokenizer"} if payload["dataset"].get("tokenizer", "char") != "char" else set())
+        payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k not in where}
     gt = payload.get("groundtruth")
     if isinstance(gt, dict) and "from" in gt:
         # Where a ground-truth bank is imported from changes no number (its files are checked against this hash).

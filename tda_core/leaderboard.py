@@ -88,9 +88,11 @@ LEGEND = [
     "**aliases**: other methods whose scores are identical for this metric (one row for all of them).",
     "**test accuracy (chance)**, **test loss (label prior)**: the full-data models on the test split, mean over "
     "seeds, beside a model that learned nothing (always the most frequent training class; the training label "
-    "frequencies as prediction, or the training mean for regression). **model**: *did not learn* when the "
-    f"accuracy is below chance + {DID_NOT_LEARN_MARGIN} (regression: the loss is not below the prior's); the attributions of such "
-    "an experiment explain a model that did not learn.",
+    "frequencies as prediction, or the training mean for regression; a language model: next-token accuracy and "
+    "the loss per token, beside the training tokens' unigram frequencies, and the perplexities, exp of the losses). "
+    f"**model**: *did not learn* when the accuracy is below chance + {DID_NOT_LEARN_MARGIN} (regression and "
+    "language models: the loss is not below the prior's); the attributions of such an experiment explain a model "
+    "that did not learn.",
     "**p**: a p-value; '< 0.001' when below 0.001 (a bootstrap p of 0 only says 'below 1/B', never 'exactly 0').",
     "Overview: **overview rank** and **mean rank percentile** (1 = best in every shared experiment, 0 = worst) over "
     "the *shared experiments*, the ones every ranked row ran on; **ran on**: k of n = the row has a ranked value in "
@@ -310,7 +312,9 @@ def signal_table(bundles: list[dict]) -> pd.DataFrame | None:
             reason = did_not_learn(fit)
             row.update({
                 "test accuracy (chance)": f"{number(fit, 'test_accuracy')} ({number(fit, 'chance_accuracy')})",
-                "test loss (label prior)": f"{number(fit, 'test_loss', '{:.3g}')} ({number(fit, 'prior_loss', '{:.3g}')})",
+                "test loss (label prior)": f"{number(fit, 'test_loss', '{:.3g}')} ({number(fit, 'prior_loss', '{:.3g}')})"
+                + (f"; perplexity {number(fit, 'test_perplexity', '{:.3g}')} ({number(fit, 'prior_perplexity', '{:.3g}')})"
+                   if "test_perplexity" in fit else ""),
                 "model": f"did not learn: {reason}" if reason else "learned",
             })
         rows[b["experiment"]] = row

@@ -16,20 +16,31 @@ import numpy as np
 DID_NOT_LEARN_MARGIN = 0.05
 
 
-def label_prior(kind: str, train_y: np.ndarray, test_y: np.ndarray) -> dict:
+IGNORE_INDEX = -100  # a padded token's target (tda_core.tasks.IGNORE_INDEX; this module stays torch-free)
+
+
+def label_prior(kind: str, train_y: np.ndarray, test_y: np.ndarray, n_classes: int | None = None) -> dict:
     """What a model that learned nothing about x reaches on the test split, fitted to the training labels:
     classification: chance_accuracy = the test rate of the most frequent training class, prior_loss = the
     test cross-entropy of the training label frequencies (add-one smoothed); regression: prior_loss = the
-    test loss 0.5 ||y - mean(y_train)||^2 of predicting the training mean."""
+    test loss 0.5 ||y - mean(y_train)||^2 of predicting the training mean; language_model: the same over
+    real (not padded) target tokens with the training tokens' unigram frequencies (add-one smoothed over the
+    n_classes-token vocabulary): prior_loss is the unigram cross-entropy per test token, prior_perplexity
+    its exp, chance_accuracy the test rate of the most frequent training token."""
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     if kind == "regression":
         mean = train_y.astype(float).mean(axis=0)
         diff = (test_y.astype(float) - mean).reshape(len(test_y), -1)
         return {"prior_loss": float(0.5 * (diff ** 2).sum(axis=1).mean())}
-    k = int(max(train_y.max(), test_y.max())) + 1
+    if kind == "language_model":
+        train_y, test_y = train_y[train_y != IGNORE_INDEX], test_y[test_y != IGNORE_INDEX]
+    k = max(int(max(train_y.max(), test_y.max())) + 1, int(n_classes or 0))
     freq = (np.bincount(train_y, minlength=k) + 1.0) / (len(train_y) + k)
-    return {"chance_accuracy": float(np.mean(test_y == int(np.argmax(freq)))),
-            "prior_loss": float(-np.log(freq[test_y]).mean())}
+    prior = {"chance_accuracy": float(np.mean(test_y == int(np.argmax(freq)))),
+             "prior_loss": float(-np.log(freq[test_y]).mean())}
+    if kind == "language_model":
+        prior["prior_perplexity"] = float(np.exp(prior["prior_loss"]))
+    return prior
 
 
 def _number(x) -> float | None:
@@ -44,14 +55,17 @@ def did_not_learn(fit: dict) -> str | None:
     """Why the full-data models of `fit` (an evaluate bundle's model_fit) did not learn, or None.
 
     Classification: mean test accuracy below chance_accuracy + DID_NOT_LEARN_MARGIN. Regression (no
-    accuracy): mean test loss not below prior_loss. The test loss of a classifier is shown, not judged:
-    an overconfident classifier that overfits can exceed the prior's cross-entropy while it still learned."""
+    accuracy) and language models (kind language_model: next-token accuracy says little, a model can learn
+    the text and still most often predict a space): mean test loss not below prior_loss, the label mean's
+    loss or the unigram cross-entropy. The test loss of a classifier is shown, not judged: an overconfident
+    classifier that overfits can exceed the prior's cross-entropy while it still learned."""
     acc, chance = _number(fit.get("test_accuracy")), _number(fit.get("chance_accuracy"))
-    if acc is not None and chance is not None:
+    if acc is not None and chance is not None and fit.get("kind") != "language_model":
         if acc < chance + DID_NOT_LEARN_MARGIN:
             return f"test accuracy {acc:.3f} < chance {chance:.3f} + {DID_NOT_LEARN_MARGIN}"
         return None
     loss, prior = _number(fit.get("test_loss")), _number(fit.get("prior_loss"))
     if loss is not None and prior is not None and loss >= prior:
-        return f"test loss {loss:.3g} >= label-prior loss {prior:.3g}"
+        what = "unigram" if fit.get("kind") == "language_model" else "label-prior"
+        return f"test loss {loss:.3g} >= {what} loss {prior:.3g}"
     return None

@@ -1,6 +1,7 @@
 """Raw data sources: the embedded scikit-learn digits, torchvision datasets under data_dir, and
 user data by config (npz arrays, scikit-learn's bundled loaders, an ImageFolder tree, a Hugging
-Face `datasets` folder written by save_to_disk). See docs/data.md.
+Face `datasets` folder written by save_to_disk). Text (token sequences for language models) is read
+by tda_core/data/text.py. See docs/data.md.
 
 Every source returns (train_pool, heldout_pool or None), each a pair (x float32 [n, ...], y [n] or
 [n, k]): images as [n, C, H, W] in [-1, 1], tabular data as [n, d]; y as read (integer class
@@ -20,7 +21,7 @@ from ..errors import ConfigError
 Pool = tuple[np.ndarray, np.ndarray]
 
 TORCHVISION = ("mnist", "fashionmnist", "cifar10")
-FILE_SOURCES = ("npz", "image_folder", "hf_disk")  # datasets read from dataset.path
+FILE_SOURCES = ("npz", "image_folder", "hf_disk", "text")  # datasets read from dataset.path
 # scikit-learn loaders whose data ships inside the package (no download)
 SKLEARN_LOADERS = ("load_iris", "load_wine", "load_breast_cancer", "load_diabetes", "load_digits", "load_linnerud")
 
@@ -52,6 +53,8 @@ def source_origin(ds: dict, data_dir: str) -> str:
     """What to name in error messages: the file or folder, the loader, or the torchvision root."""
     if ds["name"] in FILE_SOURCES:
         return str(data_path(ds, data_dir))
+    if ds["name"] == "lee_corpus":
+        return "lee_corpus (gensim's lee_background.cor)"
     if ds["name"] == "sklearn":
         return f"sklearn.datasets.{ds.get('loader')}"
     if ds["name"] in TORCHVISION:
@@ -121,10 +124,21 @@ _HASHES: dict = {}
 
 def data_fingerprint(ds: dict, data_dir: str) -> str | None:
     """sha256 of the dataset file (or of every file of the folder, with their relative paths), or
-    None for built-in datasets. Cached per path within a process (keyed by sizes and mtimes too)."""
+    None for built-in datasets. Cached per path within a process (keyed by sizes and mtimes too).
+    A text dataset: sha256 over those of its corpus, its held-out file and its tokenizer folder's files."""
     if ds.get("name") not in FILE_SOURCES:
         return None
-    p = data_path(ds, data_dir).resolve()
+    if ds["name"] == "text":
+        from .text import text_files
+
+        h = hashlib.sha256()
+        for f in text_files(ds, data_dir):
+            h.update(_path_fingerprint(f.resolve()).encode())
+        return h.hexdigest()
+    return _path_fingerprint(data_path(ds, data_dir).resolve())
+
+
+def _path_fingerprint(p: Path) -> str:
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
     key = (str(p), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if key not in _HASHES:
@@ -395,6 +409,10 @@ def plan_summary(ds: dict, data_dir: str, regression: bool) -> dict | None:
     runs the `prepare` job's checks on it (non-finite values, labels, lengths); lists an image folder
     without decoding images. None where it cannot be told without the heavy import (hf_disk)."""
     name = ds["name"]
+    if name in ("text", "lee_corpus"):
+        from .text import text_summary
+
+        return text_summary(ds, data_dir)
     origin = source_origin(ds, data_dir)
     key = (name, ds.get("loader")) if name == "sklearn" else name
     if key in _KNOWN:
@@ -464,15 +482,16 @@ def check_split_sizes(ds: dict, summary: dict) -> None:
     if n_pool is None:
         return
     n_tr, n_val, n_q, n_test = ds["n_train"], ds["n_val"], ds["n_query"], ds.get("n_test")
+    unit = summary.get("unit", "examples")  # text sources: sequences of seq_len tokens
     if n_held is None:
         need = n_tr + n_val + n_q + (n_test or 1)
         if need > n_pool:
-            raise ConfigError(f"{summary['origin']}: {n_pool} examples, but the splits need {need} "
+            raise ConfigError(f"{summary['origin']}: {n_pool} {unit}, but the splits need {need} "
                               f"(n_train {n_tr} + n_val {n_val} + n_query {n_q} + n_test {n_test or 1})")
     else:
         if n_tr > n_pool:
-            raise ConfigError(f"{summary['origin']}: n_train {n_tr} exceeds the {n_pool} training examples")
+            raise ConfigError(f"{summary['origin']}: n_train {n_tr} exceeds the {n_pool} training {unit}")
         need = n_val + n_q + (n_test or 1)
         if need > n_held:
-            raise ConfigError(f"{summary['origin']}: {n_held} held-out examples, but n_val + n_query + n_test "
+            raise ConfigError(f"{summary['origin']}: {n_held} held-out {unit}, but n_val + n_query + n_test "
                               f"need {need}")

@@ -1,4 +1,7 @@
-"""Deterministic train / validation / query / test splits, label noise, and subset masks."""
+"""Deterministic train / validation / query / test splits, label noise, and subset masks.
+
+Text sources (tda_core/data/text.py) split whole token sequences: each sequence is one example, x and
+y int64 [n, seq_len] through every split."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from .sources import check_class_labels, integer_labels, data_fingerprint, load_source, source_origin
+from .text import is_text, load_text
 
 
 @dataclass
@@ -21,7 +25,7 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     corrupted: np.ndarray  # bool [n_train]: labels replaced by label_noise
-    n_classes: int  # model outputs: classes (classification), target dimension (regression)
+    n_classes: int  # model outputs: classes (classification), target dimension (regression), vocabulary (text)
 
     @property
     def n_train(self) -> int:
@@ -39,9 +43,15 @@ def load_splits(exp: dict) -> Splits:
         raise ConfigError(f"{source_origin(ds, data_dir)} changed since the experiment was resolved "
                           "(its sha256 differs); rerun the workflow (prepare) on the new data")
     regression = exp.get("kind", "classification") == "regression"
-    train_pool, heldout_pool = load_source(ds, data_dir, exp.get("download", False))
-    train_pool = _cast_labels(train_pool, regression, source_origin(ds, data_dir))
-    heldout_pool = _cast_labels(heldout_pool, regression, source_origin(ds, data_dir)) if heldout_pool else None
+    text = is_text(ds)
+    unit = "sequences" if text else "examples"
+    if text:  # token windows (int64 x and y [n, seq_len]); the model's outputs are the vocabulary
+        pools = load_text(ds, data_dir)
+        train_pool, heldout_pool, vocab_size = pools.train, pools.heldout, pools.vocab_size
+    else:
+        train_pool, heldout_pool = load_source(ds, data_dir, exp.get("download", False))
+        train_pool = _cast_labels(train_pool, regression, source_origin(ds, data_dir))
+        heldout_pool = _cast_labels(heldout_pool, regression, source_origin(ds, data_dir)) if heldout_pool else None
     if ds.get("classes"):
         train_pool = _keep_classes(train_pool, ds["classes"])
         heldout_pool = _keep_classes(heldout_pool, ds["classes"]) if heldout_pool else None
@@ -52,7 +62,8 @@ def load_splits(exp: dict) -> Splits:
         x, y = train_pool
         need = n_tr + n_val + n_q + (n_test or 1)
         if need > len(y):
-            raise ConfigError(f"dataset {ds['name']} has {len(y)} examples, splits need {need}")
+            raise ConfigError(f"dataset {ds['name']} has {len(y)} {unit}, splits need {need} "
+                              f"(n_train {n_tr} + n_val {n_val} + n_query {n_q} + n_test {n_test or 1})")
         perm = rng.permutation(len(y))
         cuts = np.cumsum([n_tr, n_val, n_q])
         tr, va, qu, te = np.split(perm, cuts)
@@ -61,23 +72,27 @@ def load_splits(exp: dict) -> Splits:
     else:
         (x, y), (hx, hy) = train_pool, heldout_pool
         if n_tr > len(y) or n_val + n_q + (n_test or 1) > len(hy):
-            raise ConfigError(f"dataset {ds['name']} is too small for the configured split sizes")
+            raise ConfigError(f"dataset {ds['name']} is too small for the configured split sizes ({len(y)} training "
+                              f"and {len(hy)} held-out {unit} for n_train {n_tr}, n_val + n_query + n_test "
+                              f"{n_val + n_q + (n_test or 1)})")
         tr = rng.permutation(len(y))[:n_tr]
         perm = rng.permutation(len(hy))
         va, qu, te = np.split(perm, np.cumsum([n_val, n_q]))
         te = te[:n_test] if n_test else te
         parts = [(x[tr], y[tr])] + [(hx[i], hy[i]) for i in (va, qu, te)]
 
-    if ds.get("standardize"):
+    if ds.get("standardize") and not text:  # token ids are never standardised (config validation refuses it)
         parts = _standardize(parts, regression)
-    if regression:
+    if text:
+        n_classes = vocab_size
+    elif regression:
         n_classes = 1 if parts[0][1].ndim == 1 else parts[0][1].shape[1]
     else:
         pools = [train_pool[1]] + ([heldout_pool[1]] if heldout_pool else [])
         n_classes = check_class_labels(np.concatenate(pools), source_origin(ds, data_dir), ds.get("n_classes"))
     train_y = parts[0][1].copy()
     corrupted = np.zeros(len(train_y), dtype=bool)
-    if ds.get("label_noise", 0) > 0:
+    if ds.get("label_noise", 0) > 0 and not text:
         noise_rng = np.random.default_rng([ds["split_seed"], 7919])
         idx = noise_rng.choice(len(train_y), size=int(round(ds["label_noise"] * len(train_y))), replace=False)
         shift = noise_rng.integers(1, n_classes, size=len(idx))  # a different class, never the true one

@@ -62,7 +62,8 @@ class Trak(Method):
         rcond = float(_RCOND[dtype] if o["rcond"] is None else o["rcond"])
         n_params = sum(p.numel() for p in ctx.model(ctx.seeds[0]).parameters())
         proj = RandomProjector(n_params, int(o["proj_dim"]), int(o["proj_seed"]), o["proj_type"])
-        train_x, query_x = ctx.train_x.to(dtype), ctx.query_x.to(dtype)
+        # floating inputs follow the gradients' precision; token ids (language models) stay int64
+        train_x, query_x = (x.to(dtype) if x.is_floating_point() else x for x in (ctx.train_x, ctx.query_x))
         classification = isinstance(ctx.task, ClassificationTask)
         total, reweight = None, torch.zeros(ctx.n_train, dtype=torch.float64, device=ctx.device)
         for seed in ctx.seeds:

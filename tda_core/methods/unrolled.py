@@ -68,7 +68,7 @@ def unrolled_weight_derivative(
     batches = schedule.batches
     T = len(batches)
     loss_fn = make_loss_fn(model, task, buffers, "fp32", device.type)
-    x_all = train_x.to(device=device, dtype=dtype)
+    x_all = train_x.to(device=device, dtype=dtype if train_x.is_floating_point() else train_x.dtype)  # token ids stay int
     y_all = train_y.to(device)
     # The task's random draws, drawn exactly as the trainer does (generator seeded per run).
     gen = schedule.aux_generator()
@@ -111,7 +111,7 @@ def unrolled_weight_derivative(
         call = lambda inp: functional_call(model, (p, buffers), (inp,))  # noqa: E731
         return task.measure(call, xi[None], yi[None])[0]
 
-    qx = query_x.to(device=device, dtype=dtype)
+    qx = query_x.to(device=device, dtype=dtype if query_x.is_floating_point() else query_x.dtype)
     qy = query_y.to(device)
     tau = torch.zeros(len(qy), n, dtype=dtype, device=device)
     chunk = query_chunk or len(qy)

@@ -18,11 +18,18 @@ def measure(exp, params: dict, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 def accuracy(exp, params: dict, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The share of correct argmax predictions; for token sequences (y [n, T]), of the real (not padded) tokens."""
+    from ..tasks import IGNORE_INDEX
+
     model = exp.build_model(0).to(exp.device)
     params = {k: v.to(exp.device) for k, v in params.items()}
     with torch.no_grad():
         logits = exp.caller(model, params)(x.to(exp.device))
-    return float((logits.argmax(-1).cpu() == y).float().mean())
+    correct = logits.argmax(-1).cpu() == y
+    if y.ndim == 2:  # next-token prediction: padded positions (IGNORE_INDEX) are no prediction
+        real = y != IGNORE_INDEX
+        return float((correct & real).sum() / real.sum().clamp_min(1))
+    return float(correct.float().mean())
 
 
 class CostMeter:

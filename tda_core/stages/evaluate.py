@@ -127,23 +127,27 @@ def seeds_used(exp: Experiment, groundtruth_path) -> dict:
 
 
 def model_fit(exp: Experiment) -> dict:
-    """The full-data models' test accuracy (classification) and test loss, mean over the seeds (from the
-    model files' meta, written by train_full), beside what a model that learned nothing reaches
-    (tda_core.model_fit.label_prior) and the did-not-learn verdict. Empty for diffusion experiments."""
+    """The full-data models' test accuracy (classification; next-token accuracy of a language model) and test
+    loss (a language model's per token, and its perplexity), mean over the seeds (from the model files' meta,
+    written by train_full), beside what a model that learned nothing reaches (tda_core.model_fit.label_prior)
+    and the did-not-learn verdict. Empty for diffusion experiments."""
     from ..model_fit import did_not_learn, label_prior
 
     kind = exp.cfg.get("kind", "classification")
-    if kind not in ("classification", "regression"):
+    if kind not in ("classification", "regression", "language_model"):
         return {}
     metas = [exp.load_model_meta(seed) for seed in range(exp.cfg["seeds"])]
     fit = {}
-    for key in ("test_accuracy", "test_loss"):
+    for key in ("test_accuracy", "test_loss", "test_perplexity"):
         values = [m.get(key) for m in metas]
         if values and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
             fit[key] = float(np.mean(values))
             fit[f"{key}_per_seed"] = [float(v) for v in values]
     s = exp.splits
-    fit.update(label_prior(kind, s.train_y.numpy(), s.test_y.numpy()))
+    fit.update(label_prior(kind, s.train_y.numpy(), s.test_y.numpy(),
+                           n_classes=s.n_classes if kind == "language_model" else None))
+    if kind == "language_model":
+        fit["kind"] = kind  # did_not_learn judges a language model by its loss
     reason = did_not_learn(fit)
     return {**fit, "did_not_learn": reason is not None, "did_not_learn_reason": reason}
 

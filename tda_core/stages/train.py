@@ -20,10 +20,14 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
                                keep_checkpoints=True, desc=f"{exp.name} seed {seed}")[0]
         summary = {"final_train_loss": res.final_loss,
                    "query_measurement_mean": float(measure(exp, res.params, s.query_x, s.query_y).mean())}
-        if exp.cfg.get("kind", "classification") == "classification":
+        kind = exp.cfg.get("kind", "classification")
+        if kind in ("classification", "language_model"):  # language model: next-token accuracy
             summary["test_accuracy"] = accuracy(exp, res.params, s.test_x, s.test_y)
-        if exp.cfg.get("kind", "classification") in ("classification", "regression"):
+        if kind in ("classification", "regression"):
             summary["test_loss"] = test_loss(exp, res.params, s.test_x, s.test_y)  # read by evaluate's model_fit
+        if kind == "language_model":
+            summary["test_loss"] = test_token_loss(exp, res.params, s.test_x, s.test_y)
+            summary["test_perplexity"] = float(np.exp(summary["test_loss"]))
         run.summary_update({**summary, **cost.as_dict()})
     plan = res.plan
     meta = {
@@ -50,6 +54,21 @@ def test_loss(exp: Experiment, params: dict, x, y) -> float:
     with torch.no_grad():
         call = exp.caller(model, {k: v.to(exp.device) for k, v in params.items()})
         return float(exp.task.loss(call, x.to(exp.device), y.to(exp.device)).mean())
+
+
+def test_token_loss(exp: Experiment, params: dict, x, y, chunk_size: int = 256) -> float:
+    """A language model's test cross-entropy per real token (nats; exp of it is the perplexity): every
+    token weighs the same, unlike the task's loss, a mean over sequences of each sequence's token mean."""
+    import torch
+
+    model = exp.build_model(0).to(exp.device)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        call = exp.caller(model, {k: v.to(exp.device) for k, v in params.items()})
+        for i in range(0, len(x), chunk_size):
+            nll, mask = exp.task.token_losses(call(x[i : i + chunk_size].to(exp.device)), y[i : i + chunk_size].to(exp.device))
+            total, count = total + float(nll.double().sum()), count + int(mask.sum())
+    return total / max(count, 1)
 
 
 def shard_subsets(exp: Experiment, shard: int) -> range:
