@@ -140,15 +140,15 @@ DATAINF: dict[str, Option] = {
                                     "(else recompute them in three passes)"),
 }
 LOSS_COVARIANCE: dict[str, Option] = {
-    "n_samples": Option(256, "models K sampled around each trained model"),
+    "n_samples": Option(128, "models K sampled around each trained model"),
     "noise": Option("sgld", "sampler: Langevin chain on the loss, or Gaussian noise without the loss curvature",
                     choices=("sgld", "gaussian")),
     "beta": Option(10.0, "inverse temperature on the summed training loss (tau = -beta Cov)"),
     "localization": Option(1.0, "pull towards the trained model, in curvature units of the mean loss (= IF damping)"),
     "step_size": Option(0.01, "SGLD step on the mean loss (the noise variance is step_size / (beta N))"),
-    "burn_in": Option(100, "SGLD steps before the first sample"),
-    "thin": Option(4, "SGLD steps between samples"),
-    "batch_size": Option(256, "examples per SGLD gradient (drawn with replacement)"),
+    "burn_in": Option(50, "SGLD steps before the first sample"),
+    "thin": Option(2, "SGLD steps between samples"),
+    "batch_size": Option(64, "examples per SGLD gradient (drawn with replacement; >= N: the full batch)"),
     "sample_seed": Option(0, "seed of the chain (combined with the full-data seed)"),
 }
 
