@@ -47,7 +47,7 @@ def _data(n, seed=0):
 def _kron_projected_full_grads(model, params, layers, projections, fn, x, y):
     """[n, sum_l k_out k_in] from the full per-example gradients (torch.func), float64."""
     params = {k: v.double() for k, v in params.items()}
-    g = per_example_grads(model.double(), params, fn, x.double(), y)
+    g = per_example_grads(model.double(), params, fn, x.double() if x.is_floating_point() else x, y)  # tokens stay int
     cols = param_slices(params)
     out = []
     for layer, (p_in, p_out) in zip(layers, projections):
