@@ -87,3 +87,17 @@ def test_linear_regression_recovers_the_damped_influence_function(noise):
     # 1/(1 - h m / 4) ~ 1.04 here; mini-batches drawn with replacement gave 1.10-1.14); gaussian 0.994, 0.96
     assert corr > 0.9
     assert 0.8 < slope < 1.25
+
+
+def test_bad_chain_options_fail_in_one_line():
+    from tda_core.errors import TdaError
+
+    def build_model(seed):
+        return nn.Linear(2, 1)
+
+    params = {k: v.detach() for k, v in build_model(0).named_parameters()}
+    x = torch.randn(6, 2)
+    ctx = _context(RegressionTask(), build_model, params, x, x[:, 0], x[:2], x[:2, 0], 0.0)
+    for bad in ({"thin": 0}, {"n_samples": 1}, {"step_size": 0.0}):
+        with pytest.raises(TdaError, match="loss_covariance: need n_samples >= 2, thin >= 1"):
+            get_method("loss_covariance")(**bad).score(ctx)

@@ -60,8 +60,13 @@ def sample_params(ctx, seed: int, opts: dict):
     if beta <= 0 or d < 0 or wd + d <= 0:
         raise TdaError(f"loss_covariance: need beta > 0 and localization + weight decay > 0 "
                        f"(beta {beta}, localization {d}, weight decay {wd})")
-    gen = torch.Generator(device=ctx.device).manual_seed(_salted_seed(ctx, opts))
     K = int(opts["n_samples"])
+    if K < 2 or int(opts["thin"]) < 1 or int(opts["burn_in"]) < 0 or int(opts["batch_size"]) < 1 \
+            or float(opts["step_size"]) <= 0:
+        raise TdaError(f"loss_covariance: need n_samples >= 2, thin >= 1, burn_in >= 0, batch_size >= 1 and "
+                       f"step_size > 0 (n_samples {K}, thin {opts['thin']}, burn_in {opts['burn_in']}, "
+                       f"batch_size {opts['batch_size']}, step_size {opts['step_size']})")
+    gen = torch.Generator(device=ctx.device).manual_seed(_salted_seed(ctx, opts))
     if opts["noise"] == "gaussian":
         sigma = 1.0 / math.sqrt(beta * n * (wd + d))
         for _ in range(K):
@@ -129,7 +134,5 @@ class LossCovariance(Method):
             s_f += f
             s_fl += f[:, None] * loss[None, :]
             k += 1
-        if k < 2:
-            raise TdaError("loss_covariance: needs n_samples >= 2")
         cov = (s_fl - s_f[:, None] * s_l[None, :] / k) / (k - 1)
         return (-float(self.opts["beta"]) * cov).cpu().numpy().astype(np.float32)
