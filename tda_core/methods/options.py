@@ -115,6 +115,43 @@ KRONFLUENCE: dict[str, Option] = {
     "batch_size": Option(256, "examples per batch"),
 }
 
+TRACKSTAR: dict[str, Option] = {
+    "proj_dim": Option(1024, "dimension k of the random projection (None: no projection, exact on small models)",
+                       type=int, nullable=True),
+    "proj_type": Option("rademacher", "entries of the projection matrix", choices=("rademacher", "gaussian")),
+    "proj_seed": Option(0, "seed of the projection"),
+    "whiten": Option(True, "whiten by the autocorrelation of the projected training gradients (R^-1/2)"),
+    "damping_rel": Option(0.1, "ridge added to the autocorrelation before R^-1/2, x its mean eigenvalue"),
+    "eps": Option(None, "eps of g / (sqrt(v) + eps) (default: the Adam run's eps, else 1e-8)", type=float),
+}
+LOGRA: dict[str, Option] = {
+    "proj_dim": Option(16, "per-layer projection of the inputs and of the output gradients (k_in = k_out); "
+                           "a side of at most this dimension is kept whole"),
+    "proj_seed": Option(0, "seed of the per-layer projections"),
+    "damping_rel": Option(0.1, "damping of each layer's projected Fisher, x its mean eigenvalue"),
+    "damping": Option(None, "absolute damping for every layer (default: damping_rel)", type=float),
+}
+DATAINF: dict[str, Option] = {
+    "layers": Option("modules", "blocks of the closed-form inverse: one per module or per parameter tensor",
+                     choices=("modules", "parameters")),
+    "damping_rel": Option(0.1, "lambda_l = this x the layer's mean squared gradient entry (DataInf's default)"),
+    "damping": Option(None, "absolute lambda for every layer (default: damping_rel)", type=float),
+    "keep_gradients": Option(2**26, "keep the N x P training gradients in memory up to this many numbers "
+                                    "(else recompute them in three passes)"),
+}
+LOSS_COVARIANCE: dict[str, Option] = {
+    "n_samples": Option(128, "models K sampled around each trained model"),
+    "noise": Option("sgld", "sampler: Langevin chain on the loss, or Gaussian noise without the loss curvature",
+                    choices=("sgld", "gaussian")),
+    "beta": Option(10.0, "inverse temperature on the summed training loss (tau = -beta Cov)"),
+    "localization": Option(1.0, "pull towards the trained model, in curvature units of the mean loss (= IF damping)"),
+    "step_size": Option(0.01, "SGLD step on the mean loss (the noise variance is step_size / (beta N))"),
+    "burn_in": Option(50, "SGLD steps before the first sample"),
+    "thin": Option(2, "SGLD steps between samples"),
+    "batch_size": Option(64, "examples per SGLD gradient (drawn with replacement; >= N: the full batch)"),
+    "sample_seed": Option(0, "seed of the chain (combined with the full-data seed)"),
+}
+
 
 def normalize(declared) -> dict[str, Option]:
     """A class's declared options as {name: Option}: Option values kept, plain values are defaults."""

@@ -85,6 +85,10 @@ _METHODS: dict[str, MethodEntry] = {
     "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seeds="per_seed_samples", options=O.UNROLLED),
     "if_ekfac_kronfluence": MethodEntry(_M + "if_ekfac_kronfluence:IfEkfacKronfluence", options=O.KRONFLUENCE),
     "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seeds="pooled", options=O.TRAK_TRAKER),
+    "trackstar": MethodEntry(_M + "trackstar:TrackStar", options=O.TRACKSTAR),
+    "logra": MethodEntry(_M + "logra:LoGra", options=O.LOGRA),
+    "datainf": MethodEntry(_M + "datainf:DataInf", options=O.DATAINF),
+    "loss_covariance": MethodEntry(_M + "loss_covariance:LossCovariance", options=O.LOSS_COVARIANCE),
 }
 _EXTRA: dict[str, MethodEntry] = {}  # plugin and inline rows loaded in this process
 
