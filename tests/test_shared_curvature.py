@@ -188,3 +188,18 @@ def _env():
     import os
 
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_fit_curvature_cli_refuses_a_bad_fit_in_one_line(repo, tmp_path, capsys):
+    from tda_core.cli import main
+
+    rc = main(["fit-curvature", "--config", str(repo / "workflow/config/tiny.yaml"), "--experiment", "tiny-mlp",
+               "--tracking", '{"mode": "none"}', "--fit", '{"kind": "qfac", "checkpoints": "final"}',
+               "--out", str(tmp_path / "fit")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "a curvature fit needs kind (kfac|ekfac)" in err, err
+    rc = main(["fit-curvature", "--config", str(repo / "workflow/config/tiny.yaml"), "--experiment", "tiny-mlp",
+               "--tracking", '{"mode": "none"}', "--fit", '{"kind": "ekfac", "checkpoints": "final", '
+               '"options": {"damping": 1.0}}', "--out", str(tmp_path / "fit")])
+    assert rc == 2 and "only curvature options (fisher, fisher_seed, n_fisher_samples, n_segments)" in capsys.readouterr().err
+    assert not (tmp_path / "fit").exists()
