@@ -53,8 +53,9 @@ def score_dirs(exp):
 
 
 def attributed_methods(exp):
-    """Every method with an attribute job: the experiment's methods and its tuning variants."""
-    return list(dict.fromkeys([*EXPERIMENTS[exp]["methods"], *tuning_score_folders(exp)]))
+    """Every method with an attribute job: the experiment's methods, pruning methods and tuning variants."""
+    pruning = (pruning_cfg(exp) or {}).get("methods") or []
+    return list(dict.fromkeys([*EXPERIMENTS[exp]["methods"], *pruning, *tuning_score_folders(exp)]))
 
 
 def method_curvature_fit(exp, method):
