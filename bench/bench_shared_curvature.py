@@ -15,7 +15,9 @@ workflow's jobs run them (stages in-process, so each job's start-up, mostly impo
 and prints if_ekfac / grad_dot, the fit alone, and the fit amortised over the experiment's methods
 (and tuning variants) that read the same key: (if_ekfac + fit / n) / grad_dot. Best of --repeats.
 Then (unless --no-jobs) the same three as the workflow runs them, one `tda` process each (start-up and
-all, W&B off), once: what a job costs the workflow.
+all, W&B off), once: what a job costs the workflow, and the attribute jobs' sidecar wall_time_s summed
+over seeds (method.score in a fresh process, first-call costs included): the wall time the board shows;
+also for if_ekfac fitting in its own job (cache: false), as before the fit was shared.
 """
 from __future__ import annotations
 
@@ -128,12 +130,18 @@ def jobs(exp) -> dict:
                      json.dumps(method_options(exp.cfg, "grad_dot"))],
         "if_ekfac": [*head, "attribute", *common, "--method", "if_ekfac", "--seed", *seeds, "--options",
                      json.dumps(opts)],
+        "if_ekfac_old": [*head, "attribute", *common, "--method", "if_ekfac", "--seed", *seeds, "--options",
+                         json.dumps({**opts, "cache": False})],  # fits in the job: the path before the shared fit
     }
     out = {}
     for name, cmd in commands.items():  # the fit first: if_ekfac's job reads it
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"})
         out[name] = time.perf_counter() - t0
+        if name != "fit_curvature":  # the sidecars' wall_time_s (method.score, per seed): the board's wall time
+            method = name.removesuffix("_old")
+            out[f"{name}_score"] = sum(io.read_json(exp.scores_path(method, r).with_suffix(".json"))["wall_time_s"]
+                                       for r in seeds)
     return out
 
 
@@ -174,15 +182,20 @@ def main(argv=None) -> None:
             if row["jobs"]:
                 j = row["jobs"]
                 print(f"  jobs: fit_curvature {j['fit_curvature']:.1f}s, grad_dot {j['grad_dot']:.1f}s, if_ekfac "
-                      f"{j['if_ekfac']:.1f}s (ratio {j['if_ekfac'] / j['grad_dot']:.2f})", flush=True)
+                      f"{j['if_ekfac']:.1f}s (ratio {j['if_ekfac'] / j['grad_dot']:.2f}); their sidecars' wall time "
+                      f"(the board's): grad_dot {j['grad_dot_score']:.2f}s, if_ekfac {j['if_ekfac_score']:.2f}s "
+                      f"(ratio {j['if_ekfac_score'] / j['grad_dot_score']:.2f}; fitting in the job "
+                      f"{j['if_ekfac_old_score']:.2f}s, ratio {j['if_ekfac_old_score'] / j['grad_dot_score']:.2f})",
+                      flush=True)
     print("\n| experiment | grad_dot (s) | if_ekfac, shared fit (s) | ratio | fit (s) | methods reading it "
           "| ratio, fit amortised | if_ekfac, in-process fit (s) | ratio | jobs: grad_dot / if_ekfac / fit (s) "
-          "| job ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| job ratio | board wall time: grad_dot / if_ekfac (s) | board ratio | board ratio, fit in the job |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         g, j = r["grad_dot"], r["jobs"]
         job = (f"{j['grad_dot']:.1f} / {j['if_ekfac']:.1f} / {j['fit_curvature']:.1f} | {j['if_ekfac'] / j['grad_dot']:.2f}"
-               if j else "- | -")
+               f" | {j['grad_dot_score']:.2f} / {j['if_ekfac_score']:.2f} | {j['if_ekfac_score'] / j['grad_dot_score']:.2f}"
+               f" | {j['if_ekfac_old_score'] / j['grad_dot_score']:.2f}" if j else "- | - | - | - | -")
         print(f"| {name} | {g:.2f} | {r['if_ekfac']:.2f} | {r['if_ekfac'] / g:.2f} | {r['fit']:.2f} | "
               f"{len(r['sharing'])} | {r['amortised'] / g:.2f} | {r['old']:.2f} | {r['old'] / g:.2f} | {job} |")
 
