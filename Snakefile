@@ -57,6 +57,7 @@ onstart:
 wildcard_constraints:
     exp="|".join(re.escape(e) for e in EXPERIMENTS),
     method=SAFE_NAME.pattern,  # plugin names may hold . and -
+    curvature=SAFE_NAME.pattern,  # a shared curvature fit's key (tda_core.methods.registry.curvature_fit)
     metric=r"[A-Za-z0-9_]+",
     seed=r"\d+|all",
     shard=r"\d+",

@@ -3,12 +3,39 @@
 # other targets the experiment needs (tda_core/targets.py): val_seed{r} (validation loss, for
 # pruning) and train_self_seed{r} (self-influence, for mislabel detection). One job, not one per
 # seed: a job's fixed cost (importing torch, starting W&B) exceeds most small attributions.
+#
+# Curvature (if_kfac, if_ekfac, if_ensemble, dtda_if, the SOURCE family): one fit_curvature job per
+# experiment and key (tda_core.methods.registry.curvature_fit: kind, checkpoints, curvature options)
+# fits every seed into results/{exp}/curvature/{key}/; the attribute jobs of all methods with that key
+# take the folder as input and only read it (tda_core/stages/curvature.py).
+
+
+rule fit_curvature:
+    input:
+        config=L("{exp}").config,
+        models=lambda w: model_files(w.exp),
+    output:
+        directory(L("{exp}").curvature_dir("{curvature}")),
+    params:
+        fit=curvature_fit_spec,
+    log:
+        L("{exp}").log("fit_curvature_{curvature}"),
+    conda:
+        "../envs/tda.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "tda --log {log} --threads {threads} fit-curvature --exp-config {input.config} --fit {params.fit:q}"
+        " --out {output}"
 
 
 rule attribute:
     input:
         config=L("{exp}").config,
         models=lambda w: model_files(w.exp),
+        curvature=curvature_inputs,
     output:
         directory(L("{exp}").score_dir("{method}")),
     params:

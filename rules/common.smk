@@ -2,6 +2,7 @@
 # apart from the rules as `snakemake --lint` asks. Everything imported here is torch-free (registry
 # rows, not method classes): building the DAG must stay cheap (tests/test_workflow.py checks it).
 from tda_core.metrics.registry import metric_targets
+from tda_core.methods.registry import curvature_fit
 from tda_core.pruning import percent_tag, retrain_seeds, variant_token
 from tda_core import layout
 
@@ -49,6 +50,43 @@ def score_dir(exp, method):
 
 def score_dirs(exp):
     return [score_dir(exp, m) for m in EXPERIMENTS[exp]["methods"]]
+
+
+def attributed_methods(exp):
+    """Every method with an attribute job: the experiment's methods, pruning methods and tuning variants."""
+    pruning = (pruning_cfg(exp) or {}).get("methods") or []
+    return list(dict.fromkeys([*EXPERIMENTS[exp]["methods"], *pruning, *tuning_score_folders(exp)]))
+
+
+def method_curvature_fit(exp, method):
+    """The shared curvature fit the method reads with its options (registry.curvature_fit), or None."""
+    return curvature_fit(method, method_options(EXPERIMENTS[exp], method))
+
+
+def curvature_fits(exp):
+    """key -> {kind, checkpoints, options} of every shared curvature fit the experiment's methods read:
+    methods with equal curvature options (damping and other score-time options aside) share one."""
+    fits = {}
+    for method in attributed_methods(exp):
+        fit = method_curvature_fit(exp, method)
+        if fit is not None:
+            fits[fit["key"]] = {k: fit[k] for k in ("kind", "checkpoints", "options")}
+    return fits
+
+
+def curvature_fit_spec(w):
+    """The fit_curvature job's --fit: what its key stands for (never parsed from the key itself)."""
+    fits = curvature_fits(w.exp)
+    if w.curvature not in fits:
+        raise WorkflowError(f"tda-bench: no method of {w.exp} reads the curvature fit '{w.curvature}'; "
+                            f"its fits: {', '.join(sorted(fits)) or 'none'}")
+    return json.dumps(fits[w.curvature], sort_keys=True)
+
+
+def curvature_inputs(w):
+    """The shared curvature fit the attribute job of (exp, method) reads: one folder, or none."""
+    fit = method_curvature_fit(w.exp, w.method)
+    return [] if fit is None else [L(w.exp).curvature_dir(fit["key"])]
 
 
 def score_targets(exp, method):

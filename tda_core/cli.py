@@ -104,6 +104,12 @@ def cmd_attribute(args):
                      max_self=args.self_examples)
 
 
+def cmd_fit_curvature(args):
+    from .stages.curvature import fit_shared_curvature
+
+    fit_shared_curvature(_experiment(args), _json_arg(args.fit, "--fit"), args.out)
+
+
 def _score_dirs(args) -> dict | None:
     """--method M... with --scores-dir D... (one folder per method, in order), or None: the layout's."""
     if not args.scores_dir:
@@ -333,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--models", nargs="+", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--fixed-shards", nargs="*", default=None, help="fixed-seed track shards (groundtruth.track)")
+
+    sp = stage("fit-curvature", cmd_fit_curvature, "fit one shared curvature (kind, checkpoints, curvature options) "
+               "at every full-data seed, for the attribute jobs of the methods that use it")
+    sp.add_argument("--fit", required=True, help="the fit as JSON: {\"kind\": \"kfac\"|\"ekfac\", \"checkpoints\": "
+                    "\"final\"|\"segments\"|\"segments_wavg\", \"options\": {curvature options}} "
+                    "(tda_core.methods.registry.curvature_fit)")
+    sp.add_argument("--out", required=True, help="the fit's folder, results/{exp}/curvature/{key} (tda_core/layout.py)")
 
     sp = stage("attribute", cmd_attribute, "compute one method's scores for some seeds (or 'all') and targets")
     sp.add_argument("--method", required=True)

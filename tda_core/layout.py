@@ -26,8 +26,12 @@ building the DAG), so a wildcard such as "{seed}" passes through into a Snakemak
     {results_dir}/{exp}/removal/baselines/full.json        full-data baseline on the removal seeds
     {results_dir}/{exp}/removal/results.json               top-k removal bundle (+ removal.png)
     {results_dir}/{exp}/pictures/                          diffusion pictures
-    {results_dir}/{exp}/scores/{method}/_cache/            curvature fits cached by the method's own
-                                                           attribute job (randomized: _cache/randomized/)
+    {results_dir}/{exp}/curvature/{fit}/                   a shared curvature fit, one .pt per seed and
+                                                           checkpoint set (one fit_curvature job each; {fit}:
+                                                           kind, checkpoints, curvature options, e.g.
+                                                           ekfac_final.fisher-expected)
+    {results_dir}/{exp}/scores/{method}/_cache/            curvature fits the method's own attribute job made
+                                                           (none in the shared fit; randomized: _cache/randomized/)
     {results_dir}/{exp}/tuning.json                        tuning-sensitivity rows (+ tuning.png)
     {results_dir}/logs/{exp}/{job}.log                     job logs
     {results_dir}/leaderboard.{csv,md,html,png}            the board (+ leaderboard_metric_agreement.png)
@@ -189,9 +193,14 @@ class ExperimentLayout:
     def loo_plot(self) -> str:
         return f"{self.root}/loo/loo.png"
 
+    def curvature_dir(self, fit: str) -> str:
+        """A shared curvature fit (tda_core.methods.registry.curvature_fit's key): the output of one
+        fit_curvature job, read by the attribute jobs of every method whose curvature options give that key."""
+        return f"{self.root}/curvature/{fit}"
+
     def curvature_cache(self, method: str, target: str = "query") -> str:
-        """A method's curvature cache (tda_core/curvature/store.py): inside its score folder, the
-        attribute job's declared output, so no two jobs share it. The randomized target's checkpoints
+        """A method's own curvature cache (tda_core/curvature/store.py) for fits not in the shared one:
+        inside its score folder, the attribute job's declared output, so no two jobs share it. The randomized target's checkpoints
         hold other parameters: its fits are kept apart."""
         root = f"{self.score_dir(method)}/_cache"
         return f"{root}/randomized" if target == "randomized" else root

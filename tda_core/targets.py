@@ -61,7 +61,9 @@ def target_context(ctx, target: str, val: tuple[Any, Any] | None = None,
         def load_randomized(seed: int):
             return randomized_trajectory(load(seed), ctx.build_model(seed + RANDOMIZED_SEED_OFFSET))
 
-        return dataclasses.replace(ctx, load_trajectory=load_randomized, _trajectories={}), None
+        # other parameters than the trained model's: never the experiment's shared curvature fit
+        cache = ctx.cache.without_shared() if hasattr(ctx.cache, "without_shared") else ctx.cache
+        return dataclasses.replace(ctx, load_trajectory=load_randomized, _trajectories={}, cache=cache), None
     index = None
     if target == "val":
         if val is None:

@@ -27,6 +27,7 @@ def _templates() -> dict[str, str]:
         "pruning_random": e.pruning_random("{p}"), "pruning_full": e.pruning_full, "pruning_summary": e.pruning_summary,
         "loo": e.loo_measurements, "loo_results": e.loo_results, "pictures": e.pictures + "/",
         "log": e.log("{job}"), "tracking": b.tracking_settings, "curvature": e.curvature_cache("{method}") + "/",
+        "curvature_fit": e.curvature_dir("{fit}") + "/",
         "tuning": e.tuning, "removal_run": e.removal_run("{method}", "{k}"), "removal_random": e.removal_random("{k}"),
         "removal_full": e.removal_full, "removal_results": e.removal_results,
     }

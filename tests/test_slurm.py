@@ -32,7 +32,7 @@ PACKAGES = ["slurm-wlm", "slurm-client", "munge"]
 TOOLS = ["munged", "munge", "unmunge", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scancel"]
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin"
 # The profile's placeholder partitions; the test cluster has both, on its one node.
-GPU_RULES = {"train_full", "train_shard", "attribute", "removal_retrain", "removal_random", "removal_full"}
+GPU_RULES = {"train_full", "train_shard", "fit_curvature", "attribute", "removal_retrain", "removal_random", "removal_full"}
 CPU_RULES = {"prepare", "gather_groundtruth", "evaluate"}
 WORKFLOW_TIMEOUT_S = 420
 

@@ -25,12 +25,16 @@ model.named_parameters(); every parameter is covered by exactly one block):
     filters.source_response(c)                              (1 - exp(-c lam)) / lam  (-> c at 0)
     filters.propagator(c)                                   exp(-c lam)
     curv.save(path, config_hash) / Curvature.load(path, expect_hash)   (atomic, via tda_core.io)
-    CurvatureCache(root, config_hash).load_or_fit(key, lambda: fit_curvature(...))
-        # {root}/{key}.pt; a method gets ctx.cache, rooted in its own score directory
-        # (results/{exp}/scores/{method}/_cache/); CurvatureCache(None) fits every time
+    CurvatureCache(root, config_hash, shared=None).load_or_fit(key, lambda: fit_curvature(...))
+        # {shared}/{key}.pt if there (read only: the experiment's fit_curvature job wrote it,
+        # results/{exp}/curvature/{fit}/), else {root}/{key}.pt, else fit and save there; a method gets
+        # ctx.cache, rooted in its own score directory (results/{exp}/scores/{method}/_cache/);
+        # CurvatureCache(None) fits every time
     Method-level helpers (tda_core.methods.influence): seed_curvature(ctx, seed, kind, ckpt_indices,
     opts, pool=None) fits/caches per seed in ctx.cache (pool: the training examples it is fitted on, in
-    the key); if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
+    the key); final_curvature(ctx, seed, kind, opts) (IF) and source.segment_curvature(ctx, seed, seg,
+    opts, fast) (one SOURCE segment): what the methods and the shared fit job (stages/curvature.py) call;
+    if_scores(ctx, seed, kind, opts) -> [Q, N] IF scores;
     tda_core.methods.source: segment_plan(trajectory.intervals, L), source_scores(ctx, seed, opts, fast) -> [Q, N].
     curv.dense()                                            [P, P] matrix (tests, small models)
 

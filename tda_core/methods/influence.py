@@ -22,7 +22,10 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
                    grad_scale: torch.Tensor | None = None, tag: str = "", pool: np.ndarray | None = None) -> Curvature:
     """(E)K-FAC at the seed's checkpoints `ckpt_indices` (statistics averaged, or weights averaged
     when `average_weights`) of the mean loss over the training examples `pool` (indices; None = all),
-    cached in ctx.cache (the method's own score directory)."""
+    read from ctx.cache (the experiment's shared fit, written by its fit_curvature job, else the
+    method's own score directory) or fitted and cached there. The key names everything the fit depends
+    on besides the config and the params' target view; the shared fit's folder is named by the curvature
+    options (registry.curvature_fit)."""
     ckpts = ctx.checkpoints(seed)
     idx = [i % len(ckpts) for i in ckpt_indices]
     fisher = f"_s{opts['n_fisher_samples']}_f{opts['fisher_seed']}" if opts["fisher"] == "sampled" else "_expected"
@@ -42,9 +45,14 @@ def seed_curvature(ctx, seed: int, kind: str, ckpt_indices: list[int], opts: dic
     return ctx.cache.load_or_fit(key, fit, cache=bool(opts["cache"]) and (grad_scale is None or bool(tag)))
 
 
+def final_curvature(ctx, seed: int, kind: str, opts: dict) -> Curvature:
+    """(E)K-FAC of the seed's final model (the experiment's fit_curvature job runs this very function)."""
+    return seed_curvature(ctx, seed, kind, [-1], opts)
+
+
 def if_scores(ctx, seed: int, kind: str, opts: dict) -> torch.Tensor:
     """[Q, N] influence scores of one seed's final model."""
-    curv = seed_curvature(ctx, seed, kind, [-1], opts).shifted(ctx.trajectory(seed).weight_decay)
+    curv = final_curvature(ctx, seed, kind, opts).shifted(ctx.trajectory(seed).weight_decay)
     params = ctx.params(seed)
     V = ctx.query_grads(seed, params).double()
     G = ctx.train_grads(seed, params).double()

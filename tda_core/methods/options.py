@@ -29,6 +29,9 @@ class Option:
     type: type | None = None  # inferred from the default unless it is None
     choices: tuple | None = None
     nullable: bool | None = None  # None allowed? (default: when the default is None)
+    # True: the option changes the method's curvature fit (not only how the fit is used), so it is part of
+    # the key of the shared fit (registry.curvature_fit); methods with equal curvature options share it
+    curvature: bool = False
 
     def __post_init__(self):
         if self.type is None:
@@ -70,11 +73,14 @@ COMMON: dict[str, Option] = {
 
 CURVATURE: dict[str, Option] = {
     "fisher": Option("sampled", "Fisher of the curvature: labels sampled from the model, or the expectation",
-                     choices=("sampled", "expected")),
-    "n_fisher_samples": Option(1, "sampled labels per example (fisher: sampled)"),
-    "fisher_seed": Option(0, "seed of the sampled labels"),
-    "cache": Option(True, "cache fitted curvature in the method's score directory (scores/{method}/_cache/)"),
+                     choices=("sampled", "expected"), curvature=True),
+    "n_fisher_samples": Option(1, "sampled labels per example (fisher: sampled)", curvature=True),
+    "fisher_seed": Option(0, "seed of the sampled labels", curvature=True),
+    "cache": Option(True, "read the experiment's shared curvature fit (curvature/{key}/, one fit_curvature job) and "
+                          "cache fits in the method's score directory; False: fit in the job every time"),
 }
+# fisher: expected draws no labels, so these leave its fit unchanged (and out of the shared fit's key)
+SAMPLED_FISHER_ONLY = ("n_fisher_samples", "fisher_seed")
 IF: dict[str, Option] = {
     "damping": Option(None, "absolute damping added to every eigenvalue (default: damping_rel)", type=float),
     "damping_rel": Option(0.1, "damping as a multiple of each layer's mean eigenvalue"),
@@ -82,7 +88,7 @@ IF: dict[str, Option] = {
 }
 IF_EXACT: dict[str, Option] = {k: IF[k] for k in ("damping", "damping_rel")}
 SOURCE: dict[str, Option] = {
-    "n_segments": Option(3, "segments of the training run (one curvature fit each)"),
+    "n_segments": Option(3, "segments of the training run (one curvature fit each)", curvature=True),
     **CURVATURE,
 }
 TRAK: dict[str, Option] = {

@@ -35,12 +35,31 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..layout import SEED_USAGES  # score files are named by seed usage: the layout owns the names
+from ..layout import SAFE_NAME, SEED_USAGES  # score files are named by seed usage: the layout owns the names
 from . import options as O
 from .options import Option
 
 ENTRY_POINT_GROUP = "tda_bench.methods"
 PATHS_ENV = "TDA_METHOD_PATHS"  # JSON {name: "module:Class"} of inline methods (register_path)
+
+
+CURVATURE_KINDS = ("kfac", "ekfac")
+# final: each seed's last checkpoint (IF); segments: each SOURCE segment's checkpoints, statistics averaged;
+# segments_wavg: each segment's checkpoints with their weights averaged (source_fast)
+CURVATURE_CHECKPOINTS = ("final", "segments", "segments_wavg")
+
+
+@dataclass(frozen=True)
+class CurvatureUse:
+    """The curvature a method fits at every full-data seed (methods/influence.py seed_curvature): its kind
+    and at which checkpoints. Its curvature options (Option.curvature) complete what the fit depends on."""
+
+    kind: str
+    checkpoints: str
+
+    def __post_init__(self):
+        if self.kind not in CURVATURE_KINDS or self.checkpoints not in CURVATURE_CHECKPOINTS:
+            raise ValueError(f"bad curvature use {self.kind!r} at {self.checkpoints!r}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class MethodEntry:
     seeds: str = "per_seed"  # one of SEED_USAGES
     options: Mapping[str, Option] = field(default_factory=dict)  # methods/options.py
     source: str = "built-in"  # built-in | plugin (distribution) | inline
+    curvature: CurvatureUse | None = None  # the shared curvature fit it reads (curvature_fit); None: none
 
     def __post_init__(self):
         if self.seeds not in SEED_USAGES:
@@ -65,23 +85,27 @@ class MethodEntry:
 
 
 _M = "tda_core.methods."
+_IF_FIT, _KFAC_FIT = CurvatureUse("ekfac", "final"), CurvatureUse("kfac", "final")
+_SOURCE_FIT, _SOURCE_FAST_FIT = CurvatureUse("ekfac", "segments"), CurvatureUse("ekfac", "segments_wavg")
 _METHODS: dict[str, MethodEntry] = {
     "random": MethodEntry(_M + "random_scores:RandomScores"),
     "grad_dot": MethodEntry(_M + "grad_dot:GradDot"),
     "grad_cos": MethodEntry(_M + "grad_cos:GradCos"),
     "tracin": MethodEntry(_M + "tracin:TracIn", options=O.TRACIN),
     "if_exact": MethodEntry(_M + "if_exact:IfExact", options=O.IF_EXACT),
-    "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF),
-    "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF),
-    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seeds="pooled", options=O.IF),
-    "source": MethodEntry(_M + "source:Source", options=O.SOURCE),
-    "source_fast": MethodEntry(_M + "source_fast:SourceFast", options=O.SOURCE),
-    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seeds="pooled", options=O.SOURCE),
+    "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF, curvature=_KFAC_FIT),
+    "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF, curvature=_IF_FIT),
+    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seeds="pooled", options=O.IF, curvature=_IF_FIT),
+    "source": MethodEntry(_M + "source:Source", options=O.SOURCE, curvature=_SOURCE_FIT),
+    "source_fast": MethodEntry(_M + "source_fast:SourceFast", options=O.SOURCE, curvature=_SOURCE_FAST_FIT),
+    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seeds="pooled", options=O.SOURCE,
+                                   curvature=_SOURCE_FIT),
     "unrolled": MethodEntry(_M + "unrolled:Unrolled", options=O.UNROLLED),
     "trak": MethodEntry(_M + "trak:Trak", seeds="pooled", options=O.TRAK),
     # d-TDA: the base estimator on every seed's own model, with the base estimator's options
-    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seeds="per_seed_samples", options=O.IF),
-    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seeds="per_seed_samples", options=O.SOURCE),
+    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seeds="per_seed_samples", options=O.IF, curvature=_IF_FIT),
+    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seeds="per_seed_samples", options=O.SOURCE,
+                               curvature=_SOURCE_FIT),
     "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seeds="per_seed_samples", options=O.UNROLLED),
     "if_ekfac_kronfluence": MethodEntry(_M + "if_ekfac_kronfluence:IfEkfacKronfluence", options=O.KRONFLUENCE),
     "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seeds="pooled", options=O.TRAK_TRAKER),
@@ -235,6 +259,32 @@ def split_variant(name: str) -> tuple[str, str] | None:
         if sep and value and option in method_entry(name[:i]).options:
             return name[:i], option
     return None
+
+
+def curvature_fit(name: str, options: Mapping) -> dict | None:
+    """The shared curvature fit the method `name` reads with `options` (its method_options), or None (it
+    fits none, or its `cache` option is off): {"key", "kind", "checkpoints", "options"}, where "options"
+    holds only the curvature options (Option.curvature) the fit depends on. Damping and every other option
+    applied at score time are left out, so methods (and tuning variants) with equal curvature options
+    get one key, one fit_curvature job and one folder results/{exp}/curvature/{key}/ (tda_core/layout.py)."""
+    row = method_entry(name)
+    if row.curvature is None:
+        return None
+    opts = O.resolve(name, row.options, options)
+    if not opts.get("cache", True):
+        return None
+    fit = {k: opts[k] for k, o in sorted(row.options.items()) if o.curvature}
+    if fit.get("fisher") == "expected":
+        fit = {k: v for k, v in fit.items() if k not in O.SAMPLED_FISHER_ONLY}
+    use = row.curvature
+    key = ".".join([f"{use.kind}_{use.checkpoints}", *(f"{k}-{_key_text(v)}" for k, v in fit.items())])
+    if not SAFE_NAME.fullmatch(key):
+        raise ConfigError(f"method '{name}': curvature options {fit} do not make a safe folder name ({key!r})")
+    return {"key": key, "kind": use.kind, "checkpoints": use.checkpoints, "options": fit}
+
+
+def _key_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else format(value, "g") if isinstance(value, float) else str(value)
 
 
 def get_method(name: str):

@@ -96,8 +96,6 @@ def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tenso
     traj = ctx.trajectory(seed)
     opt = traj.optimizer
     adam = isinstance(opt, Adam)
-    wd = traj.weight_decay
-    ckpts = traj.checkpoints
     segments = segment_plan(traj.intervals, int(opts["n_segments"]))
     n = ctx.n_train
     u = ctx.query_grads(seed, ctx.params(seed, -1)).double()  # v_q at theta_T
@@ -106,14 +104,7 @@ def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tenso
         c = seg["lr_sum"] * opt.effective_lr_scale
         idx = seg["ckpts"]
         pool = seg["pool"]  # None: all N examples
-        if adam:
-            P = adam_preconditioner(ckpts, idx, opt).to(u.device)
-            half = P.sqrt()
-            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, grad_scale=half,
-                                  tag="_adam", pool=pool).shifted(wd * P)
-        else:
-            half = None
-            curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, pool=pool).shifted(wd)
+        curv, half = segment_curvature(ctx, seed, seg, opts, fast, device=u.device)
         G = _segment_train_grads(ctx, seed, idx, fast, pool)
         uu = u * half if adam else u
         r = curv.precondition(uu, filters.source_response(c))
@@ -125,6 +116,21 @@ def source_scores(ctx, seed: int, opts: dict, fast: bool = False) -> torch.Tenso
         u_next = curv.precondition(uu, filters.propagator(c))
         u = u_next / half if adam else u_next
     return total
+
+
+def segment_curvature(ctx, seed: int, seg: dict, opts: dict, fast: bool, device=None):
+    """(H_l + weight decay, P^1/2 or None) of one segment of segment_plan: the EK-FAC fit at its checkpoints
+    on its pool (Adam: of P^1/2 H P^1/2, with wd P), read from ctx.cache when fitted there before (the
+    experiment's fit_curvature job: tda_core/stages/curvature.py runs this very function)."""
+    traj = ctx.trajectory(seed)
+    idx, pool = seg["ckpts"], seg["pool"]
+    if isinstance(traj.optimizer, Adam):
+        P = adam_preconditioner(traj.checkpoints, idx, traj.optimizer).to(device or ctx.device)
+        half = P.sqrt()
+        curv = seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, grad_scale=half,
+                              tag="_adam", pool=pool).shifted(traj.weight_decay * P)
+        return curv, half
+    return seed_curvature(ctx, seed, "ekfac", idx, opts, average_weights=fast, pool=pool).shifted(traj.weight_decay), None
 
 
 def _segment_train_grads(ctx, seed, idx, fast, pool=None) -> torch.Tensor:

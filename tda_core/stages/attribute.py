@@ -27,7 +27,7 @@ from ..methods.registry import get_method
 from ..targets import DEFAULT_SELF_EXAMPLES, RANDOMIZED_SEED_OFFSET, score_stem, target_context
 from ..tracking import tracked_run
 from .common import CostMeter
-from .context import build_context, method_cache_dir
+from .context import build_context, method_cache_dir, shared_curvature_dir
 
 log = logging.getLogger("tda")
 
@@ -39,9 +39,10 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
     method = get_method(method_name)(**options)
     seeds = list(range(exp.cfg["seeds"])) if seed == "all" else [int(seed)]
     # what the method sees: the narrow records (methods/context.py), retargeted (val / train_self:
-    # other queries, measurement = loss; randomized: re-initialised params), its curvature cached in
-    # its own score directory
-    ctx = build_context(exp, seeds, cache_dir=method_cache_dir(exp, method_name, target))
+    # other queries, measurement = loss; randomized: re-initialised params), its curvature read from the
+    # experiment's shared fit (the fit_curvature job's folder) or fitted and cached in its own score directory
+    ctx = build_context(exp, seeds, cache_dir=method_cache_dir(exp, method_name, target),
+                        shared_dir=shared_curvature_dir(exp, method_name, options, target))
     ctx, query_index = target_context(ctx, target, val=(exp.splits.val_x, exp.splits.val_y), max_self=max_self)
     n_params = sum(v.numel() for v in exp.build_model(0).parameters())
     meta = {"config_hash": exp.hash, "method": method_name, "options": options, "seeds": seeds,

@@ -12,13 +12,16 @@ import numpy as np
 from ..curvature.store import CurvatureCache
 from ..errors import ArtifactError
 from ..methods.context import AttributionContext, Checkpoint, Interval, Schedule, Trajectory
+from ..methods.registry import curvature_fit
 from ..training import Run, build_optimizer
 from ..training.trainer import run_schedule, task_generator
 
 
-def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: int | None = None) -> AttributionContext:
+def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: int | None = None,
+                  shared_dir: str | Path | None = None) -> AttributionContext:
     """The context of `exp` for `seeds` (the query target). `cache_dir`: where fitted curvature is
     cached (the attribute stage: inside the method's own score directory); None = no caching.
+    `shared_dir`: the experiment's shared curvature fit, read first (shared_curvature_dir); None = none.
     `chunk_size`: examples per gradient batch (default: the config's chunk_size, else 256)."""
     s = exp.splits
     optimizer = build_optimizer(exp.cfg["train"])
@@ -32,12 +35,22 @@ def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: i
         task=exp.task, train_x=s.train_x, train_y=s.train_y, query_x=s.query_x, query_y=s.query_y,
         seeds=tuple(int(r) for r in seeds), build_model=exp.build_model, load_trajectory=load_trajectory,
         device=exp.device, chunk_size=chunk_size or exp.cfg.get("chunk_size", 256), cache=CurvatureCache(
-            None if cache_dir is None else Path(cache_dir), exp.hash))
+            None if cache_dir is None else Path(cache_dir), exp.hash, None if shared_dir is None else Path(shared_dir)))
 
 
 def method_cache_dir(exp, method: str, target: str) -> Path:
     """A method's curvature cache: inside its score directory (tda_core/layout.py)."""
     return Path(exp.layout.curvature_cache(method, target))
+
+
+def shared_curvature_dir(exp, method: str, options: dict, target: str) -> Path | None:
+    """The experiment's shared curvature fit the method reads with these options (the fit_curvature job's
+    folder, tda_core/layout.py), or None: it fits no curvature, its cache is off, or the target's
+    parameters are not the trained model's (randomized: tda_core/targets.py)."""
+    fit = curvature_fit(method, options)
+    if fit is None or target == "randomized":
+        return None
+    return Path(exp.layout.curvature_dir(fit["key"]))
 
 
 def intervals_of(meta: dict, n_train: int) -> list[Interval]:
