@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .paths import data_path  # noqa: F401 - part of this module's interface
 
 Pool = tuple[np.ndarray, np.ndarray]
 
@@ -108,17 +109,6 @@ def check_class_labels(labels: np.ndarray, origin: str, n_classes: int | None = 
 
 
 # -- paths and content hashes ------------------------------------------------------------------
-def data_path(ds: dict, data_dir: str) -> Path:
-    """dataset.path, absolute or relative to data_dir."""
-    if not ds.get("path"):
-        raise ConfigError(f"dataset '{ds['name']}' needs dataset.path")
-    p = Path(ds["path"]).expanduser()
-    p = p if p.is_absolute() else Path(data_dir) / p
-    if not p.exists():
-        raise ConfigError(f"dataset {ds['name']}: {p} does not exist")
-    return p
-
-
 _HASHES: dict = {}
 
 

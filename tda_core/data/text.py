@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .paths import data_path
 
 TEXT_SOURCES = ("text", "lee_corpus")
 IGNORE_INDEX = -100  # tda_core.tasks.IGNORE_INDEX (not imported: that module imports torch)
@@ -48,16 +49,12 @@ def corpus_path(ds: dict, data_dir: str) -> Path:
         if not p.is_file():
             raise ConfigError(f"dataset lee_corpus: {p} is missing from the installed gensim")
         return p
-    from .sources import data_path
-
     return data_path(ds, data_dir)
 
 
 def heldout_path(ds: dict, data_dir: str) -> Path | None:
     if not ds.get("heldout_path"):
         return None
-    from .sources import data_path
-
     return data_path({"name": ds["name"], "path": ds["heldout_path"]}, data_dir)
 
 
