@@ -325,11 +325,21 @@ def check_models(specs: list[dict | None]) -> None:
     if r.returncode != 0 or lines:
         msg = lines[0] if lines else (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(msg if lines else f"the plan-time model check failed: {msg}")
+    import tempfile
+
+    tmp = None
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(sorted(passed | {k for k, _ in todo})))
+        # Plans running at once (parallel test workers, two snakemake -n) share this file: each writes a
+        # temporary file of its own and renames it into place, so a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache_path.name}.", suffix=".tmp", dir=cache_path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(sorted(passed | {k for k, _ in todo})))
+        os.replace(tmp, cache_path)
     except OSError:
-        pass  # a read-only home: the check simply runs again next time
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # a read-only home: the check simply runs again next time
 
 
 def _model_check_key(spec: dict) -> str:

@@ -2,12 +2,19 @@ import os
 from pathlib import Path
 
 import pytest
+import threadpoolctl
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
+# One BLAS / OpenMP thread per process too, here and in the subprocesses tests start (snakemake jobs):
+# `pytest -n 2` runs a worker per core, and more BLAS threads than cores spin against each other (numpy's
+# eigh of a 610 x 610 matrix took 8x longer with 2 OpenBLAS threads than with 1 on a busy 2-core machine).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # read by BLAS libraries loaded from now on (scipy's, subprocesses')
+threadpoolctl.threadpool_limits(1)  # and the ones already loaded (numpy's, through torch)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +64,51 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
                 break
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+# -- one run of workflow/config/tiny.yaml, shared ------------------------------------------------------
+# Tests that read a finished tiny.yaml run use `tiny_workflow_run`; tests that need a variant of it (other
+# methods, metrics, a tuning grid: keys outside the config hash) copy it with `copy_workflow_run` and let
+# Snakemake run only the jobs the variant adds. Mark them @pytest.mark.xdist_group(TINY_WORKFLOW_GROUP): with
+# `pytest -n 2 --dist loadgroup` (the README's command) they then share one worker and one run.
+TINY_WORKFLOW_GROUP = "tiny_workflow"
+
+
+def run_snakemake(workdir: Path, *args, configfile=None, cores: int = 2, env=None, check: bool = True,
+                  timeout: float = 900):
+    """`snakemake` on this repository's Snakefile in `workdir` (default config: tiny.yaml)."""
+    import subprocess
+    import sys
+
+    configfile = configfile or REPO / "workflow" / "config" / "tiny.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", str(cores), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow_run(tmp_path_factory) -> Path:
+    """The working directory of one finished `snakemake` run of workflow/config/tiny.yaml (results in
+    results/, Snakemake's records in .snakemake/). Read it; copy it (copy_workflow_run) to change it."""
+    work = tmp_path_factory.mktemp("tiny_workflow")
+    run_snakemake(work)
+    return work
+
+
+def copy_workflow_run(run: Path, dest: Path) -> Path:
+    """A copy of a finished workflow directory, results and Snakemake's metadata (so its outputs stay up to
+    date: same mtimes, same recorded params and code), without the locks of a running Snakemake."""
+    import shutil
+
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("locks"), dirs_exist_ok=True)
+    return dest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, hand the slow end-to-end tests out first (the xdist_group ones go first anyway,
+    largest group first): a minute-long test started last would keep one worker busy after the other is done."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: same order otherwise

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import planned_jobs
+from conftest import TINY_WORKFLOW_GROUP, planned_jobs
 
 from tda_core import cli, gtbank
 from tda_core.config import config_hash, shared_experiment_config
@@ -261,10 +261,12 @@ def test_a_dry_run_with_groundtruth_from_plans_imports_and_no_training(repo, tmp
 
 
 @pytest.mark.slow
-def test_a_workflow_scores_a_plugin_against_an_imported_bank_without_training(repo, tmp_path, http_root):
-    trained = tmp_path / "trained"
-    r = _snakemake(repo, trained, _tiny(repo, tmp_path, "train", ["grad_dot"]))
-    assert planned_jobs(r.stdout + r.stderr).get("train_full") == 2
+@pytest.mark.xdist_group(TINY_WORKFLOW_GROUP)
+def test_a_workflow_scores_a_plugin_against_an_imported_bank_without_training(repo, tmp_path, http_root,
+                                                                               tiny_workflow_run):
+    trained = tiny_workflow_run  # tiny.yaml, trained here (its methods and removal study are outside the hash)
+    assert (trained / "results/logs/tiny-mlp/train_seed0.log").exists()
+    assert len(list((trained / "results/tiny-mlp/groundtruth").glob("shard*.npz"))) == 2
     www, base = http_root
     rc = cli.main(["groundtruth", "export", "--results", str(trained / "results"), "--experiment", "tiny-mlp",
                    "--to", str(www / "bank")])

@@ -34,3 +34,27 @@ def test_non_editable_install_validates_configs(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "offline"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    """README's first lines give two set-up commands; the second (install + tests) is what .ci/run runs:
+    the same extras installed, the same pytest options (parallel workers included), .ci/run adding only
+    --durations."""
+    import re
+    import shlex
+
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2, commands
+
+    def tool_and_args(words):  # `pip ...` and `python3 -m pip ...` are the same command
+        return words[words.index("-m") + 1:] if words[0].startswith("python") else words
+
+    install, tests = (tool_and_args(shlex.split(part)) for part in commands[1].split("&&"))
+    ci = [tool_and_args(shlex.split(line)) for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if re.match(r"python3? -m (pip|pytest) ", line)]
+    assert len(ci) == 2, ci
+    ci_install = [w for w in ci[0] if w != "-q"]
+    ci_tests = [w for w in ci[1] if not w.startswith("--durations")]
+    assert install == ci_install and install[:4] == ["pip", "install", "-e", ".[test,reference]"], (install, ci_install)
+    assert tests == ci_tests and tests[0] == "pytest" and "-n" in tests, (tests, ci_tests)

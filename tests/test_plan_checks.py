@@ -150,3 +150,24 @@ def test_snakemake_dry_run_stops_with_one_line(repo, tmp_path, case):
     assert expected in out, out[-2000:]
     assert "Traceback" not in out and sum(expected in line for line in out.splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_model_check_cache_is_replaced_whole_not_rewritten_in_place(tmp_path, monkeypatch):
+    """Plans running at once (parallel test workers) share the model-check cache: a passing check is
+    written to a temporary file and renamed into place, so a reader sees the old file or the new one,
+    never half of one (a rename gives the path a new inode; rewriting in place keeps the old one)."""
+    import json
+    import os
+
+    from tda_core.config import _model_check_key, check_models
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout="", stderr=""))
+    spec = {"experiment": "e", "model": {"name": "timm", "arch": "resnet18"}, "in_shape": [3, 8, 8], "n_out": 10}
+    cache = tmp_path / "cache" / "tda-bench" / "model_checks.json"  # the autouse fixture's XDG_CACHE_HOME
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps(["an earlier verdict"]))
+    before = os.stat(cache).st_ino
+    check_models([spec])
+    assert json.loads(cache.read_text()) == sorted(["an earlier verdict", _model_check_key(spec)])
+    assert os.stat(cache).st_ino != before
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["model_checks.json"]  # no temporary file left

@@ -13,7 +13,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import TINY_WORKFLOW_GROUP, copy_workflow_run, run_snakemake, tiny_config
 
 from tda_core.config import validate_config
 from tda_core.errors import ConfigError
@@ -130,9 +130,11 @@ def test_entry_point_whose_class_has_another_name_fails(fresh_registry):
 
 
 @pytest.mark.slow
-def test_example_plugin_package_reaches_the_leaderboard(repo, tmp_path):
+@pytest.mark.xdist_group(TINY_WORKFLOW_GROUP)
+def test_example_plugin_package_reaches_the_leaderboard(repo, tmp_path, tiny_workflow_run):
     """pip-install examples/plugin_method into a temporary prefix; its method (entry point) and an inline
-    "module:Class" method run through the tiny workflow and get leaderboard rows."""
+    "module:Class" method run through the tiny workflow and get leaderboard rows. The workflow runs on a
+    copy of the shared tiny.yaml run: methods are outside the config hash, so no model is trained again."""
     site = tmp_path / "site"
     src = tmp_path / "src"
     shutil.copytree(repo / "examples" / "plugin_method", src)  # the build writes egg-info beside the sources
@@ -158,22 +160,19 @@ def test_example_plugin_package_reaches_the_leaderboard(repo, tmp_path):
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text((repo / "workflow/config/tiny.yaml").read_text()
-                   .replace("results_dir: results", f"results_dir: {tmp_path / 'results'}")
                    .replace("tracking: {mode: offline, project: tda-bench-tiny}", "tracking: {mode: none}")
-                   .replace("shard_size: 4", "shard_size: 8")  # one shard: fewer jobs (process starts)
                    .replace("removal: {", "# removal: {")  # tiny.yaml's top-k removal is tested in test_workflow
                    .replace("methods: [random, grad_dot, tracin]",
                             "methods: [grad_dot, grad_norm_dot, 'inline_methods:Twice']\n"
                             "    method_options: {grad_norm_dot: {power: 0.5}}"))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(cfg), "--cores", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    work = copy_workflow_run(tiny_workflow_run, tmp_path / "work")
+    r = run_snakemake(work, configfile=cfg, cores=1, env=env, check=False, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    df = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    df = pd.read_csv(work / "results" / "leaderboard.csv")
     lds = df[(df.metric == "lds") & (df.variant == "per-seed")].set_index("method")
     assert set(lds.index) == {"grad_dot", "grad_norm_dot", "twice_grad_dot"}
     assert (lds.loc[["grad_norm_dot", "twice_grad_dot"], "status"] == "ok").all()
     # twice grad_dot: the same rank correlations as grad_dot
     assert lds.loc["twice_grad_dot", "value"] == pytest.approx(lds.loc["grad_dot", "value"])
-    side = json.loads((tmp_path / "results/tiny-mlp/scores/grad_norm_dot/seed0.json").read_text())
+    side = json.loads((work / "results/tiny-mlp/scores/grad_norm_dot/seed0.json").read_text())
     assert side["options"] == {"power": 0.5} and side["status"] == "ok"

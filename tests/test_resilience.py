@@ -32,6 +32,8 @@ TINY = REPO / "workflow" / "config" / "tiny.yaml"
 METHODS = ["grad_dot", "tracin"]
 # Numbers that must not change when a run is interrupted and resumed (costs may).
 COST_COLUMNS = {"wall_time_s", "peak_memory_mb"}
+# Under pytest-xdist (--dist loadgroup) this module's tests share one worker, so `reference` runs once.
+pytestmark = pytest.mark.xdist_group("resilience")
 
 
 def tiny_config(results: Path, **train) -> dict:

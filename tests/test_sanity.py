@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import kendalltau
 
-from conftest import tiny_config
+from conftest import TINY_WORKFLOW_GROUP, copy_workflow_run, run_snakemake, tiny_config
 from tda_core import io
 from tda_core.api import load_experiment
 from tda_core.metrics.kendall import _kendall_weighted, evaluate_lds_kendall, kendall_bootstrap, kendall_columns
@@ -172,28 +172,25 @@ def test_lds_kendall_cost_is_small():
 
 # -- the workflow plumbing: score_targets adds randomized, evaluate reads both targets -------------------
 @pytest.mark.slow
-def test_tiny_workflow_runs_the_sanity_check_and_kendall(repo, tmp_path):
+@pytest.mark.xdist_group(TINY_WORKFLOW_GROUP)
+def test_tiny_workflow_runs_the_sanity_check_and_kendall(repo, tmp_path, tiny_workflow_run):
     """tiny.yaml with metrics [lds, lds_kendall, randomization] (a test-only config: tiny.yaml itself is
-    left as is), snakemake up to the evaluation bundle. Measured: ~50 s vs ~46 s for tiny.yaml's lds only."""
-    import subprocess
-    import sys
-
+    left as is), snakemake up to the evaluation bundle, on a copy of the shared tiny.yaml run: metrics are
+    outside the config hash, so only the attributions (now with the randomized target) and evaluate run."""
     import yaml
 
     cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
     cfg["tracking"] = {"mode": "none"}
     cfg["experiments"]["tiny-mlp"]["metrics"] = ["lds", "lds_kendall", "randomization"]
     cfg["experiments"]["tiny-mlp"].pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
+    work = copy_workflow_run(tiny_workflow_run, tmp_path / "work")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "cfg.yaml"), "--cores", "1", "results/tiny-mlp/metrics.json"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-4000:]
-    scores = tmp_path / "results/tiny-mlp/scores"
+    run_snakemake(work, "results/tiny-mlp/metrics.json", configfile=tmp_path / "cfg.yaml", cores=1)
+    scores = work / "results/tiny-mlp/scores"
     for m in ("random", "grad_dot", "tracin"):
         assert {p.name for p in (scores / m).glob("*.json")} == {
             "seed0.json", "seed1.json", "randomized_seed0.json", "randomized_seed1.json"}
-    rows = io.read_json(tmp_path / "results/tiny-mlp/metrics.json")["results"]
+    rows = io.read_json(work / "results/tiny-mlp/metrics.json")["results"]
     sanity = {r["method"]: r for r in rows if r["metric"] == "randomization"}
     assert sanity["random"]["passed"] is False and sanity["grad_dot"]["passed"] is True
     assert sanity["tracin"]["passed"] is True and sanity["random"]["rank"] == 3

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from conftest import tiny_config
+from conftest import TINY_WORKFLOW_GROUP, copy_workflow_run, run_snakemake, tiny_config
 from tda_core.config import SAFE_NAME, method_options, resolve_experiment, validate_config
 from tda_core.errors import ConfigError
 from tda_core.methods.registry import method_entry
@@ -172,27 +172,24 @@ def test_tuning_gain_has_power_under_a_planted_gain():
 
 
 @pytest.mark.slow
-def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_path):
+@pytest.mark.xdist_group(TINY_WORKFLOW_GROUP)
+def test_tiny_workflow_with_a_two_point_grid_reaches_the_leaderboard(repo, tmp_path, tiny_workflow_run):
     """snakemake on tiny.yaml plus a 2-point grid (tracin's own row and last_checkpoints 1), no mocks."""
     import json
-    import subprocess
-    import sys
 
     import yaml
 
     cfg = yaml.safe_load((repo / "workflow/config/tiny.yaml").read_text())
     cfg["tracking"] = {"mode": "none"}
     exp = cfg["experiments"]["tiny-mlp"]
-    # 9 jobs (prepare, train, one shard, gather, 2 attribute, evaluate, tune, leaderboard)
-    exp.update(methods=["tracin"], seeds=1, tuning={"tracin": {"last_checkpoints": [1]}})
+    exp.update(methods=["tracin"], tuning={"tracin": {"last_checkpoints": [1]}})
     exp.pop("removal", None)  # tiny.yaml's top-k removal is tested in test_workflow
-    exp["groundtruth"]["shard_size"] = 8
+    # methods and tuning are outside the config hash: on a copy of the shared tiny.yaml run Snakemake runs
+    # only the grid's jobs (the variant's attribution, evaluate, tune, leaderboard), no training
+    work = copy_workflow_run(tiny_workflow_run, tmp_path / "work")
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "tune.yaml"), "--cores", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    res = tmp_path / "results"
+    run_snakemake(work, configfile=tmp_path / "tune.yaml", cores=1, timeout=600)
+    res = work / "results"
     (row,) = json.loads((res / "tiny-mlp/tuning.json").read_text())["tuning"]
     assert row["status"] == "ok" and row["variants"] == ["tracin", "tracin.last_checkpoints-1"]
     assert row["labels"] == ["none", "1"] and row["n_select"] + row["n_report"] == 12

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import wandb_log
-from conftest import planned_jobs
+from conftest import TINY_WORKFLOW_GROUP, planned_jobs
 
 from tda_core.bundle import load_bundle
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(TINY_WORKFLOW_GROUP)]
 
 
 def snakemake(repo: Path, workdir: Path, *args, check=True, configfile=None):
@@ -28,10 +28,9 @@ def snakemake(repo: Path, workdir: Path, *args, check=True, configfile=None):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(repo, tmp_path_factory):
-    work = tmp_path_factory.mktemp("tiny")
-    snakemake(repo, work)
-    return work
+def tiny_run(tiny_workflow_run):
+    """tiny.yaml run once for the session (conftest.py); these tests only read it and dry-run on it."""
+    return tiny_workflow_run
 
 
 def test_tiny_workflow_writes_the_leaderboard(tiny_run):
