@@ -525,6 +525,11 @@ def main(argv=None) -> int:
             import torch
 
             torch.set_num_threads(args.threads or 1)
+            # numpy / scipy BLAS too: a job given 1 core that lets OpenBLAS start a thread per core
+            # oversubscribes the cores `snakemake --cores N` shares out (spinning threads, no speed-up)
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(args.threads or 1)
         args.fn(args)
     except TdaError as e:
         log.error("error: %s", " ".join(str(e).split()))
