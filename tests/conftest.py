@@ -112,3 +112,13 @@ def pytest_collection_modifyitems(config, items):
     largest group first): a minute-long test started last would keep one worker busy after the other is done."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: same order otherwise
+
+
+def dense_grads(model, params, fn, x, y):
+    """[n, P] float64 gradients, one autograd call per example (no vmap, no projection)."""
+    params = {k: v.double().requires_grad_(True) for k, v in params.items()}
+    out = []
+    for xi, yi in zip(x.double(), y):
+        val = fn(torch.func.functional_call(model.double(), params, (xi[None],)), yi[None]).sum()
+        out.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(val, list(params.values()))]))
+    return torch.stack(out).numpy()

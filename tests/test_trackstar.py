@@ -6,7 +6,7 @@ dattri 0.3.0 ships no TrackStar (checked), so there is no library reference."""
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import dense_grads, tiny_config
 
 from tda_core.api import load_experiment
 from tda_core.methods.registry import get_method
@@ -28,23 +28,13 @@ def exp(request, tmp_path_factory):
     return exp
 
 
-def _dense_grads(model, params, fn, x, y):
-    """[n, P] float64 gradients, one autograd call per example."""
-    params = {k: v.double().requires_grad_(True) for k, v in params.items()}
-    out = []
-    for xi, yi in zip(x.double(), y):
-        val = fn(torch.func.functional_call(model.double(), params, (xi[None],)), yi[None]).sum()
-        out.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(val, list(params.values()))]))
-    return torch.stack(out).numpy()
-
-
 def _brute_force(exp, proj_dim, whiten, damping_rel=0.1):
     s = exp.splits
     ckpt = exp.load_checkpoints(0)[-1]
     model = exp.build_model(0)
     ce = lambda logits, y: torch.nn.functional.cross_entropy(logits, y, reduction="none")  # noqa: E731
-    g = _dense_grads(model, ckpt["params"], ce, s.train_x, s.train_y)
-    v = _dense_grads(model, ckpt["params"], margin, s.query_x, s.query_y)
+    g = dense_grads(model, ckpt["params"], ce, s.train_x, s.train_y)
+    v = dense_grads(model, ckpt["params"], margin, s.query_x, s.query_y)
     if exp.cfg["train"]["optimizer"] == "adam":
         state = ckpt["opt_state"]
         second = np.concatenate([t.double().reshape(-1).numpy() for t in state["exp_avg_sq"].values()])

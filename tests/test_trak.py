@@ -10,7 +10,7 @@ on the span of the gradients (the lambda -> 0 limit there).
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import dense_grads, tiny_config
 
 from tda_core.api import load_experiment
 from tda_core.stages.context import build_context
@@ -38,24 +38,14 @@ def exp(tmp_path_factory):
     return exp
 
 
-def _dense_grads(model, params, fn, x, y):
-    """[n, P] float64 gradients, one autograd call per example (no vmap, no projection)."""
-    params = {k: v.double().requires_grad_(True) for k, v in params.items()}
-    out = []
-    for xi, yi in zip(x.double(), y):
-        val = fn(torch.func.functional_call(model.double(), params, (xi[None],)), yi[None]).sum()
-        out.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(val, list(params.values()))]))
-    return torch.stack(out).numpy()
-
-
 def _dense_trak(exp):
     s = exp.splits
     total, reweight = 0.0, 0.0
     for seed in range(exp.cfg["seeds"]):
         model = exp.build_model(seed)
         params = exp.load_checkpoints(seed)[-1]["params"]
-        g = _dense_grads(model, params, margin, s.train_x, s.train_y)
-        v = _dense_grads(model, params, margin, s.query_x, s.query_y)
+        g = dense_grads(model, params, margin, s.train_x, s.train_y)
+        v = dense_grads(model, params, margin, s.query_x, s.query_y)
         with torch.no_grad():
             logits = torch.func.functional_call(model.double(), {k: p.double() for k, p in params.items()},
                                                 (s.train_x.double(),))
