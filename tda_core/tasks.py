@@ -20,23 +20,28 @@ from .errors import ConfigError
 Call = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ClassificationTask:
-    def __init__(self, measurement: str = "margin"):
-        if measurement not in ("margin", "loss"):
-            raise ConfigError(f"measurement '{measurement}' does not apply to classification (use margin or loss)")
-        self.measurement = measurement
+class DeterministicLossTask:
+    """What the tasks without random draws share: no aux draws in training, the training loss is the
+    attribution loss, and the network sees the examples themselves."""
 
     def sample_aux(self, n: int, generator: torch.Generator):
         return None
-
-    def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
-        return F.cross_entropy(call(x), y, reduction="none")
 
     def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
         return self.loss(call, x, y)
 
     def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+class ClassificationTask(DeterministicLossTask):
+    def __init__(self, measurement: str = "margin"):
+        if measurement not in ("margin", "loss"):
+            raise ConfigError(f"measurement '{measurement}' does not apply to classification (use margin or loss)")
+        self.measurement = measurement
+
+    def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
+        return F.cross_entropy(call(x), y, reduction="none")
 
     def measure(self, call: Call, x, y) -> torch.Tensor:
         logits = call(x)
@@ -50,7 +55,7 @@ class ClassificationTask:
         return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(x.device)
 
 
-class RegressionTask:
+class RegressionTask(DeterministicLossTask):
     """Squared error with the Gaussian likelihood's scaling: loss = 0.5 ||f(x) - y||^2 (the negative
     log-likelihood of y ~ N(f(x), I) up to a constant), so the GGN has the identity as output Hessian
     and the true Fisher samples y ~ N(f, I). Outputs [B, k]; y [B] (k = 1) or [B, k]."""
@@ -60,18 +65,9 @@ class RegressionTask:
             raise ConfigError(f"measurement '{measurement}' does not apply to regression (use loss or prediction)")
         self.measurement = measurement
 
-    def sample_aux(self, n: int, generator: torch.Generator):
-        return None
-
     def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
         out = call(x)
         return 0.5 * (out - y.reshape(out.shape).to(out.dtype)).pow(2).flatten(1).sum(-1)
-
-    def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
-        return self.loss(call, x, y)
-
-    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
     def measure(self, call: Call, x, y) -> torch.Tensor:
         if self.measurement == "loss":
@@ -101,7 +97,7 @@ class RegressionTask:
 IGNORE_INDEX = -100  # target of a padded position (transformers' convention): it adds nothing to any loss
 
 
-class LanguageModelTask:
+class LanguageModelTask(DeterministicLossTask):
     """Next-token prediction on token sequences: x = input ids [B, T] (int64), y = target ids [B, T], the
     inputs shifted by one, IGNORE_INDEX where the position is padding. Sequences are right-padded, so
     with causal attention a padded position changes no real position's output, and masking its target
@@ -120,9 +116,6 @@ class LanguageModelTask:
                               f"(use {' or '.join(self.MEASUREMENTS)})")
         self.measurement = measurement
 
-    def sample_aux(self, n: int, generator: torch.Generator):
-        return None
-
     @staticmethod
     def token_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-position negative log-likelihood [B, T], mask of real positions [B, T]); vmap-safe."""
@@ -134,12 +127,6 @@ class LanguageModelTask:
     def loss(self, call: Call, x, y, aux=None) -> torch.Tensor:
         nll, mask = self.token_losses(call(x), y)
         return nll.sum(-1) / mask.sum(-1).clamp_min(1)
-
-    def attribution_loss(self, call: Call, x, y) -> torch.Tensor:
-        return self.loss(call, x, y)
-
-    def network_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
     def measure(self, call: Call, x, y) -> torch.Tensor:
         if self.measurement == "loss":
