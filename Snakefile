@@ -21,6 +21,7 @@ from tda_core.config import (check_models, check_plan, experiment_block, experim
                              shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
 from tda_core.layout import SAFE_NAME
+from tda_core.tracking import share_service as share_tracking_service
 from tda_core.tracking import write_settings as write_tracking_settings
 from tda_core.methods.registry import method_entry
 
@@ -52,6 +53,9 @@ onstart:
     # Before any job starts (on the submitting host under SLURM; a file under results_dir reaches the
     # nodes). Not on dry runs, nor with --no-hooks: jobs then use the file an earlier run left.
     write_tracking_settings(R, config["tracking"])
+    # one W&B service for every local job (they inherit WANDB_SERVICE): saves each job starting its own
+    if workflow.local_exec:
+        share_tracking_service(config["tracking"])
 
 
 wildcard_constraints:

@@ -4,10 +4,11 @@
 # pruning) and train_self_seed{r} (self-influence, for mislabel detection). One job, not one per
 # seed: a job's fixed cost (importing torch, starting W&B) exceeds most small attributions.
 #
-# Curvature (if_kfac, if_ekfac, if_ensemble, dtda_if, the SOURCE family): one fit_curvature job per
-# experiment and key (tda_core.methods.registry.curvature_fit: kind, checkpoints, curvature options)
-# fits every seed into results/{exp}/curvature/{key}/; the attribute jobs of all methods with that key
-# take the folder as input and only read it (tda_core/stages/curvature.py).
+# Curvature (if_kfac, if_ekfac, if_ensemble, dtda_if, the SOURCE family): one fit per experiment and key
+# (tda_core.methods.registry.curvature_fit: kind, checkpoints, curvature options). A key that two or more
+# methods read gets a fit_curvature job, which fits every seed into results/{exp}/curvature/{key}/; the
+# attribute jobs of those methods take the folder as input and only read it (tda_core/stages/curvature.py).
+# A key one method alone reads is fitted in that method's attribute job (one process start fewer).
 
 
 rule fit_curvature:

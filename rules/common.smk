@@ -65,13 +65,16 @@ def method_curvature_fit(exp, method):
 
 def curvature_fits(exp):
     """key -> {kind, checkpoints, options} of every shared curvature fit the experiment's methods read:
-    methods with equal curvature options (damping and other score-time options aside) share one."""
-    fits = {}
+    methods with equal curvature options (damping and other score-time options aside) share one. A key
+    that one method alone reads gets no fit_curvature job: that method's attribute job fits it (once,
+    into its own cache), which saves a process start (torch, W&B, the model library) per such key."""
+    fits, readers = {}, {}
     for method in attributed_methods(exp):
         fit = method_curvature_fit(exp, method)
         if fit is not None:
             fits[fit["key"]] = {k: fit[k] for k in ("kind", "checkpoints", "options")}
-    return fits
+            readers[fit["key"]] = readers.get(fit["key"], 0) + 1
+    return {key: fit for key, fit in fits.items() if readers[key] > 1}
 
 
 def curvature_fit_spec(w):
@@ -84,9 +87,10 @@ def curvature_fit_spec(w):
 
 
 def curvature_inputs(w):
-    """The shared curvature fit the attribute job of (exp, method) reads: one folder, or none."""
+    """The shared curvature fit the attribute job of (exp, method) reads: one folder, or none (it fits no
+    curvature, or no other method reads its key: it fits its own)."""
     fit = method_curvature_fit(w.exp, w.method)
-    return [] if fit is None else [L(w.exp).curvature_dir(fit["key"])]
+    return [] if fit is None or fit["key"] not in curvature_fits(w.exp) else [L(w.exp).curvature_dir(fit["key"])]
 
 
 def score_targets(exp, method):

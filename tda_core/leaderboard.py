@@ -713,11 +713,16 @@ def _noise_line(noise: dict) -> str:
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
-              pruning_paths: list | None = None, merge: bool = False, tuning_paths: list | None = None) -> pd.DataFrame:
+              pruning_paths: list | None = None, merge: bool = False, tuning_paths: list | None = None,
+              sections_out: list | None = None) -> pd.DataFrame:
+    """The board's files; `sections_out` (a list) receives the page's sections, so a caller that logs
+    them (the report stage's W&B run) neither loads the bundles nor builds the sections again."""
     bundles = load_bundles(metric_paths, pruning_paths, merge=merge)
     df = collect(metric_paths, bundles)
     io.write_bytes(out_csv, csv_safe(df).to_csv(index=False).encode())
     page = sections(df, bundles, pruning_paths or [], tuning_paths)
+    if sections_out is not None:
+        sections_out.extend(page)
     io.write_bytes(out_md, _markdown(page).encode())
     bar_plot(df, out_png)
     agreement_png = agreement_plot_path(out_png)

@@ -57,7 +57,7 @@ def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
     assert n_retrain > 0 and counts["prune_retrain"] == n_retrain
     assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) for x in exps.values() if "pruning" in x)
     assert counts["prune_full"] == sum("pruning" in x for x in exps.values())
-    assert exps["digits-mlp"]["pruning"]["retrain_seeds"] == 4
+    assert exps["digits-mlp-nonconverged"]["pruning"]["retrain_seeds"] == 6
     # one attribute job per (experiment, method) computes every seed and target (val, train_self)
     assert counts["attribute"] == sum(len(x["methods"]) for x in exps.values())
     assert "attribute_target" not in counts

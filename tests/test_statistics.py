@@ -46,7 +46,8 @@ def test_spearman_columns_and_bootstrap_replicate_match_scipy():
         sub, qs, ss = draws["subsets"][k], draws["queries"][k], draws["seeds"][k]
         per_q = np.nanmean([[spearmanr(preds[s][sub, q], b[sub, q]).statistic if q != 3 else np.nan for q in range(6)]
                             for s in ss], axis=0)
-        assert res["raw_replicates"][k] == pytest.approx(np.nanmean(per_q[qs]), rel=1e-9)
+        # replicate correlations are computed in float32 (exact ranks; stats.spearman_bootstrap): ~1e-8 off
+        assert res["raw_replicates"][k] == pytest.approx(np.nanmean(per_q[qs]), rel=1e-6)
 
 
 def test_draws_are_shared_between_single_and_per_seed_methods():

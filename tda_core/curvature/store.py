@@ -64,8 +64,10 @@ class CurvatureCache:
                     return curv
                 except ArtifactError as e:
                     log.warning("ignoring the shared curvature fit: %s", e)
-            else:
+            elif Path(self.shared).is_dir():
                 log.warning("curvature %s is not in the shared fit %s: fitting it in this job", key, self.shared)
+            else:  # no fit_curvature job for this key (the workflow schedules one only for >= 2 readers)
+                log.info("curvature %s: no shared fit (%s): fitting it in this job", key, self.shared)
         if self.root is None:
             return self._fit(key, fit)
         path = self.path(key)

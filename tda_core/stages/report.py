@@ -132,7 +132,7 @@ def leaderboard(metrics: list, pruning: list, images: list, merge_dirs: list, ou
 
 
 def _leaderboard(metrics, pruning, images, merge_dirs, out_dir, tracking, tuning) -> list[str]:
-    from ..leaderboard import agreement_plot_path, load_bundles, sections, write_all
+    from ..leaderboard import agreement_plot_path, write_all
     from ..tracking import tracked_run
 
     if not metrics and not merge_dirs:
@@ -145,11 +145,12 @@ def _leaderboard(metrics, pruning, images, merge_dirs, out_dir, tracking, tuning
     out = Path(out_dir)
     board = ResultsLayout(str(out))
     images = expand_images(images or [])
+    page: list = []
     df = write_all(metrics, board.leaderboard("csv"), board.leaderboard("md"), board.leaderboard("png"),
-                   board.leaderboard("html"), images, pruning, merge=merge, tuning_paths=tuning)
+                   board.leaderboard("html"), images, pruning, merge=merge, tuning_paths=tuning, sections_out=page)
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in sections(df, load_bundles(metrics, pruning, merge=merge), pruning, tuning):
+        for _, title, _, table in page:
             if table is not None:
                 key = "".join(c if c.isalnum() else "_" for c in title)
                 run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
