@@ -4,6 +4,8 @@ Skipped only when the optional extra is missing (pip install 'tda-bench[referenc
 kronfluence is handed the Fisher labels if_ekfac samples (same generator seed), so the two
 EK-FACs see identical data and must agree up to float32 round-off.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -141,3 +143,42 @@ def test_if_ekfac_matches_kronfluence_on_gpt2():
     print(f"GPT-2: Pearson {corr:.10f}, relative difference {rel:.1e} on kronfluence's layers; "
           f"full if_ekfac row vs kronfluence: Pearson {corr_full:.4f}")
     assert corr >= 0.95 and rel < 1e-3
+
+
+def test_traker_on_gpt2_matches_a_brute_force_trak():
+    # traker with the language-model adapter (trak_traker.py: f = mean token loss, Q = -1), handed the suite's
+    # projection R, against TRAK written out: float64 gradients of each sequence's mean token loss, one
+    # autograd call per sequence (no vmap), S = -(V R) (Phi^T Phi)^{-1} Phi^T with Phi = G R. k < N keeps
+    # Phi^T Phi invertible (traker inverts it without a pseudo-inverse). traker rescales its kernel by
+    # its mean |entry|, so the scale is arbitrary: compared by Pearson, as on classification.
+    pytest.importorskip("trak", reason="optional extra [reference] (traker) not installed")
+    from torch.func import functional_call
+
+    from tda_core.methods.trak_traker import traker_scores
+    from tda_core.projection import RandomProjector
+
+    ctx, k = _gpt_context(n_train=40, n_query=6), 16
+    model, params = ctx.model(0), ctx.params(0)
+    n_params = sum(p.numel() for p in params.values())
+    assert n_params == sum(p.numel() for p in model.parameters())
+
+    def dense(x, y):
+        m, p64 = copy.deepcopy(model).double(), {n: v.double().requires_grad_(True) for n, v in params.items()}
+        rows = []
+        for xi, yi in zip(x, y):
+            val = ctx.task.loss(lambda inp: functional_call(m, p64, (inp,)), xi[None], yi[None]).sum()
+            rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(val, list(p64.values()))]))
+        return torch.stack(rows)
+
+    R = RandomProjector(n_params, k, seed=0).dense().double()
+    phi, v = dense(ctx.train_x, ctx.train_y) @ R, dense(ctx.query_x, ctx.query_y) @ R
+    truth = (-(v @ torch.linalg.inv(phi.T @ phi) @ phi.T)).numpy()
+    theirs = traker_scores([(model, params)], ctx.train_x, ctx.train_y, ctx.query_x, ctx.query_y,
+                           projector=_shared_projector(n_params, k), task=ctx.task)
+    ours = get_method("trak")(proj_dim=k).score(ctx)
+    corr, corr_ours = (np.corrcoef(s.ravel(), truth.ravel())[0, 1] for s in (theirs, ours))
+    print(f"GPT-2 TRAK: 1 - Pearson vs brute force: traker {1 - corr:.1e}, trak {1 - corr_ours:.1e}")
+    assert corr > 1 - 1e-6 and corr_ours > 1 - 1e-6
+    # the reference row itself (traker's own projection) runs on a language model
+    own = get_method("trak_traker")(proj_dim=k).score(ctx)
+    assert own.shape == (6, 40) and np.isfinite(own).all()

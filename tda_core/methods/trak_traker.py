@@ -11,7 +11,13 @@ random projection per model, and it divides each model's (Phi^T Phi)^{-1} by its
 the models of the ensemble are weighted by that factor: compare it by rank-based metrics (LDS), not
 by scale-sensitive ones. Runs on any device: the projection is traker's pure-torch
 BasicProjector (its CUDA-only fast_jl projector is not needed), features kept in float32.
-Classification with measurement "margin" only (traker's targets are always margins).
+Classification with measurement "margin", and language models (LanguageModelTask) with measurement
+"loss": traker scores its targets with the model output function it featurizes the training set with,
+so the two must be one function. For language models this row hands traker a small model-output
+adapter (_LanguageModelOutput) that is `trak`'s choice for non-classification tasks: output = the
+sequence's mean token loss (the training loss), out-to-loss weight Q = -1; with the same projection it
+equals `trak` up to float round-off (tests/test_reference.py). Diffusion is not supported (its loss
+draws timesteps and noise, which traker's deterministic output function has no place for).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import TdaError
-from ..tasks import ClassificationTask
+from ..tasks import ClassificationTask, LanguageModelTask
 from .base import Method
 
 
@@ -35,27 +41,65 @@ def import_traker():
     return TRAKer, BasicProjector, ProjectionType
 
 
+def _language_model_output(task):
+    """traker model output for a LanguageModelTask: f = the sequence's mean token loss (task.attribution_loss)
+    for training and target sequences alike, Q = -1 (as `trak` on a non-classification task)."""
+    from trak.modelout_functions import AbstractModelOutput
+
+    class _LanguageModelOutput(AbstractModelOutput):
+        def __init__(self):  # abstract in traker
+            super().__init__()
+
+        def get_output(self, model, weights, buffers, x, y):  # one sequence (vmapped by traker)
+            call = lambda inp: torch.func.functional_call(model, (weights, buffers), (inp,))  # noqa: E731
+            return task.attribution_loss(call, x[None], y[None]).sum()
+
+        def get_out_to_loss_grad(self, model, weights, buffers, batch):
+            return -torch.ones(len(batch[-1]), 1, device=batch[-1].device)
+
+    return _LanguageModelOutput()
+
+
+def _kept_matrix(BasicProjector):
+    """BasicProjector that keeps its matrix: traker 0.3.2 frees it between featurizing and scoring and
+    regenerates it only when the model id changes or proj_dim > its block size (100), so one model with
+    proj_dim <= 100 crashed (AttributeError: no proj_matrix). The projection is unchanged."""
+
+    class _Kept(BasicProjector):
+        def free_memory(self):
+            pass
+
+    return _Kept
+
+
 def traker_scores(models_params: list[tuple[torch.nn.Module, dict]], train_x, train_y, query_x, query_y,
                   proj_dim: int = 256, proj_seed: int = 0, batch_size: int = 256, device="cpu",
-                  projector=None) -> np.ndarray:
+                  projector=None, task=None) -> np.ndarray:
     """[Q, N] TRAK scores from traker, ensembled over the (model, params) pairs (one model id each).
 
     `projector`: a traker AbstractProjector to use instead of its BasicProjector (tests).
+    `task`: None or a ClassificationTask (traker's "image_classification" margin output) or a
+    LanguageModelTask (mean token loss, _language_model_output).
     """
     TRAKer, BasicProjector, ProjectionType = import_traker()
     device = str(device)
     model = models_params[0][0].to(device).eval()
     n_params = sum(p.numel() for p in model.parameters())
     if projector is None:
-        projector = BasicProjector(grad_dim=n_params, proj_dim=proj_dim, seed=proj_seed,
-                                   proj_type=ProjectionType.rademacher, device=device, dtype=torch.float32)
+        projector = _kept_matrix(BasicProjector)(grad_dim=n_params, proj_dim=proj_dim, seed=proj_seed,
+                                                 proj_type=ProjectionType.rademacher, device=device,
+                                                 dtype=torch.float32)
     with tempfile.TemporaryDirectory(prefix="traker_") as out:
-        traker = TRAKer(model=model, task="image_classification", train_set_size=len(train_y), save_dir=out,
+        modelout = _language_model_output(task) if isinstance(task, LanguageModelTask) else "image_classification"
+        traker = TRAKer(model=model, task=modelout, train_set_size=len(train_y), save_dir=out,
                         device=device, projector=projector, use_half_precision=False,
                         logging_level=logging.WARNING)
         batches = lambda x, y: [(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))  # noqa: E731
                                 for i in range(0, len(y), batch_size)]
-        states = [{k: v.to(device) for k, v in params.items()} for _, params in models_params]
+        states = []
+        for _, params in models_params:  # full state dicts: traker loads them strictly (a tied head has two keys)
+            model.load_state_dict({k: v.to(device) for k, v in params.items()}, strict=False)
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         for model_id, state in enumerate(states):
             traker.load_checkpoint(state, model_id=model_id)
             for batch in batches(train_x, train_y):
@@ -77,10 +121,13 @@ class TrakTraker(Method):
 
 
     def score(self, ctx) -> np.ndarray:
-        if not isinstance(ctx.task, ClassificationTask) or ctx.task.measurement != "margin":
-            raise TdaError(f"{self.name} supports classification with measurement 'margin' only")
+        classification = isinstance(ctx.task, ClassificationTask) and ctx.task.measurement == "margin"
+        language_model = isinstance(ctx.task, LanguageModelTask) and ctx.task.measurement == "loss"
+        if not (classification or language_model):
+            raise TdaError(f"{self.name} supports classification with measurement 'margin' and language models "
+                           "with measurement 'loss' only")
         import_traker()
         models = [(ctx.model(seed), ctx.params(seed)) for seed in ctx.seeds]
         out = traker_scores(models, ctx.train_x, ctx.train_y, ctx.query_x, ctx.query_y, int(self.opts["proj_dim"]),
-                            int(self.opts["proj_seed"]), int(self.opts["batch_size"]), ctx.device)
+                            int(self.opts["proj_seed"]), int(self.opts["batch_size"]), ctx.device, task=ctx.task)
         return out.astype(np.float32)
