@@ -48,3 +48,27 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_an_inherited_wandb_service_whose_socket_is_gone_is_dropped(tmp_path, monkeypatch):
+    """A job that inherits WANDB_SERVICE from a process on another host (or one that has exited) must start
+    its own service rather than fail to connect; a socket that exists is kept."""
+    from tda_core.tracking import _drop_unreachable_service
+
+    monkeypatch.setenv("WANDB_SERVICE", f"3-123-unix-{tmp_path}/gone/socket")
+    _drop_unreachable_service()
+    assert "WANDB_SERVICE" not in os.environ
+    sock = tmp_path / "socket"
+    sock.write_text("")
+    monkeypatch.setenv("WANDB_SERVICE", f"3-123-unix-{sock}")
+    _drop_unreachable_service()
+    assert os.environ["WANDB_SERVICE"] == f"3-123-unix-{sock}"
+
+
+def test_no_shared_service_when_tracking_is_off(monkeypatch):
+    from tda_core.tracking import share_service
+
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    assert share_service({"mode": "none"}) is False and "WANDB_SERVICE" not in os.environ
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert share_service({"mode": "offline"}) is False and "WANDB_SERVICE" not in os.environ
