@@ -98,7 +98,9 @@ LEGEND = [
     "the *shared experiments*, the ones every ranked row ran on; **ran on**: k of n = the row has a ranked value in "
     "k of the n experiments; **not ranked because**: why a row (values shown) is left out of the ranking.",
     "**note**: e.g. a method that cannot follow the training stages of a multi-stage run and uses all N examples.",
-    "Attribution wall time is the attribute job's, per seed file, the same in every table of an experiment.",
+    "Attribution wall time is the attribute job's, per seed file, the same in every table of an experiment; a "
+    "curvature fit that the method shares with others (one fit_curvature job) is counted in full, as if the "
+    "method ran alone.",
 ]
 
 

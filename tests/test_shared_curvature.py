@@ -203,3 +203,18 @@ def test_fit_curvature_cli_refuses_a_bad_fit_in_one_line(repo, tmp_path, capsys)
                '"options": {"damping": 1.0}}', "--out", str(tmp_path / "fit")])
     assert rc == 2 and "only curvature options (fisher, fisher_seed, n_fisher_samples, n_segments)" in capsys.readouterr().err
     assert not (tmp_path / "fit").exists()
+
+
+def test_a_shared_fit_is_priced_into_each_readers_cost(tiny, tmp_path):
+    """The board's cost column means 'as if the method ran alone': a reader of the shared fit adds the fit
+    job's time for its seed (from fit.json) to its own scoring time; a method that fits in its job does not."""
+    fit = curvature_fit("if_ekfac", EXPECTED)
+    manifest = fit_shared_curvature(tiny, fit, tiny.layout.curvature_dir(fit["key"]))
+    meta = attribute_method(tiny, "if_ekfac", ["1"], ["query"], EXPECTED, NONE)[0]
+    fit_s = manifest["seed_wall_time_s"]["1"]
+    assert fit_s > 0 and meta["shared_fit_wall_time_s"] == pytest.approx(fit_s)
+    assert meta["wall_time_s"] == pytest.approx(meta["score_wall_time_s"] + fit_s)
+    ensemble = attribute_method(tiny, "if_ensemble", ["all"], ["query"], EXPECTED, NONE)[0]
+    assert ensemble["shared_fit_wall_time_s"] == pytest.approx(sum(manifest["seed_wall_time_s"].values()))
+    own = attribute_method(tiny, "if_kfac", ["1"], ["query"], EXPECTED, NONE)[0]  # no shared kfac fit
+    assert "shared_fit_wall_time_s" not in own and own["status"] == "ok"

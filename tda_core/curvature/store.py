@@ -34,6 +34,8 @@ class CurvatureCache:
     root: Path | None
     config_hash: str = ""
     shared: Path | None = None  # read-only: the experiment's shared fit (module docstring)
+    # keys read from the shared folder (not fitted here): the attribute stage adds their fit time to the cost
+    shared_reads: list = dataclasses.field(default_factory=list, compare=False)
 
     @staticmethod
     def check_key(key: str) -> str:
@@ -61,6 +63,7 @@ class CurvatureCache:
                 try:
                     curv = Curvature.load(shared, expect_hash=self.config_hash)
                     log.info("curvature %s: read the shared fit in %s", key, self.shared)
+                    self.shared_reads.append(key)
                     return curv
                 except ArtifactError as e:
                     log.warning("ignoring the shared curvature fit: %s", e)

@@ -16,6 +16,7 @@ gets note = STAGE_NOTE: it ignores which examples each training stage saw.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ..targets import DEFAULT_SELF_EXAMPLES, RANDOMIZED_SEED_OFFSET, score_stem,
 from ..tracking import tracked_run
 from .common import CostMeter
 from .context import build_context, method_cache_dir, shared_curvature_dir
+from .curvature import MANIFEST
 
 log = logging.getLogger("tda")
 
@@ -71,6 +73,7 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
             if not np.isfinite(scores).all():
                 raise TdaError(f"{method_name} produced non-finite scores")
             meta.update(cost.as_dict())
+            meta.update(_shared_fit_cost(ctx, seeds, meta["wall_time_s"]))
             io.save_npy(exp.scores_path(method_name, seed, target), scores)
         except ArtifactError:
             raise  # a missing/corrupted input or an unwritable output fails the job; it is no method result
@@ -80,6 +83,21 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
         run.summary_update({k: v for k, v in meta.items() if isinstance(v, (int, float, str))})
     io.write_json(out_json, meta)
     return meta
+
+
+def _shared_fit_cost(ctx, seeds: list[int], score_s: float) -> dict:
+    """The method's cost as if run alone: a curvature it read from the shared fit (fit_curvature job) was
+    fitted outside this timer, so that fit's time for these seeds (its manifest) is added to wall_time_s;
+    the board's cost column then means the same whether or not another method shares the fit."""
+    reads, shared = ctx.cache.shared_reads, ctx.cache.shared
+    if not reads or shared is None:
+        return {}
+    try:
+        per_seed = io.read_json(Path(shared) / MANIFEST).get("seed_wall_time_s") or {}
+    except ArtifactError:
+        return {}
+    fit_s = sum(float(per_seed.get(str(s), 0.0)) for s in seeds if any(f"_seed{s}_" in k for k in reads))
+    return {"wall_time_s": score_s + fit_s, "score_wall_time_s": score_s, "shared_fit_wall_time_s": fit_s}
 
 
 def _as_scores(method_name: str, returned) -> np.ndarray:
