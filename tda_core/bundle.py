@@ -10,9 +10,9 @@ the file (tda_core.errors.ArtifactError).
 """
 from __future__ import annotations
 
+import functools
 import json
 import platform
-import functools
 from functools import lru_cache
 from pathlib import Path
 
