@@ -22,6 +22,7 @@ from .claims import claims_table
 from .formatting import format_p
 from .metrics.compare import RANK_NOTE, SEED_NOTE
 from .model_fit import DID_NOT_LEARN_MARGIN
+from .metrics.registry import METRICS, metric_entry
 from .metrics.rows import carried_keys
 from .meta_eval import MIN_RESAMPLED_ROWS, agreement_tables, heatmap
 from .meta_eval import display_table as meta_display_table
@@ -32,34 +33,7 @@ COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "st
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
            "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason",
            "untested_reason"]
-METRIC_ORDER = ["lds", "lds_fixed_seed", "dlds_mean", "dlds_variance", "dlds_w2", "mislabel_auc", "loo_shift",
-                "topk_drop", "brittleness"]
 LOW_SIGNAL_CEILING = 0.5
-
-# What each metric's cell means (shown above its tables).
-METRIC_NOTES = {
-    "lds": "LDS: Spearman over random training subsets between the method's additive prediction "
-           "(sum of its scores over the subset) and the retrained models' measurement averaged over seeds; "
-           "mean over queries.",
-    "dlds_mean": "d-TDA LDS of the mean influence E[X]-E[Y] (X: full-data models over seeds, Y: retrained). For a "
-                 "per-seed method it equals the LDS of its seed-averaged scores (compare the table 'classic vs "
-                 "distributional').",
-    "dlds_variance": "d-TDA LDS of the variance-increase influence Var(Y)-Var(X); n/a when one score array "
-                     "stands for every seed (it predicts no variance change).",
-    "dlds_w2": "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
-    "mislabel_auc": "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
-    "lds_kendall": "LDS with Kendall's tau-b instead of Spearman (lower than the LDS on the same data; no ceiling).",
-    "randomization": "Model-randomization sanity check: |Spearman| between the scores of the trained model and of "
-                     "a re-initialised one, mean over queries (a sign flip is no change); lower is better (ranked "
-                     "so), passes below 0.5.",
-    "topk_drop": "Top-k removal: mean over the sampled queries and the fresh retrain seeds of f(z_q) of the retrained "
-                 "full-data model minus f(z_q) of the model retrained without the k training examples the method "
-                 "scores most positive for that query; higher is better; CI resamples queries and seeds.",
-    "brittleness": "Median smallest k (of the grid) whose removal flips a correct prediction (seed-mean margin < 0); "
-                   "lower is better (ranked so); queries that never flip count as above the largest k.",
-    "loo_shift": "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
-                 "split-half = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",
-}
 
 LEGEND = [
     "**Value [95% CI]**: the metric, with a bootstrap interval that resamples queries and training subsets "
@@ -139,10 +113,13 @@ def collect(metric_paths: list, bundles: list[dict] | None = None) -> pd.DataFra
 
 
 def _metric_order(metric: str) -> float:
+    """The board's metric order: the metric registry's row order (tda_core.metrics.registry; rows with
+    ordered=False after all others), read at call time, so a new metric is one row there."""
+    order = [name for name, row in METRICS.items() if row.ordered]
     k = _removal_k(metric)
     if k is not None:  # topk_drop_k{k}: by k, between topk_drop and the next metric
-        return METRIC_ORDER.index("topk_drop") + k / (1.0 + k)
-    return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
+        return order.index("topk_drop") + k / (1.0 + k)
+    return order.index(metric) if metric in order else len(order)
 
 
 def _removal_k(metric: str) -> float | None:
@@ -154,10 +131,11 @@ def _removal_k(metric: str) -> float | None:
 
 
 def metric_note(metric: str) -> str:
+    """What a metric's cell means (its registry row's note), shown above its tables."""
     k = _removal_k(metric)
     if k is not None:
-        return METRIC_NOTES["topk_drop"].replace("the k ", f"the k = {k:g} ")
-    return METRIC_NOTES.get(metric, "")
+        return METRICS["topk_drop"].note.replace("the k ", f"the k = {k:g} ")
+    return METRICS[metric].note if metric in METRICS else ""
 
 
 def _row_order(status, value, rank) -> float:
@@ -266,7 +244,7 @@ def row_label(method: str, variant: str) -> str:
 # -- tables ------------------------------------------------------------------------------------------
 def experiment_table(part: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One experiment's rows of one metric, best first (n/a and failed rows last)."""
-    value_name = {"lds": "LDS", "loo_shift": "Pearson r", "mislabel_auc": "AUC"}.get(metric, metric)
+    value_name = METRICS[metric].label if metric in METRICS else metric
     return pd.DataFrame({
         "rank [95% interval]": [rank_cell(r) for _, r in part.iterrows()],
         "method": part.method.to_list(),
@@ -435,8 +413,8 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame | None:
 
 def metric_track(metric: str) -> str:
     """groundtruth track a metric's target comes from: distributional (lds, dlds_*), fixed_seed, or ''."""
-    return "fixed_seed" if metric == "lds_fixed_seed" else (
-        "distributional" if metric == "lds" or metric.startswith("dlds") else "")
+    row = metric_entry(metric)
+    return row.track if row is not None else ""
 
 
 def track_table(df: pd.DataFrame) -> pd.DataFrame | None:

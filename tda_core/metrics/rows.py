@@ -26,7 +26,7 @@ from scipy.stats import rankdata
 
 from ..scores import structure as score_structure
 from .compare import compare_methods
-from .registry import lower_is_better
+from .registry import AVERAGED, PER_MODEL, PER_SEED, SEED_MEAN, SEEDS, lower_is_better, metric_entry
 from .signal import metric_signal
 from .stats import DIFFERENCE_FIELDS
 
@@ -47,14 +47,16 @@ def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: in
     if structure == "one":
         main = ("ensemble", n_models) if pooled else ("single", 1)
         return {MAIN: (*main, [np.asarray(scores[0])])}
+    entry = metric_entry(metric)
+    how = entry.seed_rows if entry is not None else AVERAGED
     # lds_fixed_seed: seed r's scores against its own fixed-seed target
-    if metric in ("lds", "lds_kendall", "randomization", "lds_fixed_seed") and structure == "per_seed":
+    if how in (PER_SEED, PER_MODEL) and structure == "per_seed":
         main = ("per-seed", 1, seeds)
-    elif metric == "randomization":  # a samples file: each seed's model against its re-initialised twin
+    elif how == PER_MODEL:  # a samples file: each seed's model against its re-initialised twin
         main = ("per-seed", n_models, seeds)
-    elif metric == "dlds_mean":  # the predicted mean shift is the shift of the seed-averaged scores
+    elif how == SEED_MEAN:  # the predicted mean shift is the shift of the seed-averaged scores
         main = ("per-seed", n_models, mean)
-    elif metric.startswith("dlds"):
+    elif how == SEEDS:
         main = ("per-seed", n_models, seeds)
     else:  # lds of a samples file, mislabel AUC, LOO shifts: the seeds' scores averaged
         main = ("seed-averaged", n_models, mean)
@@ -157,11 +159,13 @@ def rank_rows(rows: list[dict]) -> list[dict]:
 def board_rows(per_metric: dict[str, list[tuple[dict, list | None]]]) -> tuple[list[dict], dict]:
     """All rows of one experiment (aliases folded, ranked within each metric) and the pairwise tests."""
     rows, pairwise = [], {}
-    lds = next((r for r, _ in per_metric.get("lds", []) if r.get("status") == "ok"), None)
     for metric, metric_rows in per_metric.items():
         folded = fold_aliases(metric_rows)
-        if metric == "lds_kendall" and lds is not None:  # the same target as lds: its reliability gates both
-            ok, reason = metric_signal({**lds, "metric": "lds"})
+        entry = metric_entry(metric)
+        source = entry.signal_from if entry is not None else None  # lds_kendall: lds's target, lds's gate
+        owner = next((r for r, _ in per_metric.get(source, []) if r.get("status") == "ok"), None) if source else None
+        if owner is not None:
+            ok, reason = metric_signal({**owner, "metric": source})
             for r in folded:
                 r.update(low_signal=not ok, signal_reason=reason)
         pairwise[metric] = rank_rows(folded)

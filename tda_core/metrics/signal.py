@@ -1,4 +1,5 @@
 """The low-signal gate: one rule, from each metric's own target reliability, used by the rows and the board.
+Which gate a metric gets is its registry row's `signal` (tda_core.metrics.registry).
 
 A metric whose target is mostly noise cannot order methods: its ranks, rank intervals and "tied with
 the best" stars would be verdicts without evidence. Such a metric keeps its values and CIs, but gets no
@@ -20,17 +21,10 @@ from __future__ import annotations
 
 import math
 
+from .registry import CEILING, NO_GATE, SPLIT_HALF, metric_entry
+
 MIN_CEILING = 0.5
 MIN_SPLIT_HALF = MIN_CEILING ** 2
-
-CEILING_METRICS = ("lds", "dlds_mean", "lds_kendall")
-SPLIT_HALF_METRICS = ("dlds_variance", "dlds_w2", "loo_shift")
-NO_TARGET_NOISE = {
-    "mislabel_auc": "the flipped labels are known: no target noise",
-    "lds_fixed_seed": "deterministic retraining: no target noise",
-    "randomization": "compares the method's own scores: no retrained target",
-    "brittleness": "retrain-seed noise is resampled in its CI",
-}
 
 
 def _finite(x) -> bool:
@@ -39,8 +33,9 @@ def _finite(x) -> bool:
 
 def metric_signal(result: dict) -> tuple[bool, str]:
     """(ok, reason) for a metric result (or board row) of `result["metric"]`, from its noise fields."""
-    metric = result.get("metric", "")
-    if metric in CEILING_METRICS:
+    row = metric_entry(result.get("metric", ""))
+    gate = row.signal if row is not None else NO_GATE
+    if gate == CEILING:
         ceiling, r_low = result.get("ceiling"), result.get("reliability_ci_low")
         if not _finite(ceiling):
             return False, "target reliability not measured"
@@ -49,13 +44,11 @@ def metric_signal(result: dict) -> tuple[bool, str]:
         if ceiling < MIN_CEILING:
             return False, f"ceiling {ceiling:.2f} < {MIN_CEILING}"
         return True, f"ceiling {ceiling:.2f}"
-    if metric in SPLIT_HALF_METRICS:
+    if gate == SPLIT_HALF:
         r = result.get("split_half_reliability")
         if not _finite(r):
             return False, "split-half reliability not computable (too few seeds per half)"
         if r < MIN_SPLIT_HALF:
             return False, f"split-half reliability {r:.2f} < {MIN_SPLIT_HALF}"
         return True, f"split-half reliability {r:.2f}"
-    if metric.startswith("topk_drop"):
-        return True, "retrain-seed noise is resampled in its CI"
-    return True, NO_TARGET_NOISE.get(metric, "no target reliability to check")
+    return True, row.signal_note if row is not None else "no target reliability to check"
