@@ -70,6 +70,7 @@ def _describe(err) -> str:
 
 
 def _check_names(config: dict) -> None:
+    from .data.registry import check_dataset_block
     from .methods.registry import known_methods
     from .metrics.registry import known_metrics
     from .tuning import check_tuning
@@ -87,6 +88,7 @@ def _check_names(config: dict) -> None:
                 f"unknown experiment '{name}' in run_experiments; known: {', '.join(sorted(config['experiments']))}"
             )
     for name, exp in config["experiments"].items():
+        check_dataset_block(f"experiment '{name}'", exp["dataset"])
         _check_methods(name, exp)
         for m in exp["metrics"]:
             if m not in known_metrics():
@@ -181,17 +183,19 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
     check_disjoint(name, exp)
 
 
-TEXT_DATASETS = ("text", "lee_corpus")  # tda_core.data.text.TEXT_SOURCES (not imported: numpy-free here)
 
 
 def _check_language_model(name: str, exp: dict) -> None:
     """kind: language_model goes with a text dataset and the gpt2 model, and they with it; what only makes
     sense for class labels or real features (pruning, mislabel_auc, label_noise, classes, standardize) is refused."""
+    from .data.registry import DATASETS, is_text
+
     lm = exp.get("kind") == "language_model"
     ds = exp["dataset"]
-    if lm != (ds["name"] in TEXT_DATASETS):
+    text_datasets = [n for n, row in DATASETS.items() if row.text]
+    if lm != is_text(ds):
         raise ConfigError(f"experiment '{name}': " + (
-            f"kind: language_model needs a text dataset ({' or '.join(TEXT_DATASETS)}), not '{ds['name']}'" if lm else
+            f"kind: language_model needs a text dataset ({' or '.join(text_datasets)}), not '{ds['name']}'" if lm else
             f"dataset {ds['name']} (token sequences) needs kind: language_model (has {exp.get('kind', 'classification')})"))
     if lm != (exp["model"]["name"] == "gpt2"):
         raise ConfigError(f"experiment '{name}': " + (

@@ -18,31 +18,19 @@ import numpy as np
 
 from ..errors import ConfigError
 from .paths import data_path  # noqa: F401 - part of this module's interface
+from .registry import DATASETS, PATH, dataset_entry, loader
 
 Pool = tuple[np.ndarray, np.ndarray]
 
 TORCHVISION = ("mnist", "fashionmnist", "cifar10")
-FILE_SOURCES = ("npz", "image_folder", "hf_disk", "text")  # datasets read from dataset.path
+FILE_SOURCES = tuple(name for name, row in DATASETS.items() if row.reads == PATH)  # read from dataset.path
 # scikit-learn loaders whose data ships inside the package (no download)
 SKLEARN_LOADERS = ("load_iris", "load_wine", "load_breast_cancer", "load_diabetes", "load_digits", "load_linnerud")
 
 
 def load_source(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool | None]:
-    name = ds["name"]
-    if name == "digits":
-        pools = _digits(), None
-    elif name in TORCHVISION:
-        pools = _torchvision(name, data_dir, download)
-    elif name == "sklearn":
-        pools = _sklearn(ds.get("loader")), None
-    elif name == "npz":
-        pools = _npz(data_path(ds, data_dir))
-    elif name == "image_folder":
-        pools = _image_folder(data_path(ds, data_dir), ds), None
-    elif name == "hf_disk":
-        pools = _hf_disk(data_path(ds, data_dir), ds)
-    else:
-        raise ConfigError(f"unknown dataset '{name}'")
+    """The (train, held-out or None) pools of an array dataset: its registry row's loader (tda_core.data.registry)."""
+    pools = loader(ds["name"])(ds, data_dir, download)
     origin = source_origin(ds, data_dir)
     check_finite(pools[0], origin, "train" if pools[1] is not None else None)
     if pools[1] is not None:
@@ -51,16 +39,37 @@ def load_source(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool | N
 
 
 def source_origin(ds: dict, data_dir: str) -> str:
-    """What to name in error messages: the file or folder, the loader, or the torchvision root."""
-    if ds["name"] in FILE_SOURCES:
+    """What to name in error messages: the file or folder, else the registry row's origin (the loader, the
+    torchvision root, the package file)."""
+    row = dataset_entry(ds["name"])
+    if row.reads == PATH:
         return str(data_path(ds, data_dir))
-    if ds["name"] == "lee_corpus":
-        return "lee_corpus (gensim's lee_background.cor)"
-    if ds["name"] == "sklearn":
-        return f"sklearn.datasets.{ds.get('loader')}"
-    if ds["name"] in TORCHVISION:
-        return f"{ds['name']} under {data_dir}"
-    return ds["name"]
+    return row.origin.format(**{"loader": None, **ds, "data_dir": data_dir})
+
+
+# -- loaders, one per registry row (tda_core.data.registry): (ds, data_dir, download) -> pools ---------
+def load_digits(ds: dict, data_dir: str, download: bool) -> tuple[Pool, None]:
+    return _digits(), None
+
+
+def load_torchvision(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool]:
+    return _torchvision(ds["name"], data_dir, download)
+
+
+def load_sklearn(ds: dict, data_dir: str, download: bool) -> tuple[Pool, None]:
+    return _sklearn(ds.get("loader")), None
+
+
+def load_npz(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool | None]:
+    return _npz(data_path(ds, data_dir))
+
+
+def load_image_folder(ds: dict, data_dir: str, download: bool) -> tuple[Pool, None]:
+    return _image_folder(data_path(ds, data_dir), ds), None
+
+
+def load_hf_disk(ds: dict, data_dir: str, download: bool) -> tuple[Pool, Pool | None]:
+    return _hf_disk(data_path(ds, data_dir), ds)
 
 
 def check_finite(pool: Pool, origin: str, part: str | None = None) -> None:
@@ -399,7 +408,7 @@ def plan_summary(ds: dict, data_dir: str, regression: bool) -> dict | None:
     runs the `prepare` job's checks on it (non-finite values, labels, lengths); lists an image folder
     without decoding images. None where it cannot be told without the heavy import (hf_disk)."""
     name = ds["name"]
-    if name in ("text", "lee_corpus"):
+    if dataset_entry(name).text:
         from .text import text_summary
 
         return text_summary(ds, data_dir)
