@@ -72,6 +72,7 @@ def _describe(err) -> str:
 def _check_names(config: dict) -> None:
     from .data.registry import check_dataset_block
     from .methods.registry import known_methods
+    from .models.registry import model_entry
     from .metrics.registry import known_metrics
     from .tuning import check_tuning
 
@@ -89,6 +90,10 @@ def _check_names(config: dict) -> None:
             )
     for name, exp in config["experiments"].items():
         check_dataset_block(f"experiment '{name}'", exp["dataset"])
+        try:
+            model_entry(exp["model"]["name"])
+        except ConfigError as e:
+            raise ConfigError(f"experiment '{name}': {e}") from None
         _check_methods(name, exp)
         for m in exp["metrics"]:
             if m not in known_metrics():
@@ -189,6 +194,7 @@ def _check_language_model(name: str, exp: dict) -> None:
     """kind: language_model goes with a text dataset and the gpt2 model, and they with it; what only makes
     sense for class labels or real features (pruning, mislabel_auc, label_noise, classes, standardize) is refused."""
     from .data.registry import DATASETS, is_text
+    from .models.registry import MODELS
 
     lm = exp.get("kind") == "language_model"
     ds = exp["dataset"]
@@ -197,10 +203,12 @@ def _check_language_model(name: str, exp: dict) -> None:
         raise ConfigError(f"experiment '{name}': " + (
             f"kind: language_model needs a text dataset ({' or '.join(text_datasets)}), not '{ds['name']}'" if lm else
             f"dataset {ds['name']} (token sequences) needs kind: language_model (has {exp.get('kind', 'classification')})"))
-    if lm != (exp["model"]["name"] == "gpt2"):
+    lm_models = [n for n, row in MODELS.items() if row.kind == "language_model"]
+    if lm != (exp["model"]["name"] in lm_models):
         raise ConfigError(f"experiment '{name}': " + (
-            f"kind: language_model needs model gpt2 (token ids in, logits per position out), not '{exp['model']['name']}'"
-            if lm else f"model gpt2 is for kind: language_model (has {exp.get('kind', 'classification')})"))
+            f"kind: language_model needs model {' or '.join(lm_models)} (token ids in, logits per position out), "
+            f"not '{exp['model']['name']}'"
+            if lm else f"model {exp['model']['name']} is for kind: language_model (has {exp.get('kind', 'classification')})"))
     if not lm:
         return
     for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
@@ -282,6 +290,7 @@ def check_plan(exp: dict, build_model: bool = True) -> dict | None:
     on one example of the data's shape (check_models). Returns the model check it asks for (None: none
     needed: mlp takes any input shape; unet / diffusion and sources without a cheap summary are skipped)."""
     from .data.sources import check_split_sizes, plan_summary
+    from .models.registry import model_entry
 
     name, kind = exp["name"], exp.get("kind", "classification")
     try:
@@ -291,7 +300,7 @@ def check_plan(exp: dict, build_model: bool = True) -> dict | None:
         check_split_sizes(exp["dataset"], summary)
     except ConfigError as e:
         raise ConfigError(f"experiment '{name}': {e}") from None
-    if kind == "diffusion" or exp["model"]["name"] in ("mlp", "unet") or not summary["n_out"]:
+    if kind == "diffusion" or model_entry(exp["model"]["name"]).any_shape or not summary["n_out"]:
         return None
     spec = {"experiment": name, "model": exp["model"], "in_shape": list(summary["in_shape"]),
             "n_out": int(summary["n_out"])}

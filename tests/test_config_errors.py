@@ -14,7 +14,7 @@ from tda_core.errors import ConfigError
     (lambda c: c["experiments"]["tiny"]["groundtruth"].update(alpha=1.5), r"groundtruth\.alpha"),
     (lambda c: c["experiments"]["tiny"]["groundtruth"].update(alpha=0.0), r"groundtruth\.alpha"),
     (lambda c: c["experiments"]["tiny"].update(methods=["nope"]), "unknown method 'nope'"),
-    (lambda c: c["experiments"]["tiny"]["model"].update(name="resnet"), r"model\.name"),
+    (lambda c: c["experiments"]["tiny"]["model"].update(name="resnet"), r"experiment 'tiny': unknown model 'resnet'; known: .*resnet9"),
     (lambda c: c["experiments"]["tiny"].update(epochz=3), "epochz"),
     (lambda c: c.update(run_experiments=["ghost"]), "unknown experiment 'ghost'"),
 ])

@@ -1,0 +1,51 @@
+"""The one registry of model families: one `ModelEntry` row per `model.name`, read by config validation
+(the name, the task kind it serves, whether the plan-time check builds it) and by `build_model` (its
+builder, imported only when an experiment uses it: timm, diffusers and transformers cost seconds per
+job). A new family is its builder plus one row; options it adds still need their keys in the config
+schema's `model` block (their defaults are part of every config's hash). Imports neither torch nor a
+model library.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: str               # "module:function"(model config, in_shape, n_out) -> nn.Module
+    kind: str | None = None    # the only task kind it serves (None: any but the ones other rows claim)
+    any_shape: bool = False    # takes any input shape: the plan-time check builds nothing
+    checks_forward: bool = True  # build_model runs one dummy example through it ([1, *in_shape] -> [1, n_out])
+
+
+_ROWS = (
+    ModelEntry("mlp", "tda_core.models.mlp:build_mlp", any_shape=True),
+    ModelEntry("vit", "tda_core.models.vit:build_vit"),
+    ModelEntry("timm", "tda_core.models.by_name:build_timm"),
+    ModelEntry("torchvision", "tda_core.models.by_name:build_torchvision"),
+    ModelEntry("resnet9", "tda_core.models.resnet9:build_resnet9"),
+    # the UNet's input carries the timestep channel (tda_core.models.unet): no plain dummy example
+    ModelEntry("unet", "tda_core.models.unet:build_unet", any_shape=True, checks_forward=False),
+    # GPT-2 takes token ids and checks its own shapes (tda_core.models.gpt)
+    ModelEntry("gpt2", "tda_core.models.gpt:build_gpt2", kind="language_model", checks_forward=False),
+)
+MODELS: dict[str, ModelEntry] = {row.name: row for row in _ROWS}
+
+
+def known_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'; known: {', '.join(known_models())}")
+    return MODELS[name]
+
+
+def builder(name: str):
+    module, fn = model_entry(name).builder.split(":")
+    return getattr(importlib.import_module(module), fn)
