@@ -1,4 +1,4 @@
-# Stage 4: one job per (experiment, method) writes the folder results/{exp}/scores/{method}/ with
+# Stage 3: one job per (experiment, method) writes the folder results/{exp}/scores/{method}/ with
 # every seed's scores (seed{r}.npy + .json sidecar; ensemble methods one seedall) and those of the
 # other targets the experiment needs (tda_core/targets.py): val_seed{r} (validation loss, for
 # pruning) and train_self_seed{r} (self-influence, for mislabel detection). One job, not one per

@@ -1,4 +1,4 @@
-# Stage 5: every metric of every method of an experiment, in one job (one process start: importing
+# Stage 4: every metric of every method of an experiment, in one job (one process start: importing
 # torch is most of a small evaluation's cost), against the subset ground truth; writes the bundle
 # results/{exp}/metrics.json (one result per method and metric; a failed attribution, a failed row).
 

@@ -1,4 +1,4 @@
-# Stage 6: the leaderboard (CSV, Markdown, HTML, bar plot), also in `snakemake --report`.
+# Stage 5: the leaderboard (CSV, Markdown, HTML, bar plot), also in `snakemake --report`.
 
 
 rule leaderboard:

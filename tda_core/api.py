@@ -3,7 +3,8 @@
     from tda_core.api import load_experiment
     exp = load_experiment("workflow/config/config.yaml", "digits-mlp")
     model = exp.build_model(seed=0); exp.splits.train_x; exp.task.measure(...)
-    ckpts = exp.load_checkpoints(seed=0)   # [{step, params, opt_state}], plus exp.plan(...)
+    ckpts = exp.load_checkpoints(seed=0)   # [{step, params, opt_state}], after the model is trained
+    ckpts, meta = exp.load_model_file(seed=0)   # meta: lrs, total_steps, checkpoint_steps, segments, ...
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from .errors import ArtifactError
 from .layout import ExperimentLayout
 from .models import build_model
 from .tasks import build_task
+
+__all__ = ["Experiment", "load_experiment"]
 
 
 class Experiment:

@@ -145,8 +145,8 @@ def read_json_object(path) -> dict:
 
 
 def load_bundle(path) -> dict:
-    """A bundle from `path`, checked: names, then the schema. A bare result of
-    `tda_core.stages.evaluate.evaluate` (one method, one metric) becomes a bundle of its variants' rows."""
+    """A bundle from `path`, checked: names, then the schema. A bare result (one method, one metric: what
+    `tda_core.stages.evaluate.compute` returns, written as JSON) becomes a bundle of its variants' rows."""
     blob = read_json_object(path)
     if "results" not in blob:  # one result: its variants as rows
         variants = blob.get("variants") or {}

@@ -5,38 +5,9 @@ results/README.md all take their paths from here; nothing parses a path back int
 seed or target. Pure string formatting, torch- and numpy-free (the Snakefile imports it while
 building the DAG), so a wildcard such as "{seed}" passes through into a Snakemake pattern.
 
-    {results_dir}/{exp}/config.json                        resolved experiment config + its hash
-    {results_dir}/{exp}/groundtruth/masks.npy              [M, N] subset masks
-    {results_dir}/{exp}/groundtruth/shard{k}.npz           measurements of shard k's subset models
-    {results_dir}/{exp}/groundtruth/fixed_shard{k}.npz     the same, fixed-seed track
-    {results_dir}/{exp}/groundtruth/measurements.npz       the gathered ground truth
-    {results_dir}/{exp}/models/seed{r}.pt                  full-data model checkpoints
-    {results_dir}/{exp}/scores/{method}/seed{r}.npy        scores (+ .json sidecar); seedall for
-                                                           pooled / per_seed_samples methods;
-                                                           {target}_seed{r} for targets but query
-    {results_dir}/{exp}/metrics.json                       every metric of every method
-    {results_dir}/{exp}/pruning/{method}/{variant}/p{p}.json   one pruning job's retrains
-    {results_dir}/{exp}/pruning/_random/p{p}.json          random-removal baseline
-    {results_dir}/{exp}/pruning/_full.json                 full-data baseline
-    {results_dir}/{exp}/pruning/summary.json               pruning summary (+ pruning.png)
-    {results_dir}/{exp}/loo/measurements.npz               leave-one-out retrains
-    {results_dir}/{exp}/loo/results.json                   leave-one-out bundle (+ loo.png)
-    {results_dir}/{exp}/removal/methods/{method}/k{k}.json   one top-k removal job's retrains
-    {results_dir}/{exp}/removal/baselines/random_k{k}.json   random removal of k examples
-    {results_dir}/{exp}/removal/baselines/full.json        full-data baseline on the removal seeds
-    {results_dir}/{exp}/removal/results.json               top-k removal bundle (+ removal.png)
-    {results_dir}/{exp}/pictures/                          diffusion pictures
-    {results_dir}/{exp}/curvature/{fit}/                   a shared curvature fit, one .pt per seed and
-                                                           checkpoint set (one fit_curvature job each; {fit}:
-                                                           kind, checkpoints, curvature options, e.g.
-                                                           ekfac_final.fisher-expected)
-    {results_dir}/{exp}/scores/{method}/_cache/            curvature fits the method's own attribute job made
-                                                           (none in the shared fit; randomized: _cache/randomized/)
-    {results_dir}/{exp}/tuning.json                        tuning-sensitivity rows (+ tuning.png)
-    {results_dir}/logs/{exp}/{job}.log                     job logs
-    {results_dir}/leaderboard.{csv,md,html,png}            the board (+ leaderboard_metric_agreement.png)
-    {results_dir}/.tracking.json                           W&B settings of the run (tda_core/tracking.py)
-    {results_dir}/wandb/                                   W&B runs
+Every path the workflow writes, with what it holds, is one row of RESULTS_FILES below; `python -m
+tda_core.layout` renders them into the table of results/README.md, and tests/test_layout.py checks each
+row against the method here that builds it (and that the README holds exactly that table).
 
 A ground-truth bank (tda_core/gtbank.py, `tda groundtruth export`) holds an experiment's config.json,
 groundtruth/masks.npy (+ masks.json), groundtruth/measurements.npz and models/seed{r}.pt under these same
@@ -45,9 +16,19 @@ paths relative to the experiment folder (BANK_* below), beside its manifest.json
 from __future__ import annotations
 
 import re
+import sys
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigError
+
+__all__ = [
+    "TARGETS", "SEED_USAGES", "ALL_SEEDS", "SAFE_NAME", "check_safe_name", "check_target", "score_stem", "score_seeds",
+    "ResultsLayout", "ExperimentLayout", "ScoreFile", "score_files",
+    "BANK_MANIFEST", "BANK_CONFIG", "BANK_MASKS", "BANK_MASKS_SIDECAR", "BANK_MEASUREMENTS", "model_member",
+    "RESULTS_FILES", "README_BEGIN", "README_END", "results_table", "readme_with_table",
+]
 
 TARGETS = ("query", "val", "train_self", "randomized")
 SEED_USAGES = ("per_seed", "pooled", "per_seed_samples")
@@ -76,10 +57,15 @@ def check_safe_name(name: str, what: str) -> None:
                           "(not starting with '.', no '..')")
 
 
-def score_stem(target: str, seed) -> str:
-    """File stem of a score file: seed{r} for queries, {target}_seed{r} otherwise."""
+def check_target(target: str) -> None:
+    """A ConfigError unless `target` is one of TARGETS."""
     if target not in TARGETS:
         raise ConfigError(f"unknown attribution target '{target}'; known: {', '.join(TARGETS)}")
+
+
+def score_stem(target: str, seed) -> str:
+    """File stem of a score file: seed{r} for queries, {target}_seed{r} otherwise."""
+    check_target(target)
     return f"seed{seed}" if target == "query" else f"{target}_seed{seed}"
 
 
@@ -96,9 +82,6 @@ class ResultsLayout:
     """The files of one results folder that belong to no single experiment."""
 
     results_dir: str = "results"
-
-    def experiment(self, name: str) -> "ExperimentLayout":
-        return ExperimentLayout(self.results_dir, name)
 
     def leaderboard(self, ext: str) -> str:
         """ext: csv, md, html or png."""
@@ -149,7 +132,7 @@ class ExperimentLayout:
     def groundtruth(self) -> str:
         return f"{self.root}/groundtruth/measurements.npz"
 
-    # -- stage 4: scores --------------------------------------------------------------------------
+    # -- stage 3: scores --------------------------------------------------------------------------
     def score_dir(self, method: str) -> str:
         """The attribute job's output folder: every seed and target of the method."""
         return f"{self.root}/scores/{method}"
@@ -158,7 +141,19 @@ class ExperimentLayout:
         """A score file: suffix .npy (the array) or .json (its sidecar)."""
         return ScoreFile(self.score_dir(method), method, target, seed).path(suffix)
 
-    # -- stage 5 and the studies ------------------------------------------------------------------
+    def curvature_dir(self, fit: str) -> str:
+        """A shared curvature fit (tda_core.methods.registry.curvature_fit's key): the output of one
+        fit_curvature job, read by the attribute jobs of every method whose curvature options give that key."""
+        return f"{self.root}/curvature/{fit}"
+
+    def curvature_cache(self, method: str, target: str = "query") -> str:
+        """A method's own curvature cache (tda_core/curvature/store.py) for fits not in the shared one:
+        inside its score folder, the attribute job's declared output, so no two jobs share it. The randomized target's checkpoints
+        hold other parameters: its fits are kept apart."""
+        root = f"{self.score_dir(method)}/_cache"
+        return f"{root}/randomized" if target == "randomized" else root
+
+    # -- stage 4 and the studies ------------------------------------------------------------------
     @property
     def metrics(self) -> str:
         return f"{self.root}/metrics.json"
@@ -192,18 +187,6 @@ class ExperimentLayout:
     @property
     def loo_plot(self) -> str:
         return f"{self.root}/loo/loo.png"
-
-    def curvature_dir(self, fit: str) -> str:
-        """A shared curvature fit (tda_core.methods.registry.curvature_fit's key): the output of one
-        fit_curvature job, read by the attribute jobs of every method whose curvature options give that key."""
-        return f"{self.root}/curvature/{fit}"
-
-    def curvature_cache(self, method: str, target: str = "query") -> str:
-        """A method's own curvature cache (tda_core/curvature/store.py) for fits not in the shared one:
-        inside its score folder, the attribute job's declared output, so no two jobs share it. The randomized target's checkpoints
-        hold other parameters: its fits are kept apart."""
-        root = f"{self.score_dir(method)}/_cache"
-        return f"{root}/randomized" if target == "randomized" else root
 
     @property
     def tuning(self) -> str:
@@ -257,3 +240,119 @@ class ScoreFile:
 def score_files(directory: str, method: str, target: str, usage: str, n_seeds: int) -> list[ScoreFile]:
     """Every score file of a method for one target in its score folder, in seed order."""
     return [ScoreFile(str(directory), method, target, s) for s in score_seeds(usage, n_seeds)]
+
+
+# -- results/README.md's path table -----------------------------------------------------------------
+# Every path the workflow writes under results_dir, "{experiment}" standing for an experiment's folder name,
+# with what it holds. `python -m tda_core.layout` renders these rows between README_BEGIN and README_END of
+# results/README.md; tests/test_layout.py checks each pattern against the method above that builds it, that
+# every path method above has a row, and that the README holds exactly this table.
+RESULTS_FILES: tuple[tuple[str, str], ...] = (
+    ("{experiment}/config.json", "resolved experiment config + its hash"),
+    ("{experiment}/groundtruth/masks.npy", "[M, N] subset masks (+ masks.json)"),
+    ("{experiment}/groundtruth/shard{k}.npz", "measurements of the subset models of shard k"),
+    ("{experiment}/groundtruth/fixed_shard{k}.npz",
+     "the same on the fixed-seed track (`groundtruth.track: fixed_seed` or `both`): each subset retrained from "
+     "every full-data seed's initialisation and batch order"),
+    ("{experiment}/groundtruth/measurements.npz",
+     "[M, R, Q] subset + [R, Q] full-data measurements (+ the fixed-seed track's [M, R, Q] `fixed`)"),
+    ("{experiment}/models/seed{r}.pt",
+     "full-data model checkpoints (+ lr/step metadata; meta pools: per training stage, its example indices; "
+     "segments[c].pool: interval c's stage)"),
+    ("{experiment}/scores/{method}/seed{r}.npy",
+     "float32 [n_query, n_train] + .json sidecar (seedall: ensemble methods; val_ / train_self_ / randomized_ "
+     "prefixes: pruning, self-influence and randomization targets; sidecar `note`: a caveat for the method's "
+     "row, e.g. \"not stage-aware: ...\" on multi_stage)"),
+    ("{experiment}/scores/{method}/_cache/",
+     "curvature fits the method's own attribute job made: a curvature key no other method of the experiment "
+     "reads (it has no curvature/{fit}/ folder), or a fit missing there; the randomized target's in "
+     "_cache/randomized/"),
+    ("{experiment}/curvature/{fit}/",
+     "a shared (E)K-FAC fit, one .pt per seed and checkpoint set + fit.json; {fit} names the kind, checkpoints "
+     "and curvature options (e.g. ekfac_final.fisher-expected): one fit_curvature job, read by every method "
+     "with those options. Only for a key that two or more methods read: a key one method alone reads has no "
+     "folder here (that method's attribute job fits it into its scores/{method}/_cache/)"),
+    ("{experiment}/metrics.json", "every metric of every method (one result each)"),
+    ("{experiment}/pruning/{method}/{variant}/p{p}.json",
+     "one pruning job: the retrains without the p% a method's validation-loss scores pick"),
+    ("{experiment}/pruning/_random/p{p}.json", "random-removal baseline for p"),
+    ("{experiment}/pruning/_full.json", "full-data baseline on the pruning retrain seeds"),
+    ("{experiment}/pruning/summary.json", "pruning summary: mean, std and 95% t-interval over the retrain seeds"),
+    ("{experiment}/pruning/pruning.png", "pruning curves"),
+    ("{experiment}/loo/measurements.npz", "leave-one-out retrains' query measurements"),
+    ("{experiment}/loo/results.json", "leave-one-out bundle: predicted vs actual mean shifts"),
+    ("{experiment}/loo/loo.png", "leave-one-out scatter plot"),
+    ("{experiment}/removal/methods/{method}/k{k}.json",
+     "one top-k removal job: each sampled query's top k of a method's scores removed, every retrain seed"),
+    ("{experiment}/removal/baselines/random_k{k}.json", "random removal of k examples per query"),
+    ("{experiment}/removal/baselines/full.json", "full-data baseline on the removal retrain seeds"),
+    ("{experiment}/removal/results.json", "top-k removal bundle: topk_drop_k{k} and brittleness rows"),
+    ("{experiment}/removal/removal.png", "top-k removal curves and brittleness"),
+    ("{experiment}/tuning.json", "tuning sensitivity: one row per (method, option) of the `tuning:` grid"),
+    ("{experiment}/tuning.png", "LDS vs each option's value, with 95% CIs"),
+    ("{experiment}/pictures/", "diffusion: influence grids per query and samples by seed"),
+    ("logs/{experiment}/{job}.log", "an experiment's job logs ({job}: the rule and its wildcards, e.g. train_seed0)"),
+    ("logs/{job}.log", "logs of jobs of no one experiment (the leaderboard)"),
+    ("leaderboard.{csv,md,html,png}", "the board"),
+    ("leaderboard_metric_agreement.png", "do the metrics rank the methods alike"),
+    (".tracking.json",
+     "the run's `tracking` block (W&B settings), written before the first job; jobs read it "
+     "(tda_core/tracking.py); changing it reruns nothing"),
+    ("wandb/", "W&B runs (offline when no API key), written there by the wandb library: no layout path"),
+)
+
+README_BEGIN = "<!-- path table: rendered from tda_core/layout.py (RESULTS_FILES) by `python -m tda_core.layout` -->"
+README_END = "<!-- end of path table -->"
+
+
+def results_table(results_dir: str = "results", width: int = 112) -> str:
+    """RESULTS_FILES as results/README.md shows them: an indented block, one path per row, its
+    description wrapped beside it."""
+    paths = [f"{results_dir}/{pattern}" for pattern, _ in RESULTS_FILES]
+    column = 4 + max(map(len, paths)) + 2
+    lines = []
+    for path, (_, text) in zip(paths, RESULTS_FILES):
+        lines += textwrap.wrap(text, width, initial_indent=f"    {path}".ljust(column), subsequent_indent=" " * column,
+                               break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def readme_with_table(text: str) -> str:
+    """`text` (results/README.md) with the block between README_BEGIN and README_END replaced by
+    results_table()."""
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
+        raise ValueError(f"the README needs one line {README_BEGIN!r} and, below it, one line {README_END!r}")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    return f"{head}{README_BEGIN}\n\n{results_table()}\n\n{README_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tda_core.layout [--check] [README]: rewrite the path table of README (default
+    results/README.md); with --check, only say whether it is up to date (exit status 1 if not)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    paths = [a for a in args if a != "--check"]
+    if len(paths) > 1 or any(a.startswith("-") for a in paths):
+        print("usage: python -m tda_core.layout [--check] [results/README.md]", file=sys.stderr)
+        return 2
+    readme = Path(paths[0] if paths else "results/README.md")
+    text = readme.read_text()
+    try:
+        new = readme_with_table(text)
+    except ValueError as e:
+        print(f"{readme}: {e}", file=sys.stderr)
+        return 1
+    if new == text:
+        return 0
+    if check:
+        print(f"{readme}: the path table differs from tda_core/layout.py's; run python -m tda_core.layout",
+              file=sys.stderr)
+        return 1
+    readme.write_text(new)
+    print(f"{readme}: path table rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,12 @@ from .meta_eval import display_table as meta_display_table
 from .meta_eval import summary_line as meta_summary_line
 from .tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_table
 
+# the functions other modules call (the rest are the board's own parts)
+__all__ = [
+    "write_all", "load_bundles", "collect", "signal_table", "overview_table", "bar_plot", "format_p_columns",
+    "agreement_plot_path",
+]
+
 COLUMNS = ["experiment", "metric", "method", "variant", "models", "aliases", "status", "value", "ci_low", "ci_high",
            "rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "p_vs_best_adjusted", "reliability", "ceiling",
            "split_half_reliability", "wall_time_s", "peak_memory_mb", "note", "reason", "low_signal", "signal_reason",

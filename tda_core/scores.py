@@ -21,6 +21,10 @@ import numpy as np
 from .errors import ArtifactError
 from .layout import SEED_USAGES, ScoreFile, score_files
 
+__all__ = [
+    "Scores", "load_scores", "method_scores", "per_seed", "seed_rows", "structure",
+]
+
 
 @dataclass(frozen=True)
 class Scores:

@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from .config import block_defaults
-from .errors import ConfigError
-from .layout import TARGETS, score_stem  # noqa: F401 (re-exported: the layout names the score files)
+from .layout import TARGETS, check_target, score_stem  # noqa: F401 (re-exported: the layout names the score files)
 
 LOSS_TARGETS = ("val", "train_self")
 DEFAULT_SELF_EXAMPLES = block_defaults("mislabel")["max_examples"]  # train_self: K x N scores, cap K (schema)
@@ -41,11 +40,6 @@ def self_index(n_train: int, max_examples: int | None = DEFAULT_SELF_EXAMPLES, s
     if max_examples is None or max_examples >= n_train:
         return np.arange(n_train)
     return np.sort(np.random.default_rng([seed, 1009]).choice(n_train, size=max_examples, replace=False))
-
-
-def check_target(target: str) -> None:
-    if target not in TARGETS:
-        raise ConfigError(f"unknown attribution target '{target}'; known: {', '.join(TARGETS)}")
 
 
 def target_context(ctx, target: str, val: tuple[Any, Any] | None = None,

@@ -17,38 +17,98 @@ from tda_core.layout import ExperimentLayout, ResultsLayout, ScoreFile, score_fi
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _templates() -> dict[str, str]:
-    """Every path method of the layout, called with wildcards: its path template."""
-    e, b = ExperimentLayout("{results_dir}", "{exp}"), ResultsLayout("{results_dir}")
-    return {
-        "config": e.config, "masks": e.masks, "model": e.model("{r}"), "shard": e.shard("{k}"),
-        "fixed_shard": e.fixed_shard("{k}"), "groundtruth": e.groundtruth, "scores": e.score_file("{method}", "query", "{r}"),
-        "metrics": e.metrics, "pruning_run": e.pruning_run("{method}", "{variant}", "{p}"),
-        "pruning_random": e.pruning_random("{p}"), "pruning_full": e.pruning_full, "pruning_summary": e.pruning_summary,
-        "loo": e.loo_measurements, "loo_results": e.loo_results, "pictures": e.pictures + "/",
-        "log": e.log("{job}"), "tracking": b.tracking_settings, "curvature": e.curvature_cache("{method}") + "/",
-        "curvature_fit": e.curvature_dir("{fit}") + "/",
-        "tuning": e.tuning, "removal_run": e.removal_run("{method}", "{k}"), "removal_random": e.removal_random("{k}"),
-        "removal_full": e.removal_full, "removal_results": e.removal_results,
+class _Recorder:
+    """A layout whose attributes are recorded as they are read."""
+
+    def __init__(self, layout_):
+        self.layout, self.read = layout_, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self.layout, name)
+
+
+def _path_attributes(cls) -> set[str]:
+    """The public properties and methods of a layout class (each builds a path)."""
+    return {n for n, v in vars(cls).items() if not n.startswith("_") and (isinstance(v, property) or callable(v))}
+
+
+# Public layout attributes with no row of their own in layout.RESULTS_FILES: the experiment's folder
+# and the attribute job's output folder, the folders of rows that are listed.
+NOT_ROWS = {"root", "score_dir"}
+# Rows that no layout attribute builds: the wandb library writes its runs there (tda_core/tracking.py).
+NOT_BUILT = {"wandb/"}
+
+
+def test_results_files_rows_are_the_paths_the_layout_builds():
+    """Each row of layout.RESULTS_FILES (results/README.md's table) is the path of the layout attribute
+    that builds it, and every path attribute of the layout has its row: neither drifts from the other."""
+    e, b = _Recorder(ExperimentLayout("R", "{experiment}")), _Recorder(ResultsLayout("R"))
+    built = {
+        "{experiment}/config.json": e.config,
+        "{experiment}/groundtruth/masks.npy": e.masks,
+        "{experiment}/groundtruth/shard{k}.npz": e.shard("{k}"),
+        "{experiment}/groundtruth/fixed_shard{k}.npz": e.fixed_shard("{k}"),
+        "{experiment}/groundtruth/measurements.npz": e.groundtruth,
+        "{experiment}/models/seed{r}.pt": e.model("{r}"),
+        "{experiment}/scores/{method}/seed{r}.npy": e.score_file("{method}", "query", "{r}", ".npy"),
+        "{experiment}/scores/{method}/_cache/": e.curvature_cache("{method}") + "/",
+        "{experiment}/curvature/{fit}/": e.curvature_dir("{fit}") + "/",
+        "{experiment}/metrics.json": e.metrics,
+        "{experiment}/pruning/{method}/{variant}/p{p}.json": e.pruning_run("{method}", "{variant}", "{p}"),
+        "{experiment}/pruning/_random/p{p}.json": e.pruning_random("{p}"),
+        "{experiment}/pruning/_full.json": e.pruning_full,
+        "{experiment}/pruning/summary.json": e.pruning_summary,
+        "{experiment}/pruning/pruning.png": e.pruning_plot,
+        "{experiment}/loo/measurements.npz": e.loo_measurements,
+        "{experiment}/loo/results.json": e.loo_results,
+        "{experiment}/loo/loo.png": e.loo_plot,
+        "{experiment}/removal/methods/{method}/k{k}.json": e.removal_run("{method}", "{k}"),
+        "{experiment}/removal/baselines/random_k{k}.json": e.removal_random("{k}"),
+        "{experiment}/removal/baselines/full.json": e.removal_full,
+        "{experiment}/removal/results.json": e.removal_results,
+        "{experiment}/removal/removal.png": e.removal_plot,
+        "{experiment}/tuning.json": e.tuning,
+        "{experiment}/tuning.png": e.tuning_plot,
+        "{experiment}/pictures/": e.pictures + "/",
+        "logs/{experiment}/{job}.log": e.log("{job}"),
+        "logs/{job}.log": b.log("{job}"),
+        "leaderboard.{csv,md,html,png}": b.leaderboard("{csv,md,html,png}"),
+        "leaderboard_metric_agreement.png": b.metric_agreement_plot,
+        ".tracking.json": b.tracking_settings,
     }
+    rows = [pattern for pattern, _ in layout.RESULTS_FILES]
+    assert len(rows) == len(set(rows)), "a path listed twice"
+    assert set(rows) == set(built) | NOT_BUILT, (set(rows) ^ (set(built) | NOT_BUILT))
+    for pattern, path in built.items():
+        assert path == f"R/{pattern}", (pattern, path)
+    assert e.read | NOT_ROWS == _path_attributes(ExperimentLayout), _path_attributes(ExperimentLayout) - e.read
+    assert b.read == _path_attributes(ResultsLayout), _path_attributes(ResultsLayout) - b.read
+    assert all(text.strip() for _, text in layout.RESULTS_FILES)
 
 
-def test_layout_docstring_lists_what_the_code_builds():
-    doc = layout.__doc__
-    for name, template in _templates().items():
-        want = template.replace(".json", ".npy") if name == "scores" else template
-        assert want in doc, (name, template)
-    assert ResultsLayout("r").leaderboard("csv") == "r/leaderboard.csv"
+def test_results_readme_holds_the_rendered_table():
+    """results/README.md's path table is layout.results_table() (`python -m tda_core.layout` rewrites it)."""
+    text = (REPO / "results" / "README.md").read_text()
+    assert layout.readme_with_table(text) == text, "results/README.md is stale: run python -m tda_core.layout"
+    table = text.split(layout.README_BEGIN)[1].split(layout.README_END)[0]
+    listed = re.findall(r"^    results/(\S+)", table, flags=re.M)
+    assert listed == [pattern for pattern, _ in layout.RESULTS_FILES]
 
 
-def test_results_readme_paths_are_the_layouts():
-    """Each path results/README.md lists is one of tda_core/layout.py's (README: results/, {experiment})."""
-    doc = layout.__doc__
-    listed = re.findall(r"^\s+(results/\S+)", (REPO / "results" / "README.md").read_text(), flags=re.M)
-    assert len(listed) >= 8
-    for path in listed:
-        template = path.replace("results/", "{results_dir}/", 1).replace("{experiment}", "{exp}")
-        assert template in doc, f"results/README.md lists {path}, which tda_core/layout.py does not"
+def test_layout_main_rewrites_a_stale_table(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"prose\n{layout.README_BEGIN}\n    results/old.json  gone\n{layout.README_END}\nmore prose\n")
+    assert layout.main(["--check", str(readme)]) == 1 and "differs" in capsys.readouterr().err
+    assert layout.main([str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("prose\n") and text.endswith("more prose\n") and "old.json" not in text
+    assert layout.results_table() in text and layout.main(["--check", str(readme)]) == 0
+    readme.write_text("no markers\n")
+    assert layout.main(["--check", str(readme)]) == 1 and "needs one line" in capsys.readouterr().err
+    res = subprocess.run([sys.executable, "-m", "tda_core.layout", "--check"], cwd=REPO, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr
 
 
 def test_score_files_and_wildcards():
@@ -90,6 +150,31 @@ def test_dry_run_plans_exactly_the_files_the_layout_predicts(tmp_path):
             *(e.removal_run("grad_dot", k) for k in (4, 30)), *(e.removal_random(k) for k in (4, 30)),
             e.removal_full, e.removal_results, e.removal_plot}
     assert planned == want
+
+
+# -- stage numbers ---------------------------------------------------------------------------------
+# The tda_core/stages module of each rules file's jobs (its "Stage N" header names the same stage).
+STAGE_MODULES = {"data.smk": ["prepare"], "train.smk": ["train", "groundtruth"],
+                 "attribute.smk": ["attribute", "curvature"], "evaluate.smk": ["evaluate"], "report.smk": ["report"]}
+
+
+def test_stage_numbers_in_headers_are_the_readmes():
+    """The "Stage N" headers of rules/*.smk and tda_core/stages/*.py number the stages as README.md's list does."""
+    text = (REPO / "README.md").read_text()
+    listed = text.split("Stages (one `rules/*.smk` each")[1].split("\n\n")[1]
+    readme = {}
+    for number, item in re.findall(r"^(\d)\. (.*?)(?=^\d\. |\Z)", listed, flags=re.M | re.S):
+        readme |= {smk: int(number) for smk in re.findall(r"rules/(\w+\.smk)", item)}
+    assert set(STAGE_MODULES) <= set(readme), readme
+    headers = {}
+    for f in [*(REPO / "rules").glob("*.smk"), *(REPO / "tda_core" / "stages").glob("*.py")]:
+        m = re.match(r'(?:# |""")Stage (\d+)\b', f.read_text())
+        if m:
+            headers[f.name] = int(m.group(1))
+    want = {smk: readme[smk] for smk in STAGE_MODULES} | \
+        {f"{mod}.py": readme[smk] for smk, mods in STAGE_MODULES.items() for mod in mods}
+    assert {name: headers.get(name) for name in want} == want
+    assert set(headers) <= set(want), f"a Stage header the README list does not place: {set(headers) - set(want)}"
 
 
 # -- no import cycles ------------------------------------------------------------------------------

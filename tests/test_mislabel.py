@@ -12,7 +12,7 @@ from tda_core.api import load_experiment
 from tda_core.config import validate_config
 from tda_core.errors import ConfigError
 from tda_core.stages.attribute import attribute
-from tda_core.stages.evaluate import evaluate
+from tda_core.stages.evaluate import compute
 from tda_core.stages.train import train_full
 
 NONE = {"mode": "none"}
@@ -44,7 +44,7 @@ def test_self_influence_auc_well_above_chance(noisy_digits_mlp):
     aucs = {}
     for method in ("random", "grad_dot", "tracin"):
         out, _, _ = _self_scores(exp, method)
-        res = evaluate(exp, "mislabel_auc", method, out.parent, None, exp.root / f"{method}_auc.json", NONE)
+        res = compute(exp, "mislabel_auc", method, out.parent, None)  # evaluate_experiment's per-(method, metric) step
         assert res["status"] == "ok" and res["n_examples"] == 1000 and res["n_corrupted"] == 100
         aucs[method] = res
     # observed: tracin 0.995 [0.991, 0.998], grad_dot 0.985 [0.978, 0.991], random 0.48 [0.42, 0.54]

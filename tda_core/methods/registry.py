@@ -39,6 +39,12 @@ from ..layout import SAFE_NAME, SEED_USAGES  # score files are named by seed usa
 from . import options as O
 from .options import Option
 
+__all__ = [
+    "MethodEntry", "CurvatureUse", "ENTRY_POINT_GROUP", "PATHS_ENV", "SEED_USAGES", "SEP_OPTION", "SEP_VALUE",
+    "builtin_methods", "plugin_entry_points", "known_methods", "register_path", "resolve_method", "method_entry",
+    "split_variant", "curvature_fit", "get_method", "registry_attr", "registry_flag",
+]
+
 ENTRY_POINT_GROUP = "tda_bench.methods"
 PATHS_ENV = "TDA_METHOD_PATHS"  # JSON {name: "module:Class"} of inline methods (register_path)
 

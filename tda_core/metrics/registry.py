@@ -24,6 +24,12 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+__all__ = [
+    "MetricEntry", "METRICS", "PER_SEED", "PER_MODEL", "SEED_MEAN", "SEEDS", "AVERAGED", "CEILING", "SPLIT_HALF",
+    "NO_GATE", "metric_entry", "known_metrics", "get_metric", "metric_target", "metric_reference", "metric_targets",
+    "lower_is_better",
+]
+
 # How a method's scores become a metric's rows (tda_core.metrics.rows.canonical_variants)
 PER_SEED = "per_seed"      # one row per seed's scores (per-seed), plus fixed-seed and seed-averaged
 PER_MODEL = "per_model"    # as PER_SEED; a samples file: each sample against its own twin (randomization)

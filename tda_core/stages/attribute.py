@@ -1,4 +1,4 @@
-"""Stage 4: run one attribution method for one seed (or the seed ensemble); save scores + sidecar.
+"""Stage 3: run one attribution method for one seed (or the seed ensemble); save scores + sidecar.
 
 The workflow runs every seed and target of a (experiment, method) in one job (`attribute_method`):
 a job's fixed cost (importing torch and torch.func's lazy imports, starting W&B: ~7 s on a laptop)

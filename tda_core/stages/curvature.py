@@ -1,4 +1,4 @@
-"""Stage 4a: one shared curvature fit per (experiment, curvature options), before the attribute jobs.
+"""Stage 3: one shared curvature fit per (experiment, curvature options), before the attribute jobs.
 
 Every method that fits (E)K-FAC curvature (if_kfac, if_ekfac, if_ensemble, dtda_if, the SOURCE family)
 declares in its registry row which curvature it fits (kind, checkpoints: methods/registry.py CurvatureUse)

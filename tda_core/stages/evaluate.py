@@ -1,4 +1,4 @@
-"""Stage 5: score the methods' attributions with the metrics against the ground truth."""
+"""Stage 4: score the methods' attributions with the metrics against the ground truth."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,16 +55,6 @@ def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_pa
             inputs = row_inputs(metric, scores.metric_input(), pooled=scores.usage == "pooled",
                                 n_models=exp.cfg["seeds"])
     return (result, inputs) if with_inputs else result
-
-
-def evaluate(exp: Experiment, metric: str, method: str, score_dir, groundtruth_path, out, tracking: dict) -> dict:
-    """One metric, written to its own file (library use and single-metric checks)."""
-    result = compute(exp, metric, method, score_dir, groundtruth_path)
-    with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/{metric}/{method}",
-                     {"experiment": exp.name, "method": method, "metric": metric}) as run:
-        run.summary_update({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
-    io.write_json(out, result)
-    return result
 
 
 def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str], score_dirs: dict | None,

@@ -1,4 +1,4 @@
-"""Stage 3: merge subset shards and full-data measurements into one ground-truth file."""
+"""Stage 2: merge subset shards and full-data measurements into one ground-truth file."""
 from __future__ import annotations
 
 import numpy as np

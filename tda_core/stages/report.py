@@ -1,4 +1,4 @@
-"""Stage 6: the leaderboard job -- its inputs (given files, or whole results folders merged), the
+"""Stage 5: the leaderboard job -- its inputs (given files, or whole results folders merged), the
 rendered board (tda_core.leaderboard) and its W&B run."""
 from __future__ import annotations
 
