@@ -71,7 +71,7 @@ def _repack(archive: Path, members: dict[str, bytes], out: Path) -> Path:
 
 
 @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
-def test_export_then_merge_gives_the_board_of_the_folders(tmp_path, capsys, monkeypatch, suffix):
+def test_export_then_merge_gives_the_board_of_the_folders(tmp_path, capsys, suffix):
     a = _results(tmp_path / "machine-a", "e", {"m1": 0.3, "m2": 0.5})
     b = _results(tmp_path / "machine-b", "e", {"m3": 0.7})
     _results(b, "f", {"m1": 0.4})
@@ -93,14 +93,13 @@ def test_export_then_merge_gives_the_board_of_the_folders(tmp_path, capsys, monk
         data = (b / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
-    started = []
-    monkeypatch.setattr("tda_core.tracking.tracked_run", _recording_run(started))
-    rc, out, err = _merge(capsys, *archives, out=tmp_path / "from-archives")
-    assert rc == 0, err
     lb = tmp_path / "from-archives"
+    io.write_json(lb / ".tracking.json", RECORD)  # settings a workflow run could leave there: not for a merge
+    rc, out, err = _merge(capsys, *archives, out=lb)
+    assert rc == 0, err
     assert out.splitlines() == [f"wrote {lb}/leaderboard.{x}" for x in ("csv", "md", "html", "png")] + [
         f"wrote {lb}/leaderboard_metric_agreement.png"]  # where it wrote, not the board
-    assert started == [{"mode": "none"}]  # no W&B unless asked
+    assert _runs(lb) == []  # no tracking run (W&B or recorded) unless asked
     rc, _, err = _merge(capsys, a, b, out=tmp_path / "from-folders")
     assert rc == 0, err
     from_archives = pd.read_csv(lb / "leaderboard.csv")
@@ -111,31 +110,30 @@ def test_export_then_merge_gives_the_board_of_the_folders(tmp_path, capsys, monk
     assert rc == 0, err
 
 
-def _recording_run(started: list):
-    import contextlib
-
-    from tda_core import tracking
-
-    real = tracking.tracked_run
-
-    @contextlib.contextmanager
-    def record(settings, *args, **kwargs):
-        started.append(dict(settings))
-        with real(settings, *args, **kwargs) as run:
-            yield run
-
-    return record
+RECORD = {"mode": "record"}
 
 
-def test_merge_starts_wandb_only_when_tracking_asks(tmp_path, capsys, monkeypatch):
-    _results(tmp_path / "a", "e", {"m1": 0.3})
-    io.write_json(tmp_path / "lb" / ".tracking.json", {"mode": "offline"})  # what a workflow run would leave
-    started = []
-    monkeypatch.setattr("tda_core.tracking.tracked_run", _recording_run(started))
-    monkeypatch.setenv("WANDB_MODE", "disabled")  # whatever is asked, this test starts nothing
-    assert _merge(capsys, tmp_path / "a", out=tmp_path / "lb")[0] == 0
-    assert _merge(capsys, tmp_path / "a", out=tmp_path / "lb", tracking='{"mode": "offline"}')[0] == 0
-    assert started == [{"mode": "none"}, {"mode": "offline"}]
+def _runs(folder: Path) -> list[str]:
+    """The tracking runs started with `folder` as results_dir: recorded runs and W&B runs."""
+    return sorted(str(p.relative_to(folder)) for p in [*folder.glob("tracking/*/*.json"), *folder.glob("wandb/*run-*")])
+
+
+def test_merge_starts_a_tracking_run_only_when_tracking_asks(tmp_path, capsys):
+    _results(tmp_path / "a", "e", {"m1": 0.3, "m2": 0.5})
+    lb = tmp_path / "lb"
+    io.write_json(lb / ".tracking.json", RECORD)  # what a workflow run would leave: a merge does not read it
+    assert _merge(capsys, tmp_path / "a", out=lb)[0] == 0
+    assert _runs(lb) == []
+    rc, _, err = _merge(capsys, tmp_path / "a", out=lb, tracking=json.dumps(RECORD))
+    assert rc == 0, err
+    assert _runs(lb) == ["tracking/report/leaderboard.json"]  # one run, the board's
+    run = json.loads((lb / "tracking" / "report" / "leaderboard.json").read_text())
+    assert (run["group"], run["job_type"], run["name"], run["exit_code"]) == ("leaderboard", "report", "leaderboard", 0)
+    assert run["images"]["leaderboard_plot"] == str(lb / "leaderboard.png")
+    table = pd.DataFrame(run["tables"]["leaderboard"]["data"], columns=run["tables"]["leaderboard"]["columns"])
+    board = pd.read_csv(lb / "leaderboard.csv")
+    assert table.set_index("method")["value"].to_dict() == board.set_index("method")["value"].to_dict() == {
+        "m1": 0.3, "m2": 0.5}  # the board it wrote, the values of the bundle
 
 
 @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wandb_log
-from conftest import TINY_WORKFLOW_GROUP, planned_jobs
+from conftest import TINY_WORKFLOW_GROUP, copy_workflow_run, planned_jobs
 
 from tda_core.bundle import load_bundle
 
@@ -80,21 +80,65 @@ def test_tiny_workflow_runs_top_k_removal_into_the_leaderboard(tiny_run):
     assert "alt='removal.png'" in (res / "leaderboard.html").read_text()
 
 
-def test_wandb_offline_runs_hold_the_logged_metrics(tiny_run):
+def test_the_workflow_writes_wandb_offline_runs_per_job_type(tiny_run):
+    """tiny.yaml's mode offline: real W&B offline runs, one per job, grouped by experiment (their content is
+    checked through the `record` mode: test_recorded_runs_hold_the_evaluated_and_trained_numbers)."""
     res = tiny_run / "results"
     logs = glob.glob(str(res / "wandb" / "offline-run-*" / "run-*.wandb"))
-    infos = {f: wandb_log.run_info(f) for f in logs}
-    assert {i["job_type"] for i in infos.values()} >= {"train", "train_subsets", "attribute", "evaluate"}
-    assert all(i["group"] in ("tiny-mlp", "leaderboard") for i in infos.values())
-    results = json.loads((res / "tiny-mlp" / "metrics.json").read_text())["results"]
-    (metric,) = [r for r in results if r["method"] == "tracin" and r["variant"] == "per-seed"]
-    assert metric["metric"] == "lds"
-    (log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/evaluate"]
-    summary = wandb_log.summary(log)
-    assert summary["tracin/lds/per-seed/value"] == pytest.approx(metric["value"])
-    assert summary["tracin/lds/per-seed/ci_low"] == pytest.approx(metric["ci_low"])
-    (train_log,) = [f for f, i in infos.items() if i["name"] == "tiny-mlp/train/seed0"]
-    assert 0.0 < wandb_log.summary(train_log)["test_accuracy"] <= 1.0
+    infos = [wandb_log.run_info(f) for f in logs]
+    assert {i["job_type"] for i in infos} >= {"train", "train_subsets", "attribute", "evaluate"}
+    assert all(i["group"] in ("tiny-mlp", "leaderboard") for i in infos)
+    assert {i["project"] for i in infos} == {"tda-bench-tiny"}
+    names = [i["name"] for i in infos]
+    assert names.count("tiny-mlp/evaluate") == 1 and names.count("tiny-mlp/train/seed0") == 1
+    assert not (res / "tracking").exists()  # no recorded run in mode offline
+
+
+def test_recorded_runs_hold_the_evaluated_and_trained_numbers(tiny_run, tmp_path, monkeypatch):
+    """`tda evaluate` and `tda train` with --tracking mode record on a copy of the workflow's run: the runs
+    hold the numbers of the workflow's own metrics.json and a test accuracy recomputed from the model."""
+    import torch
+
+    from tda_core.api import Experiment
+    from tda_core.cli import main
+
+    work = copy_workflow_run(tiny_run, tmp_path / "work")
+    monkeypatch.chdir(work)  # the experiment's results_dir is relative: results/
+    exp_config = "results/tiny-mlp/config.json"
+    record = json.dumps({"mode": "record", "project": "tda-bench-tiny"})
+    truth = json.loads((tiny_run / "results" / "tiny-mlp" / "metrics.json").read_text())  # the workflow's job
+    assert main(["evaluate", "--exp-config", exp_config, "--metric", "lds", "--method", "random", "grad_dot",
+                 "tracin", "--groundtruth", "results/tiny-mlp/groundtruth/measurements.npz",
+                 "--out", str(tmp_path / "metrics.json"), "--tracking", record]) == 0
+    run = json.loads((work / "results/tracking/evaluate/tiny-mlp%2Fevaluate.json").read_text())
+    assert (run["project"], run["group"], run["job_type"], run["name"], run["exit_code"]) == (
+        "tda-bench-tiny", "tiny-mlp", "evaluate", "tiny-mlp/evaluate", 0)
+    assert run["config"] == {"experiment": "tiny-mlp", "methods": ["random", "grad_dot", "tracin"], "metrics": ["lds"]}
+    (metric,) = [r for r in truth["results"] if r["method"] == "tracin" and r["variant"] == "per-seed"]
+    assert metric["metric"] == "lds" and metric["status"] == "ok"
+    for key in ("value", "ci_low", "ci_high", "ceiling"):
+        assert run["summary"][f"tracin/lds/per-seed/{key}"] == pytest.approx(metric[key], rel=1e-9, abs=1e-12)
+    table = pd.DataFrame(run["tables"]["evaluation"]["data"], columns=run["tables"]["evaluation"]["columns"])
+    ok = [r for r in truth["results"] if r["status"] == "ok"]
+    assert len(table) == len(truth["results"]) and len(ok) >= 6  # every row of the workflow's bundle
+    for r in ok:
+        (row,) = table[(table.method == r["method"]) & (table.variant == r["variant"])].to_dict("records")
+        assert row["value"] == pytest.approx(r["value"], rel=1e-9, abs=1e-12), (r["method"], r["variant"])
+
+    assert main(["train", "--exp-config", exp_config, "--seed", "0", "--out", str(tmp_path / "seed0.pt"),
+                 "--tracking", record]) == 0
+    run = json.loads((work / "results/tracking/train/tiny-mlp%2Ftrain%2Fseed0.json").read_text())
+    assert run["exit_code"] == 0 and run["config"] == json.loads((work / exp_config).read_text())
+    accuracy = run["summary"]["test_accuracy"]
+    assert accuracy == pytest.approx(truth["model_fit"]["test_accuracy_per_seed"][0], abs=1e-12)  # the workflow's
+    exp = Experiment(json.loads((work / exp_config).read_text()))
+    params = torch.load(tmp_path / "seed0.pt", weights_only=False)["checkpoints"][-1]["params"]
+    with torch.no_grad():
+        logits = torch.func.functional_call(exp.build_model(0), params, (exp.splits.test_x,))
+    assert accuracy == pytest.approx(float((logits.argmax(-1) == exp.splits.test_y).float().mean()), abs=1e-12)
+    assert 0.2 < accuracy <= 1.0  # ten classes: above chance
+    copied, workflow = ({p.name for p in (r / "results" / "wandb").glob("offline-run-*")} for r in (work, tiny_run))
+    assert copied == workflow  # mode record started no W&B run
 
 
 def test_rerun_is_a_no_op_and_a_fresh_run_is_bit_identical(repo, tiny_run, tmp_path):
