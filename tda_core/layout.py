@@ -95,6 +95,10 @@ class ResultsLayout:
     def tracking_settings(self) -> str:
         return f"{self.results_dir}/.tracking.json"
 
+    def tracking_record(self, job_type: str, name: str) -> str:
+        """tracking mode record: one run's JSON file (job_type and name already file-safe: tda_core.tracking)."""
+        return f"{self.results_dir}/tracking/{job_type}/{name}.json"
+
     def log(self, job: str, exp: str | None = None) -> str:
         return f"{self.results_dir}/logs/{job}.log" if exp is None else f"{self.results_dir}/logs/{exp}/{job}.log"
 
@@ -298,6 +302,8 @@ RESULTS_FILES: tuple[tuple[str, str], ...] = (
     (".tracking.json",
      "the run's `tracking` block (W&B settings), written before the first job; jobs read it "
      "(tda_core/tracking.py); changing it reruns nothing"),
+    ("tracking/{job_type}/{name}.json",
+     "tracking mode record (no W&B): one JSON file per run, written at its end (tda_core/tracking.py)"),
     ("wandb/", "W&B runs (offline when no API key), written there by the wandb library: no layout path"),
 )
 

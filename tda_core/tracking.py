@@ -136,7 +136,7 @@ def _safe_name(name: str) -> str:
 
 def record_path(results_dir: str | os.PathLike, job_type: str, name: str) -> Path:
     """Where mode record writes the run `name` of `job_type`: {results_dir}/tracking/{job_type}/{name}.json."""
-    return Path(results_dir) / "tracking" / _safe_name(job_type) / f"{_safe_name(name)}.json"
+    return Path(ResultsLayout(str(results_dir)).tracking_record(_safe_name(job_type), _safe_name(name)))
 
 
 def settings_path(results_dir: str | os.PathLike) -> Path:

@@ -76,6 +76,7 @@ def test_results_files_rows_are_the_paths_the_layout_builds():
         "leaderboard.{csv,md,html,png}": b.leaderboard("{csv,md,html,png}"),
         "leaderboard_metric_agreement.png": b.metric_agreement_plot,
         ".tracking.json": b.tracking_settings,
+        "tracking/{job_type}/{name}.json": b.tracking_record("{job_type}", "{name}"),
     }
     rows = [pattern for pattern, _ in layout.RESULTS_FILES]
     assert len(rows) == len(set(rows)), "a path listed twice"
