@@ -5,6 +5,7 @@ from tda_core.metrics.registry import metric_targets
 from tda_core.methods.registry import curvature_fit
 from tda_core.pruning import percent_tag, retrain_seeds, variant_token
 from tda_core import layout
+from tda_core.spec import has_fixed_track
 
 
 BOARD = layout.ResultsLayout(R)  # the leaderboard's files
@@ -204,7 +205,7 @@ def fixed_shards(exp):
     from tda_core.config import n_shards
 
     gt = EXPERIMENTS[exp]["groundtruth"]
-    if gt.get("track", "distributional") not in ("fixed_seed", "both"):
+    if not has_fixed_track(EXPERIMENTS[exp]):
         return []
     return [L(exp).fixed_shard(k) for k in range(n_shards(gt))]
 

@@ -11,19 +11,17 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .spec import GLOBAL_KEYS, JOB_LOCAL, UNHASHED, has_fixed_track
 from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
 # Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
-# Keys that change no trained model or ground-truth number: excluded from the experiment hash, so
-# adding a method or renaming the results folder never invalidates trained models.
-_UNHASHED = ("tracking", "results_dir", "threads", "name", "data_dir", "download", "chunk_size",
-             "methods", "method_options", "metrics", "config_hash", "pruning", "loo", "mislabel", "pictures",
-             "tuning", "removal")
-# Keys that jobs receive on their own command line instead of through results/{exp}/config.json,
-# so that changing them reruns only the jobs that use them.
-JOB_LOCAL_KEYS = ("tracking", "methods", "method_options", "metrics", "pruning", "loo", "mislabel", "pictures",
-                  "tuning", "removal")
+# Keys that change no trained model or ground-truth number (excluded from the experiment hash, so adding a
+# method or renaming the results folder never invalidates trained models), and keys that jobs receive on
+# their own command line instead of through results/{exp}/config.json (changing them reruns only the jobs
+# that use them): both read off the one row per key of tda_core/spec.py.
+_UNHASHED = UNHASHED
+JOB_LOCAL_KEYS = JOB_LOCAL
 
 
 @functools.cache
@@ -158,8 +156,7 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
                 raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
                                   "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
     _check_language_model(name, exp)
-    if "lds_fixed_seed" in exp["metrics"] and exp.get("groundtruth", {}).get("track", "distributional") not in (
-            "fixed_seed", "both"):
+    if "lds_fixed_seed" in exp["metrics"] and not has_fixed_track(exp):
         raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
     _check_distributional(name, exp)
     if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
@@ -271,13 +268,12 @@ def resolve_experiment(config: dict, name: str) -> dict:
     if name not in config["experiments"]:
         raise ConfigError(f"unknown experiment '{name}'; known: {', '.join(sorted(config['experiments']))}")
     exp = copy.deepcopy(config["experiments"][name])
-    for key in ("results_dir", "data_dir", "download", "device", "precision", "threads", "tracking"):
+    for key in GLOBAL_KEYS:
         exp[key] = copy.deepcopy(config[key])
     exp["name"] = name
     from .data.sources import FILE_SOURCES, data_fingerprint  # numpy only (tda_core.data loads torch lazily)
 
     if exp["dataset"]["name"] in FILE_SOURCES:
-
         exp["data_sha256"] = data_fingerprint(exp["dataset"], exp["data_dir"])  # the content enters the hash
     exp["config_hash"] = config_hash(exp)
     return exp

@@ -26,6 +26,7 @@ shards trained under an older protocol rerun, and gather refuses shards whose re
 from __future__ import annotations
 
 from .errors import ConfigError
+from .spec import has_fixed_track
 
 GROUNDTRUTH_SEED_BASE = 1_000_000
 # 1: subset seeds 0..K-1 (shared with the scoring models); 2: GROUNDTRUTH_SEED_BASE + 0..K-1 (disjoint)
@@ -73,7 +74,7 @@ def allocate(exp: dict) -> dict[str, list[int]]:
     """{role: seeds} of an experiment (roles it does not have are left out)."""
     gt = exp.get("groundtruth") or {}
     out = {"scoring": scoring_seeds(exp), "groundtruth": groundtruth_seeds(exp)}
-    if gt.get("track", "distributional") in ("fixed_seed", "both"):
+    if has_fixed_track(exp):
         out["groundtruth_fixed"] = fixed_track_seeds(exp)
     if exp.get("pruning"):
         out["pruning_retrain"] = pruning_retrain_seeds(exp)
