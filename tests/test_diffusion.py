@@ -144,7 +144,7 @@ def test_fisher_targets_reproduce_the_gauss_newton_matrix():
     assert targets.shape == (n_mc, 3, 1, 8, 8)
     G = per_example_grads(model, params, task.loss, xs, targets).double()  # loss(aux=None) at given targets
     torch.manual_seed(1)
-    inputs = task._fixed_inputs(x)
+    inputs = task.network_inputs(x)
     kd = 3 * 64
     for _ in range(3):
         v = {k: torch.randn_like(p) for k, p in params.items()}
@@ -173,7 +173,7 @@ def test_ekfac_influence_on_the_unet_head_matches_reweighted_retraining():
         p = {**params, head[0]: phi[:-1].reshape(params[head[0]].shape), head[1]: phi[-1:]}
         return functional_call(model, p, (inputs,)).reshape(len(inputs), -1)
 
-    train_in, query_in = task._fixed_inputs(x), task._fixed_inputs(xq)
+    train_in, query_in = task.network_inputs(x), task.network_inputs(xq)
     zero = torch.zeros(n_head, dtype=torch.float64)
     c = outputs(zero, train_in)  # [N K, D] output at phi = 0
     A = torch.stack([outputs(e, train_in) - c for e in torch.eye(n_head, dtype=torch.float64)], -1)  # [N K, D, h]

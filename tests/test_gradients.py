@@ -1,5 +1,7 @@
 """Per-example gradients (torch.func) against a per-example autograd loop, and first-order methods
 against the actual effect of a small gradient step (finite differences of training)."""
+import dataclasses
+
 import numpy as np
 import torch
 from conftest import tiny_config
@@ -52,8 +54,9 @@ def test_grad_dot_predicts_the_effect_of_one_small_step(tmp_path):
     exp = load_experiment(cfg, "tiny")
     model = exp.build_model(0)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    ctx = build_context(exp, [0])
-    ctx._trajectories[0] = Trajectory(0, (Checkpoint(0, params),), optimizer=None)  # theta = the init
+    # theta = the init: the context's trajectory loader replaced (its public field), no cache poked
+    ctx = dataclasses.replace(build_context(exp, [0]), _trajectories={},
+                              load_trajectory=lambda seed: Trajectory(seed, (Checkpoint(0, params),), optimizer=None))
     scores = GradDot().score(ctx)  # [Q, N]
     s = exp.splits
     lr, i = 1e-4, 5
