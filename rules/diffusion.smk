@@ -9,7 +9,7 @@ rule diffusion_pictures:
         models=lambda w: model_files(w.exp),
         scores=lambda w: score_dirs(w.exp),
     output:
-        report(directory(L("{exp}").pictures), patterns=["{name}.png"], category="Diffusion",
+        report(directory(L("{exp}").pictures), patterns=["{name}.png"], caption="../workflow/report/pictures.rst", category="Diffusion",
                labels={"experiment": "{exp}", "figure": "{name}"}),
     params:
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),

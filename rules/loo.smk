@@ -32,7 +32,7 @@ rule loo_evaluate:
         scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
     output:
         results=L("{exp}").loo_results,
-        plot=report(L("{exp}").loo_plot, category="Leave-one-out",
+        plot=report(L("{exp}").loo_plot, caption="../workflow/report/loo.rst", category="Leave-one-out",
                     labels={"experiment": "{exp}", "figure": "predicted vs actual LOO shift"}),
     params:
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),

@@ -86,7 +86,7 @@ rule prune_summary:
         runs=lambda w: pruning_runs(w.exp),
     output:
         json=L("{exp}").pruning_summary,
-        png=report(L("{exp}").pruning_plot, category="Pruning",
+        png=report(L("{exp}").pruning_plot, caption="../workflow/report/pruning.rst", category="Pruning",
                    labels={"experiment": "{exp}", "figure": "pruning curve"}),
     log:
         L("{exp}").log("prune_summary"),

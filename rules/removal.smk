@@ -84,7 +84,7 @@ rule removal_summary:
         runs=lambda w: removal_runs(w.exp),
     output:
         results=L("{exp}").removal_results,
-        png=report(L("{exp}").removal_plot, category="Top-k removal",
+        png=report(L("{exp}").removal_plot, caption="../workflow/report/removal.rst", category="Top-k removal",
                    labels={"experiment": "{exp}", "figure": "top-k removal curve and brittleness"}),
     log:
         L("{exp}").log("removal_summary"),

@@ -8,12 +8,12 @@ rule leaderboard:
         tuning=tuning_files(),
         images=pruning_plots() + loo_plots() + tuning_plots() + removal_plots() + diffusion_picture_dirs(),
     output:
-        csv=report(BOARD.leaderboard("csv"), category="Leaderboard", labels={"table": "csv"}),
+        csv=report(BOARD.leaderboard("csv"), caption="../workflow/report/leaderboard_csv.rst", category="Leaderboard", labels={"table": "csv"}),
         md=BOARD.leaderboard("md"),
-        png=report(BOARD.leaderboard("png"), category="Leaderboard", labels={"figure": "LDS by method"}),
-        agreement=report(BOARD.metric_agreement_plot, category="Leaderboard",
+        png=report(BOARD.leaderboard("png"), caption="../workflow/report/leaderboard_png.rst", category="Leaderboard", labels={"figure": "LDS by method"}),
+        agreement=report(BOARD.metric_agreement_plot, caption="../workflow/report/metric_agreement.rst", category="Leaderboard",
                          labels={"figure": "do the metrics agree"}),
-        html=report(BOARD.leaderboard("html"), category="Leaderboard", labels={"table": "html"}),
+        html=report(BOARD.leaderboard("html"), caption="../workflow/report/leaderboard_html.rst", category="Leaderboard", labels={"table": "html"}),
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv) or ".",
     log:
