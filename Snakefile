@@ -40,7 +40,7 @@ if not workflow.overwrite_configfiles:
 # re-read this file (cluster executors) skip the model build.
 try:
     validate_config(config)
-    R = config["results_dir"]
+    RESULTS_DIR = config["results_dir"]
     EXPERIMENTS = {name: resolve_experiment(config, name) for name in experiments_to_run(config)}
     _model_checks = [check_plan(e, build_model=False) for e in EXPERIMENTS.values()]
     if workflow.is_main_process:
@@ -52,7 +52,7 @@ except TdaError as e:
 onstart:
     # Before any job starts (on the submitting host under SLURM; a file under results_dir reaches the
     # nodes). Not on dry runs, nor with --no-hooks: jobs then use the file an earlier run left.
-    write_tracking_settings(R, config["tracking"])
+    write_tracking_settings(RESULTS_DIR, config["tracking"])
     # one W&B service for every local job (they inherit WANDB_SERVICE): saves each job starting its own
     if workflow.local_exec:
         share_tracking_service(config["tracking"])

@@ -13,14 +13,14 @@
 
 rule fit_curvature:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         models=lambda w: model_files(w.exp),
     output:
-        directory(L("{exp}").curvature_dir("{curvature}")),
+        directory(exp_paths("{exp}").curvature_dir("{curvature}")),
     params:
         fit=curvature_fit_spec,
     log:
-        L("{exp}").log("fit_curvature_{curvature}"),
+        exp_paths("{exp}").log("fit_curvature_{curvature}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -34,18 +34,18 @@ rule fit_curvature:
 
 rule attribute:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         models=lambda w: model_files(w.exp),
         curvature=curvature_inputs,
     output:
-        directory(L("{exp}").score_dir("{method}")),
+        directory(exp_paths("{exp}").score_dir("{method}")),
     params:
         seeds=lambda w: " ".join(map(str, score_seeds(w.exp, w.method))),
         targets=lambda w: " ".join(score_targets(w.exp, w.method)),
         options=lambda w: json.dumps(method_options(EXPERIMENTS[w.exp], w.method), sort_keys=True),
         self_examples=lambda w: experiment_block(EXPERIMENTS[w.exp], "mislabel")["max_examples"],
     log:
-        L("{exp}").log("attribute_{method}"),
+        exp_paths("{exp}").log("attribute_{method}"),
     conda:
         "../envs/tda.yaml"
     threads: 1

@@ -8,12 +8,12 @@ from tda_core import layout
 from tda_core.spec import has_fixed_track
 
 
-BOARD = layout.ResultsLayout(R)  # the leaderboard's files
+BOARD = layout.ResultsLayout(RESULTS_DIR)  # the leaderboard's files
 
 
-def L(exp):
+def exp_paths(exp):
     """Experiment `exp`'s artifact paths (tda_core/layout.py; exp may be the "{exp}" wildcard)."""
-    return layout.ExperimentLayout(R, exp)
+    return layout.ExperimentLayout(RESULTS_DIR, exp)
 
 
 def bank_url(exp):
@@ -36,7 +36,7 @@ def full_seeds(exp):
 
 
 def model_files(exp):
-    return [L(exp).model(s) for s in full_seeds(exp)]
+    return [exp_paths(exp).model(s) for s in full_seeds(exp)]
 
 
 def score_seeds(exp, method):
@@ -46,7 +46,7 @@ def score_seeds(exp, method):
 
 def score_dir(exp, method):
     """The attribute job's output folder: every seed and target of the method."""
-    return L(exp).score_dir(method)
+    return exp_paths(exp).score_dir(method)
 
 
 def score_dirs(exp):
@@ -91,7 +91,7 @@ def curvature_inputs(w):
     """The shared curvature fit the attribute job of (exp, method) reads: one folder, or none (it fits no
     curvature, or no other method reads its key: it fits its own)."""
     fit = method_curvature_fit(w.exp, w.method)
-    return [] if fit is None or fit["key"] not in curvature_fits(w.exp) else [L(w.exp).curvature_dir(fit["key"])]
+    return [] if fit is None or fit["key"] not in curvature_fits(w.exp) else [exp_paths(w.exp).curvature_dir(fit["key"])]
 
 
 def score_targets(exp, method):
@@ -137,20 +137,20 @@ def pruning_runs(exp):
     """One job file per (method, variant, p), per p for random removal, one for the full-data baseline;
     each holds the runs of every retrain seed."""
     cfg = pruning_cfg(exp)
-    runs = [L(exp).pruning_full]
+    runs = [exp_paths(exp).pruning_full]
     for p in map(percent_tag, cfg["percents"]):
         if cfg["random_baseline"]:
-            runs.append(L(exp).pruning_random(p))
-        runs += [L(exp).pruning_run(m, v, p) for m in cfg["methods"] for v in pruning_variants(exp, m)]
+            runs.append(exp_paths(exp).pruning_random(p))
+        runs += [exp_paths(exp).pruning_run(m, v, p) for m in cfg["methods"] for v in pruning_variants(exp, m)]
     return runs
 
 
 def pruning_summaries():
-    return [L(exp).pruning_summary for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+    return [exp_paths(exp).pruning_summary for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
 
 
 def pruning_plots():
-    return [L(exp).pruning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+    return [exp_paths(exp).pruning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
 
 
 def loo_experiments():
@@ -158,11 +158,11 @@ def loo_experiments():
 
 
 def loo_all_results():
-    return [L(exp).loo_results for exp in loo_experiments()]
+    return [exp_paths(exp).loo_results for exp in loo_experiments()]
 
 
 def loo_plots():
-    return [L(exp).loo_plot for exp in loo_experiments()]
+    return [exp_paths(exp).loo_plot for exp in loo_experiments()]
 
 
 def diffusion_experiments():
@@ -171,19 +171,19 @@ def diffusion_experiments():
 
 def diffusion_picture_dirs():
     """results/{exp}/pictures of every diffusion experiment (influence grids per query, samples)."""
-    return [L(exp).pictures for exp in diffusion_experiments()]
+    return [exp_paths(exp).pictures for exp in diffusion_experiments()]
 
 
 def all_metric_files():
     """One evaluation bundle (every metric of every method) per experiment."""
-    return [L(exp).metrics for exp in EXPERIMENTS]
+    return [exp_paths(exp).metrics for exp in EXPERIMENTS]
 
 
 def shards(exp):
     """The ground truth's shards (shard_size subsets each)."""
     from tda_core.config import n_shards
 
-    return [L(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
+    return [exp_paths(exp).shard(k) for k in range(n_shards(EXPERIMENTS[exp]["groundtruth"]))]
 
 
 def loo_seed_args(exp):
@@ -207,7 +207,7 @@ def fixed_shards(exp):
     gt = EXPERIMENTS[exp]["groundtruth"]
     if not has_fixed_track(EXPERIMENTS[exp]):
         return []
-    return [L(exp).fixed_shard(k) for k in range(n_shards(gt))]
+    return [exp_paths(exp).fixed_shard(k) for k in range(n_shards(gt))]
 
 
 def tuning_grid(exp):
@@ -223,11 +223,11 @@ def tuning_score_folders(exp):
 
 
 def tuning_files():
-    return [L(exp).tuning for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+    return [exp_paths(exp).tuning for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
 
 
 def tuning_plots():
-    return [L(exp).tuning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
+    return [exp_paths(exp).tuning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
 
 
 def removal_cfg(exp):
@@ -258,15 +258,15 @@ def removal_runs(exp):
     baseline is the summary's own input."""
     cfg = removal_cfg(exp)
     tags = [f"{k:g}" for k in cfg["ks"]]
-    runs = [L(exp).removal_run(m, k) for m in cfg["methods"] for k in tags]
+    runs = [exp_paths(exp).removal_run(m, k) for m in cfg["methods"] for k in tags]
     if cfg["random_baseline"]:
-        runs += [L(exp).removal_random(k) for k in tags]
+        runs += [exp_paths(exp).removal_random(k) for k in tags]
     return runs
 
 
 def removal_bundles():
-    return [L(exp).removal_results for exp in removal_experiments()]
+    return [exp_paths(exp).removal_results for exp in removal_experiments()]
 
 
 def removal_plots():
-    return [L(exp).removal_plot for exp in removal_experiments()]
+    return [exp_paths(exp).removal_plot for exp in removal_experiments()]

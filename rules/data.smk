@@ -3,12 +3,12 @@
 
 rule prepare:
     output:
-        config=L("{exp}").config,
-        masks=L("{exp}").masks,
+        config=exp_paths("{exp}").config,
+        masks=exp_paths("{exp}").masks,
     params:
         experiment=lambda w: json.dumps(shared_experiment_config(EXPERIMENTS[w.exp]), sort_keys=True),
     log:
-        L("{exp}").log("prepare"),
+        exp_paths("{exp}").log("prepare"),
     conda:
         "../envs/tda.yaml"
     resources:

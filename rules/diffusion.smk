@@ -5,17 +5,17 @@
 
 rule diffusion_pictures:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         models=lambda w: model_files(w.exp),
         scores=lambda w: score_dirs(w.exp),
     output:
-        report(directory(L("{exp}").pictures), patterns=["{name}.png"], caption="../workflow/report/pictures.rst", category="Diffusion",
+        report(directory(exp_paths("{exp}").pictures), patterns=["{name}.png"], caption="../workflow/report/pictures.rst", category="Diffusion",
                labels={"experiment": "{exp}", "figure": "{name}"}),
     params:
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
         pictures=lambda w: json.dumps(EXPERIMENTS[w.exp].get("pictures") or {}, sort_keys=True),
     log:
-        L("{exp}").log("diffusion_pictures"),
+        exp_paths("{exp}").log("diffusion_pictures"),
     conda:
         "../envs/tda.yaml"
     threads: 1

@@ -5,17 +5,17 @@
 
 rule evaluate:
     input:
-        config=L("{exp}").config,
-        groundtruth=L("{exp}").groundtruth,
+        config=exp_paths("{exp}").config,
+        groundtruth=exp_paths("{exp}").groundtruth,
         scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
         models=lambda w: model_files(w.exp),  # their meta: test accuracy / loss (the bundle's model_fit)
     output:
-        L("{exp}").metrics,
+        exp_paths("{exp}").metrics,
     params:
         metrics=lambda w: " ".join(EXPERIMENTS[w.exp]["metrics"]),
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
     log:
-        L("{exp}").log("evaluate"),
+        exp_paths("{exp}").log("evaluate"),
     conda:
         "../envs/tda.yaml"
     resources:

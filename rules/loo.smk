@@ -5,15 +5,15 @@
 
 rule loo_train:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").loo_measurements,
+        exp_paths("{exp}").loo_measurements,
     params:
         options=lambda w: json.dumps(EXPERIMENTS[w.exp]["loo"], sort_keys=True),
         # a rerun trigger only (not passed to tda): a study retrained under an older seed protocol reruns
         seeds=lambda w: loo_seed_args(w.exp),
     log:
-        L("{exp}").log("loo_train"),
+        exp_paths("{exp}").log("loo_train"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -27,17 +27,17 @@ rule loo_train:
 
 rule loo_evaluate:
     input:
-        config=L("{exp}").config,
-        loo=L("{exp}").loo_measurements,
+        config=exp_paths("{exp}").config,
+        loo=exp_paths("{exp}").loo_measurements,
         scores=lambda w: score_dirs(w.exp),  # in the order of params.methods
     output:
-        results=L("{exp}").loo_results,
-        plot=report(L("{exp}").loo_plot, caption="../workflow/report/loo.rst", category="Leave-one-out",
+        results=exp_paths("{exp}").loo_results,
+        plot=report(exp_paths("{exp}").loo_plot, caption="../workflow/report/loo.rst", category="Leave-one-out",
                     labels={"experiment": "{exp}", "figure": "predicted vs actual LOO shift"}),
     params:
         methods=lambda w: " ".join(EXPERIMENTS[w.exp]["methods"]),
     log:
-        L("{exp}").log("loo_evaluate"),
+        exp_paths("{exp}").log("loo_evaluate"),
     conda:
         "../envs/tda.yaml"
     resources:

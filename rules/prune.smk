@@ -11,10 +11,10 @@
 
 rule prune_retrain:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         scores=lambda w: score_dir(w.exp, w.method),
     output:
-        L("{exp}").pruning_run("{method}", "{variant}", "{p}"),
+        exp_paths("{exp}").pruning_run("{method}", "{variant}", "{p}"),
     wildcard_constraints:
         variant="fixed|dtda|fixed-balanced|dtda-balanced",
         p=r"[0-9]+(\.[0-9]+)?",
@@ -22,7 +22,7 @@ rule prune_retrain:
         seeds=pruning_seed_args,
         ensemble=pruning_ensemble_size,
     log:
-        L("{exp}").log("prune_{method}_{variant}_p{p}"),
+        exp_paths("{exp}").log("prune_{method}_{variant}_p{p}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -38,16 +38,16 @@ rule prune_retrain:
 
 rule prune_random:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").pruning_random("{p}"),
+        exp_paths("{exp}").pruning_random("{p}"),
     wildcard_constraints:
         p=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=pruning_seed_args,
         ensemble=pruning_ensemble_size,
     log:
-        L("{exp}").log("prune_random_p{p}"),
+        exp_paths("{exp}").log("prune_random_p{p}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -61,14 +61,14 @@ rule prune_random:
 
 rule prune_full:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").pruning_full,
+        exp_paths("{exp}").pruning_full,
     params:
         seeds=pruning_seed_args,
         ensemble=pruning_ensemble_size,
     log:
-        L("{exp}").log("prune_full"),
+        exp_paths("{exp}").log("prune_full"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -82,14 +82,14 @@ rule prune_full:
 
 rule prune_summary:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         runs=lambda w: pruning_runs(w.exp),
     output:
-        json=L("{exp}").pruning_summary,
-        png=report(L("{exp}").pruning_plot, caption="../workflow/report/pruning.rst", category="Pruning",
+        json=exp_paths("{exp}").pruning_summary,
+        png=report(exp_paths("{exp}").pruning_plot, caption="../workflow/report/pruning.rst", category="Pruning",
                    labels={"experiment": "{exp}", "figure": "pruning curve"}),
     log:
-        L("{exp}").log("prune_summary"),
+        exp_paths("{exp}").log("prune_summary"),
     conda:
         "../envs/tda.yaml"
     localrule: True

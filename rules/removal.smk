@@ -10,17 +10,17 @@
 
 rule removal_retrain:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
         scores=lambda w: score_dir(w.exp, w.method),
     output:
-        L("{exp}").removal_run("{method}", "{k}"),
+        exp_paths("{exp}").removal_run("{method}", "{k}"),
     wildcard_constraints:
         k=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=removal_seed_args,
         options=removal_options,
     log:
-        L("{exp}").log("removal_{method}_k{k}"),
+        exp_paths("{exp}").log("removal_{method}_k{k}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -35,16 +35,16 @@ rule removal_retrain:
 
 rule removal_random:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").removal_random("{k}"),
+        exp_paths("{exp}").removal_random("{k}"),
     wildcard_constraints:
         k=r"[0-9]+(\.[0-9]+)?",
     params:
         seeds=removal_seed_args,
         options=removal_options,
     log:
-        L("{exp}").log("removal_random_k{k}"),
+        exp_paths("{exp}").log("removal_random_k{k}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -58,14 +58,14 @@ rule removal_random:
 
 rule removal_full:
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").removal_full,
+        exp_paths("{exp}").removal_full,
     params:
         seeds=removal_seed_args,
         options=removal_options,
     log:
-        L("{exp}").log("removal_full"),
+        exp_paths("{exp}").log("removal_full"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -79,15 +79,15 @@ rule removal_full:
 
 rule removal_summary:
     input:
-        config=L("{exp}").config,
-        full=L("{exp}").removal_full,
+        config=exp_paths("{exp}").config,
+        full=exp_paths("{exp}").removal_full,
         runs=lambda w: removal_runs(w.exp),
     output:
-        results=L("{exp}").removal_results,
-        png=report(L("{exp}").removal_plot, caption="../workflow/report/removal.rst", category="Top-k removal",
+        results=exp_paths("{exp}").removal_results,
+        png=report(exp_paths("{exp}").removal_plot, caption="../workflow/report/removal.rst", category="Top-k removal",
                    labels={"experiment": "{exp}", "figure": "top-k removal curve and brittleness"}),
     log:
-        L("{exp}").log("removal_summary"),
+        exp_paths("{exp}").log("removal_summary"),
     conda:
         "../envs/tda.yaml"
     localrule: True

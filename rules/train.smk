@@ -1,7 +1,7 @@
 # Stage 2: full-data models (R seeds, checkpoints) and the subset models of the ground truth
 # (M subsets x seeds_per_subset, trained shard by shard; only their query measurements are kept).
-# W&B tracking is no param here (nor in any rule): jobs read {R}/.tracking.json, see the Snakefile.
-# Paths: tda_core/layout.py (through L() of rules/common.smk).
+# W&B tracking is no param here (nor in any rule): jobs read {results_dir}/.tracking.json, see the Snakefile.
+# Paths: tda_core/layout.py (through exp_paths() of rules/common.smk).
 # An experiment with groundtruth.from imports these files from a ground-truth bank instead
 # (tda_core/gtbank.py): the train rules match only the experiments that train (TRAINED), the import
 # rules only those that import (IMPORTED), so each file has one producer and the rules downstream
@@ -12,11 +12,11 @@ rule train_full:
     wildcard_constraints:
         exp=TRAINED,
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").model("{seed}"),
+        exp_paths("{exp}").model("{seed}"),
     log:
-        L("{exp}").log("train_seed{seed}"),
+        exp_paths("{exp}").log("train_seed{seed}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -32,16 +32,16 @@ rule train_shard:
     wildcard_constraints:
         exp=TRAINED,
     input:
-        config=L("{exp}").config,
-        masks=L("{exp}").masks,
+        config=exp_paths("{exp}").config,
+        masks=exp_paths("{exp}").masks,
     output:
-        L("{exp}").shard("{shard}"),
+        exp_paths("{exp}").shard("{shard}"),
     params:
         # Not on the command line (the job derives them from the config): a rerun trigger, so shards
         # trained under another ground-truth seed protocol (tda_core/seeds.py) rerun.
         seeds=lambda w: groundtruth_seed_args(w.exp),
     log:
-        L("{exp}").log("shard{shard}"),
+        exp_paths("{exp}").log("shard{shard}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -59,12 +59,12 @@ rule train_fixed_shard:
     # groundtruth.track fixed_seed / both: each subset retrained from each full-data seed (same init and
     # batch order, removed examples zero-weighted).
     input:
-        config=L("{exp}").config,
-        masks=L("{exp}").masks,
+        config=exp_paths("{exp}").config,
+        masks=exp_paths("{exp}").masks,
     output:
-        L("{exp}").fixed_shard("{shard}"),
+        exp_paths("{exp}").fixed_shard("{shard}"),
     log:
-        L("{exp}").log("fixed_shard{shard}"),
+        exp_paths("{exp}").log("fixed_shard{shard}"),
     conda:
         "../envs/tda.yaml"
     threads: 1
@@ -80,15 +80,15 @@ rule gather_groundtruth:
     wildcard_constraints:
         exp=TRAINED,
     input:
-        config=L("{exp}").config,
-        masks=L("{exp}").masks,
+        config=exp_paths("{exp}").config,
+        masks=exp_paths("{exp}").masks,
         shards=lambda w: shards(w.exp),
         models=lambda w: model_files(w.exp),
         fixed=lambda w: fixed_shards(w.exp),
     output:
-        L("{exp}").groundtruth,
+        exp_paths("{exp}").groundtruth,
     log:
-        L("{exp}").log("gather_groundtruth"),
+        exp_paths("{exp}").log("gather_groundtruth"),
     conda:
         "../envs/tda.yaml"
     resources:
@@ -104,14 +104,14 @@ rule import_model:
     wildcard_constraints:
         exp=IMPORTED,
     input:
-        config=L("{exp}").config,
+        config=exp_paths("{exp}").config,
     output:
-        L("{exp}").model("{seed}"),
+        exp_paths("{exp}").model("{seed}"),
     params:
         url=lambda w: bank_url(w.exp),
         member=lambda w: layout.model_member(w.seed),
     log:
-        L("{exp}").log("import_seed{seed}"),
+        exp_paths("{exp}").log("import_seed{seed}"),
     conda:
         "../envs/tda.yaml"
     resources:
@@ -127,15 +127,15 @@ rule import_groundtruth:
     wildcard_constraints:
         exp=IMPORTED,
     input:
-        config=L("{exp}").config,
-        masks=L("{exp}").masks,
+        config=exp_paths("{exp}").config,
+        masks=exp_paths("{exp}").masks,
     output:
-        L("{exp}").groundtruth,
+        exp_paths("{exp}").groundtruth,
     params:
         url=lambda w: bank_url(w.exp),
         member=layout.BANK_MEASUREMENTS,
     log:
-        L("{exp}").log("import_groundtruth"),
+        exp_paths("{exp}").log("import_groundtruth"),
     conda:
         "../envs/tda.yaml"
     resources:

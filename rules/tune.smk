@@ -6,16 +6,16 @@
 
 rule tune:
     input:
-        config=L("{exp}").config,
-        groundtruth=L("{exp}").groundtruth,
+        config=exp_paths("{exp}").config,
+        groundtruth=exp_paths("{exp}").groundtruth,
         scores=lambda w: [score_dir(w.exp, m) for m in tuning_score_folders(w.exp)],
     output:
-        json=L("{exp}").tuning,
-        png=L("{exp}").tuning_plot,
+        json=exp_paths("{exp}").tuning,
+        png=exp_paths("{exp}").tuning_plot,
     params:
         grid=lambda w: json.dumps(tuning_grid(w.exp), sort_keys=True),
     log:
-        L("{exp}").log("tune"),
+        exp_paths("{exp}").log("tune"),
     conda:
         "../envs/tda.yaml"
     resources:
