@@ -72,7 +72,6 @@ def loo_seeds(exp: dict) -> list[int]:
 
 def allocate(exp: dict) -> dict[str, list[int]]:
     """{role: seeds} of an experiment (roles it does not have are left out)."""
-    gt = exp.get("groundtruth") or {}
     out = {"scoring": scoring_seeds(exp), "groundtruth": groundtruth_seeds(exp)}
     if has_fixed_track(exp):
         out["groundtruth_fixed"] = fixed_track_seeds(exp)

@@ -7,7 +7,6 @@ from .. import io
 from ..api import Experiment
 from ..seeds import GROUNDTRUTH_PROTOCOL, fixed_track_seeds, groundtruth_seeds
 from ..tracking import tracked_run
-from ..spec import has_fixed_track
 from ..training import Run, full_data_steps, train_models
 from .common import CostMeter, accuracy, measure
 
@@ -123,11 +122,6 @@ def _train_and_measure(exp: Experiment, runs: list, n_subsets: int, tracking: di
             query = query.reshape(n_subsets, len(runs) // n_subsets, -1)
         run.summary_update({"models": len(runs), **cost.as_dict()})
     return results, query, cost
-
-
-def fixed_track(exp_cfg: dict) -> bool:
-    """groundtruth.track includes the fixed-seed track (fixed_seed or both): tda_core.spec.has_fixed_track."""
-    return has_fixed_track(exp_cfg)
 
 
 def train_fixed_shard(exp: Experiment, shard: int, masks_path, out, tracking: dict) -> None:
