@@ -204,3 +204,24 @@ def test_c_an_alias_counts_as_its_row_in_the_coverage(tmp_path):
     table = overview_table(collect([p1, p2]))
     assert table.loc["dtda_if (seed-averaged)", "ran on"] == "2 of 2"
     assert table.loc["dtda_if (seed-averaged)", "overview rank"] == "1"
+
+
+def test_the_page_is_typed_sections_with_stable_keys(tmp_path):
+    """write_all hands out board.Section objects in page order, each with a unique key that is not its title;
+    the legend is found by its key and carries the LEGEND lines, which both pages print."""
+    from tda_core.board import Section, section
+
+    rows = [_row("e1", "m1", "", 0.6, 1), _row("e1", "m2", "", 0.4, 2)]
+    page = []
+    out = tmp_path / "board"
+    write_all([_bundle(tmp_path / "e1.json", "e1", rows)], out / "l.csv", out / "l.md", out / "l.png",
+              out / "l.html", sections_out=page)
+    assert page and all(isinstance(s, Section) for s in page)
+    assert [s.order for s in page] == list(range(len(page)))
+    keys = [s.key for s in page]
+    assert len(keys) == len(set(keys)) and "overview" in keys and "metric/lds/e1" in keys
+    legend = section(page, "legend")
+    assert legend.order == 0 and legend.bullets == tuple(LEGEND) and legend.title != legend.key
+    assert section(page, "metric/lds/e1").table is not None and section(page, "no such key") is None
+    md = (out / "l.md").read_text()
+    assert all(f"- {line}" in md for line in LEGEND)

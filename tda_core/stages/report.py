@@ -1,5 +1,5 @@
 """Stage 5: the leaderboard job -- its inputs (given files, or whole results folders merged), the
-rendered board (tda_core.leaderboard) and its W&B run."""
+rendered board (tda_core.board) and its W&B run."""
 from __future__ import annotations
 
 import contextlib
@@ -132,7 +132,7 @@ def leaderboard(metrics: list, pruning: list, images: list, merge_dirs: list, ou
 
 
 def _leaderboard(metrics, pruning, images, merge_dirs, out_dir, tracking, tuning) -> list[str]:
-    from ..leaderboard import agreement_plot_path, write_all
+    from ..board import agreement_plot_path, write_all
     from ..tracking import tracked_run
 
     if not metrics and not merge_dirs:
@@ -150,10 +150,10 @@ def _leaderboard(metrics, pruning, images, merge_dirs, out_dir, tracking, tuning
                    board.leaderboard("html"), images, pruning, merge=merge, tuning_paths=tuning, sections_out=page)
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for _, title, _, table in page:
-            if table is not None:
-                key = "".join(c if c.isalnum() else "_" for c in title)
-                run.log_table(f"leaderboard/{key}", _for_wandb(table.reset_index()))
+        for section in page:  # board.Section; the W&B table names stay those from the titles
+            if section.table is not None:
+                key = "".join(c if c.isalnum() else "_" for c in section.title)
+                run.log_table(f"leaderboard/{key}", _for_wandb(section.table.reset_index()))
         run.log_image("leaderboard_plot", board.leaderboard("png"))
         for img in images:
             run.log_image(_image_key(img, out), img)
