@@ -88,30 +88,14 @@ def _ekfac_equal_inputs(ctx, ref_scores) -> float:
 def _trak_equal_inputs(ctx, proj_dim: int) -> float:
     """Pearson of traker handed the suite's projection R (seed 0, one model: traker's per-model kernel
     rescaling would reweight an ensemble) with `trak` on that model."""
-    from trak.projectors import AbstractProjector
-
     from tda_core.methods.registry import get_method
-    from tda_core.methods.trak_traker import traker_scores
-    from tda_core.projection import RandomProjector
+    from tda_core.methods.trak_traker import our_projection, traker_scores
 
     n_params = sum(q.numel() for q in ctx.model(0).parameters())
-
-    class Shared(AbstractProjector):
-        def __init__(self):
-            super().__init__(n_params, proj_dim, 0, "rademacher", "cpu")
-            self.ours = RandomProjector(n_params, proj_dim, seed=0)
-
-        def project(self, grads, model_id):
-            if isinstance(grads, dict):
-                grads = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], 1)
-            return self.ours(grads)
-
-        def free_memory(self):
-            pass
-
     ours = get_method("trak")(proj_dim=proj_dim).score(ctx)
     theirs = traker_scores([(ctx.model(0), ctx.params(0))], ctx.train_x, ctx.train_y, ctx.query_x, ctx.query_y,
-                           proj_dim, device=ctx.device, projector=Shared(), task=ctx.task)
+                           proj_dim, device=ctx.device, projector=our_projection(n_params, proj_dim),
+                           task=ctx.task)
     return _pearson(ours, theirs)
 
 

@@ -41,31 +41,9 @@ def test_if_ekfac_matches_kronfluence(tmp_path, damping):
     assert corr >= 0.99 and rel < 1e-3
 
 
-def _shared_projector(n_params, k):
-    """traker projector that applies tda_core's RandomProjector (same R as `trak`)."""
-    from trak.projectors import AbstractProjector
-
-    from tda_core.projection import RandomProjector
-
-    class Shared(AbstractProjector):
-        def __init__(self):
-            super().__init__(n_params, k, 0, "rademacher", "cpu")
-            self.ours = RandomProjector(n_params, k, seed=0)
-
-        def project(self, grads, model_id):
-            if isinstance(grads, dict):
-                grads = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], 1)
-            return self.ours(grads)
-
-        def free_memory(self):
-            pass
-
-    return Shared()
-
-
 def test_trak_matches_traker_with_the_same_projection(tmp_path):
     pytest.importorskip("trak", reason="optional extra [reference] (traker) not installed")
-    from tda_core.methods.trak_traker import traker_scores
+    from tda_core.methods.trak_traker import our_projection, traker_scores
 
     exp = _trained(tmp_path, seeds=2)
     s = exp.splits
@@ -76,7 +54,7 @@ def test_trak_matches_traker_with_the_same_projection(tmp_path):
         ctx = build_context(exp, seeds)
         ours = get_method("trak")(proj_dim=32).score(ctx)
         theirs = traker_scores([(ctx.model(r), ctx.params(r)) for r in seeds], s.train_x, s.train_y, s.query_x,
-                               s.query_y, projector=_shared_projector(n_params, 32))
+                               s.query_y, projector=our_projection(n_params, 32))
         corr = np.corrcoef(ours.ravel(), theirs.ravel())[0, 1]
         print(f"seed {seeds[0]}: Pearson {corr:.10f}")
         assert corr > 1 - 1e-6
@@ -154,7 +132,7 @@ def test_traker_on_gpt2_matches_a_brute_force_trak():
     pytest.importorskip("trak", reason="optional extra [reference] (traker) not installed")
     from torch.func import functional_call
 
-    from tda_core.methods.trak_traker import traker_scores
+    from tda_core.methods.trak_traker import our_projection, traker_scores
     from tda_core.projection import RandomProjector
 
     ctx, k = _gpt_context(n_train=40, n_query=6), 16
@@ -174,7 +152,7 @@ def test_traker_on_gpt2_matches_a_brute_force_trak():
     phi, v = dense(ctx.train_x, ctx.train_y) @ R, dense(ctx.query_x, ctx.query_y) @ R
     truth = (-(v @ torch.linalg.inv(phi.T @ phi) @ phi.T)).numpy()
     theirs = traker_scores([(model, params)], ctx.train_x, ctx.train_y, ctx.query_x, ctx.query_y,
-                           projector=_shared_projector(n_params, k), task=ctx.task)
+                           projector=our_projection(n_params, k), task=ctx.task)
     ours = get_method("trak")(proj_dim=k).score(ctx)
     corr, corr_ours = (np.corrcoef(s.ravel(), truth.ravel())[0, 1] for s in (theirs, ours))
     print(f"GPT-2 TRAK: 1 - Pearson vs brute force: traker {1 - corr:.1e}, trak {1 - corr_ours:.1e}")

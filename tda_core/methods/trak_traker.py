@@ -72,6 +72,29 @@ def _kept_matrix(BasicProjector):
     return _Kept
 
 
+def our_projection(n_params: int, proj_dim: int, seed: int = 0):
+    """A traker projector that applies tda_core's RandomProjector (the R `trak` draws), so that traker and
+    `trak` can be compared at equal inputs (tests/test_reference.py, bench/bench_reference.py)."""
+    from trak.projectors import AbstractProjector
+
+    from ..projection import RandomProjector
+
+    class _Ours(AbstractProjector):
+        def __init__(self):
+            super().__init__(n_params, proj_dim, seed, "rademacher", "cpu")
+            self.ours = RandomProjector(n_params, proj_dim, seed=seed)
+
+        def project(self, grads, model_id):
+            if isinstance(grads, dict):
+                grads = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], 1)
+            return self.ours(grads)
+
+        def free_memory(self):
+            pass
+
+    return _Ours()
+
+
 def traker_scores(models_params: list[tuple[torch.nn.Module, dict]], train_x, train_y, query_x, query_y,
                   proj_dim: int = 256, proj_seed: int = 0, batch_size: int = 256, device="cpu",
                   projector=None, task=None) -> np.ndarray:
