@@ -5,10 +5,10 @@ is its loader function plus one row here. Imports nothing heavy (the Snakefile v
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..registry_rows import import_path, row_of
 
 BUNDLED = "bundled"    # ships with an installed package (no file, no download)
 DATA_DIR = "data_dir"  # files under the config's data_dir (torchvision's layout; `download` may fetch them)
@@ -43,19 +43,8 @@ _ROWS = (
 DATASETS: dict[str, DatasetEntry] = {row.name: row for row in _ROWS}
 
 
-def known_datasets() -> list[str]:
-    return sorted(DATASETS)
-
-
 def dataset_entry(name: str) -> DatasetEntry:
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset '{name}'; known: {', '.join(known_datasets())}")
-    return DATASETS[name]
-
-
-def reads_path(ds: dict) -> bool:
-    """The dataset is a file or folder named by dataset.path (its content enters the config hash)."""
-    return dataset_entry(ds["name"]).reads == PATH
+    return row_of(DATASETS, name, "dataset")
 
 
 def is_text(ds: dict) -> bool:
@@ -64,8 +53,7 @@ def is_text(ds: dict) -> bool:
 
 
 def loader(name: str):
-    module, fn = dataset_entry(name).load.split(":")
-    return getattr(importlib.import_module(module), fn)
+    return import_path(dataset_entry(name).load)
 
 
 def check_dataset_block(where: str, ds: dict) -> None:

@@ -19,10 +19,10 @@ Nothing here imports a metric module (or torch): Snakemake reads the targets whi
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..registry_rows import import_path
 
 __all__ = [
     "MetricEntry", "METRICS", "PER_SEED", "PER_MODEL", "SEED_MEAN", "SEEDS", "AVERAGED", "CEILING", "SPLIT_HALF",
@@ -133,8 +133,7 @@ def _evaluated(name: str) -> MetricEntry:
 
 
 def get_metric(name: str):
-    module, fn = _evaluated(name).function.split(":")
-    return getattr(importlib.import_module(module), fn)
+    return import_path(_evaluated(name).function)
 
 
 def metric_target(name: str) -> str:

@@ -7,10 +7,9 @@ model library.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..registry_rows import import_path, row_of
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,9 @@ _ROWS = (
 MODELS: dict[str, ModelEntry] = {row.name: row for row in _ROWS}
 
 
-def known_models() -> list[str]:
-    return sorted(MODELS)
-
-
 def model_entry(name: str) -> ModelEntry:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}'; known: {', '.join(known_models())}")
-    return MODELS[name]
+    return row_of(MODELS, name, "model")
 
 
 def builder(name: str):
-    module, fn = model_entry(name).builder.split(":")
-    return getattr(importlib.import_module(module), fn)
+    return import_path(model_entry(name).builder)
