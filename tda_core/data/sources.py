@@ -22,7 +22,6 @@ from .registry import DATASETS, PATH, dataset_entry, loader
 
 Pool = tuple[np.ndarray, np.ndarray]
 
-TORCHVISION = ("mnist", "fashionmnist", "cifar10")
 FILE_SOURCES = tuple(name for name, row in DATASETS.items() if row.reads == PATH)  # read from dataset.path
 # scikit-learn loaders whose data ships inside the package (no download)
 SKLEARN_LOADERS = ("load_iris", "load_wine", "load_breast_cancer", "load_diabetes", "load_digits", "load_linnerud")

@@ -11,7 +11,8 @@ import torch
 
 from ..errors import ConfigError
 from .sources import check_class_labels, integer_labels, data_fingerprint, load_source, source_origin
-from .text import is_text, load_text
+from .registry import is_text
+from .text import load_text
 
 
 @dataclass

@@ -27,18 +27,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from .paths import data_path
-from .registry import DATASETS
-from .registry import is_text as registry_is_text
 
-TEXT_SOURCES = tuple(name for name, row in DATASETS.items() if row.text)  # the registry's text rows
 IGNORE_INDEX = -100  # tda_core.tasks.IGNORE_INDEX (not imported: that module imports torch)
 FORMATS = ("lines", "plain")
 # The Lee background corpus: 300 news documents, one per line, inside the gensim wheel (LGPL-2.1).
 LEE_PACKAGE, LEE_FILE = "gensim", ("test", "test_data", "lee_background.cor")
-
-
-def is_text(ds: dict) -> bool:
-    return registry_is_text(ds)
 
 
 def corpus_path(ds: dict, data_dir: str) -> Path:
