@@ -24,6 +24,7 @@ from tda_core.layout import SAFE_NAME
 from tda_core.tracking import share_service as share_tracking_service
 from tda_core.tracking import write_settings as write_tracking_settings
 from tda_core.methods.registry import method_entry
+from tda_core.studies import STUDIES
 
 min_version("8.0")
 
@@ -72,11 +73,13 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/attribute.smk"
 include: "rules/evaluate.smk"
-include: "rules/loo.smk"
-include: "rules/prune.smk"
-include: "rules/tune.smk"
-include: "rules/removal.smk"
 include: "rules/diffusion.smk"
+# every study's rules (tda_core/studies.py: one row per study names its rule file)
+for study in STUDIES.values():
+
+    include: study.rule_file
+
+
 include: "rules/report.smk"
 
 

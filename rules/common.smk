@@ -6,6 +6,7 @@ from tda_core.methods.registry import curvature_fit
 from tda_core.pruning import percent_tag, retrain_seeds, variant_token
 from tda_core import layout
 from tda_core.spec import has_fixed_track
+from tda_core.studies import STUDIES
 
 
 BOARD = layout.ResultsLayout(RESULTS_DIR)  # the leaderboard's files
@@ -145,24 +146,27 @@ def pruning_runs(exp):
     return runs
 
 
-def pruning_summaries():
-    return [exp_paths(exp).pruning_summary for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+def study_experiments(study):
+    """The experiments whose config has the study's block (tda_core/studies.py)."""
+    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get(study)]
 
 
-def pruning_plots():
-    return [exp_paths(exp).pruning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("pruning")]
+def study_board_files(bundle):
+    """{study: the board file of each of its experiments} of the bundle studies (bundle=True: read with the
+    metrics) or of the others (their own --study files), in the registry's order."""
+    return {name: [exp_paths(exp).study_file(row.board_file) for exp in study_experiments(name)]
+            for name, row in STUDIES.items() if row.bundle == bundle}
 
 
-def loo_experiments():
-    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("loo")]
+def study_args(w, input):
+    """The leaderboard's --study NAME FILE... of every study with files (not the bundle studies')."""
+    return " ".join(f"--study {name} {' '.join(files)}" for name, files in study_board_files(False).items() if files)
 
 
-def loo_all_results():
-    return [exp_paths(exp).loo_results for exp in loo_experiments()]
-
-
-def loo_plots():
-    return [exp_paths(exp).loo_plot for exp in loo_experiments()]
+def study_images():
+    """Every study's plots of every experiment with its block, in the registry's order."""
+    return [exp_paths(exp).study_file(image) for name, row in STUDIES.items() for exp in study_experiments(name)
+            for image in row.images]
 
 
 def diffusion_experiments():
@@ -222,20 +226,8 @@ def tuning_score_folders(exp):
     return list(dict.fromkeys(p["scores"] for p in tuning_grid(exp)))
 
 
-def tuning_files():
-    return [exp_paths(exp).tuning for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
-
-
-def tuning_plots():
-    return [exp_paths(exp).tuning_plot for exp, cfg in EXPERIMENTS.items() if cfg.get("tuning")]
-
-
 def removal_cfg(exp):
     return EXPERIMENTS[exp].get("removal")
-
-
-def removal_experiments():
-    return [exp for exp, cfg in EXPERIMENTS.items() if cfg.get("removal")]
 
 
 def removal_seed_args(w):
@@ -263,10 +255,3 @@ def removal_runs(exp):
         runs += [exp_paths(exp).removal_random(k) for k in tags]
     return runs
 
-
-def removal_bundles():
-    return [exp_paths(exp).removal_results for exp in removal_experiments()]
-
-
-def removal_plots():
-    return [exp_paths(exp).removal_plot for exp in removal_experiments()]

@@ -20,6 +20,7 @@ from .data import Splits, load_splits, subset_masks
 from .device import resolve_device
 from .errors import ArtifactError
 from .layout import ExperimentLayout
+from .spec import ExperimentSpec
 from .models import build_model
 from .tasks import build_task
 
@@ -29,9 +30,10 @@ __all__ = ["Experiment", "load_experiment"]
 class Experiment:
     def __init__(self, cfg: dict):
         self.cfg = cfg
+        self.spec = ExperimentSpec.of(cfg)  # typed, the schema's defaults filled in: read this, not cfg
         self.name: str = cfg["name"]
         self.hash: str = cfg["config_hash"]
-        self.layout = ExperimentLayout(str(cfg.get("results_dir", "results")), self.name)
+        self.layout = ExperimentLayout(str(self.spec.results_dir), self.name)
         self.root = Path(self.layout.root)
 
     # -- data, model, task ---------------------------------------------------------------------
@@ -45,7 +47,7 @@ class Experiment:
 
     @cached_property
     def device(self) -> torch.device:
-        return resolve_device(self.cfg.get("device", "auto"))
+        return resolve_device(self.spec.device)
 
     @property
     def n_outputs(self) -> int:

@@ -28,7 +28,7 @@ PRUNING_BASELINES = ("full data", "random removal")
 def provenance(exp, stage: str) -> dict:
     """The version-1 fields of a bundle written by `stage` (evaluate | loo) for the Experiment `exp`."""
     return {"bundle_version": BUNDLE_VERSION, "stage": stage, "config_hash": exp.hash, "config": dict(exp.cfg),
-            "versions": versions(), "device": device_description(exp.cfg.get("device", "auto"))}
+            "versions": versions(), "device": device_description(exp.spec.device)}
 
 
 def versions() -> dict:
@@ -355,10 +355,24 @@ MANIFEST = "manifest.json"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 MAX_ARCHIVE_BYTES = 8 * 2**30  # all members together, uncompressed (a bomb stops here)
 MAX_ARCHIVE_MEMBERS = 100_000
-# The files of an experiment an export carries (tda_core.layout.ExperimentLayout attributes): the board's
-# bundles and summaries, the resolved config, the ground truth (masks, its sidecar, measurements).
-BOARD_FILES = ("metrics", "loo_results", "removal_results", "pruning_summary", "tuning")
-EXPORT_FILES = ("config", *BOARD_FILES, "masks", "masks_sidecar", "groundtruth", "loo_measurements")
+# The files of an experiment an export carries besides the board's (tda_core.layout.ExperimentLayout
+# attributes): the resolved config, the ground truth (masks, its sidecar, measurements), the LOO retrains.
+EXPORT_FILES = ("config", "masks", "masks_sidecar", "groundtruth", "loo_measurements")
+
+
+def board_files() -> dict[str, str]:
+    """{kind: path relative to an experiment's folder} of every file the board reads: metrics.json, then each
+    study's board file (tda_core/studies.py; kind = the study's name)."""
+    from .studies import STUDIES
+
+    return {"metrics": "metrics.json", **{row.name: row.board_file for row in STUDIES.values()}}
+
+
+def bundle_kinds() -> tuple[str, ...]:
+    """The kinds of board_files() that are result bundles (rows read like metrics.json)."""
+    from .studies import STUDIES
+
+    return ("metrics", *(row.name for row in STUDIES.values() if row.bundle))
 
 
 def is_archive(path) -> bool:
@@ -372,6 +386,7 @@ def _experiment_files(results_dir, name: str) -> dict[str, str]:
     layout = ExperimentLayout(str(results_dir), name)
     files = {k: getattr(layout, k) for k in EXPORT_FILES if k != "masks_sidecar"}
     files["masks_sidecar"] = str(sidecar(layout.masks))
+    files.update({kind: layout.study_file(rel) for kind, rel in board_files().items()})
     return files
 
 
@@ -411,9 +426,9 @@ def export_results(results_dir, out, experiments: list[str] | None = None) -> di
         present = {k: Path(p) for k, p in _experiment_files(root, name).items() if Path(p).is_file()}
         if "config" not in present:
             raise ConfigError(f"{root / name}: no config.json (not an experiment of this results folder)")
-        if not any(k in present for k in ("metrics", "loo_results", "removal_results")):
-            raise ConfigError(f"{root / name}: no result bundle (metrics.json, loo/results.json or "
-                              "removal/results.json); run the workflow first")
+        if not any(k in present for k in bundle_kinds()):
+            raise ConfigError(f"{root / name}: no result bundle ({' or '.join(board_files()[k] for k in bundle_kinds())}); "
+                              "run the workflow first")
         hashes[name] = {"config_hash": io.read_json(present["config"]).get("config_hash")}
         for p in present.values():
             rel = p.relative_to(root).as_posix()
@@ -459,11 +474,8 @@ def _member_name(archive, name: str) -> str:
 
 
 def _is_board_file(rel: str) -> bool:
-    from .layout import ExperimentLayout
-
     exp = rel.split("/", 1)[0]
-    layout = ExperimentLayout(".", exp)
-    return any(rel == getattr(layout, k)[2:] for k in BOARD_FILES)
+    return any(rel == f"{exp}/{relative}" for relative in board_files().values())
 
 
 def _archive_members(archive):

@@ -319,7 +319,7 @@ def score_agreement(exp, methods: list[str], score_dir_of) -> list[dict]:
     from .scores import method_scores
 
     out = []
-    for a, b in agreement_pairs(exp.cfg.get("scenario", "converged"), methods):
+    for a, b in agreement_pairs(exp.spec.scenario, methods):
         sa, sb = (method_scores(exp, m, "query", score_dir_of(m)) for m in (a, b))
         if not (sa.ok and sb.ok):
             continue

@@ -14,14 +14,15 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, TdaError
-from .pruning import VARIANT_TOKENS
 from .config import block_defaults
 from .layout import TARGETS
+from .registry_rows import import_path
+from .studies import STUDIES, study_of_command
 
 log = logging.getLogger("tda")
 
 
-def _experiment(args):
+def experiment_of(args):
     """The experiment of every stage, from one of: --exp-config (results/{exp}/config.json, what the
     workflow passes), --experiment-json (prepare: the resolved config from the Snakefile), or
     --config and --experiment (a workflow YAML, for use by hand)."""
@@ -35,13 +36,13 @@ def _experiment(args):
             raise ConfigError(f"{args.exp_config} was edited by hand (its hash does not match); rerun `tda prepare`")
         return Experiment(cfg)
     if getattr(args, "experiment_json", None):
-        return Experiment(shared_experiment_config(_json_arg(args.experiment_json, "--experiment-json")))
+        return Experiment(shared_experiment_config(json_arg(args.experiment_json, "--experiment-json")))
     if not (args.config and args.experiment):
         raise ConfigError("give --exp-config, or --config and --experiment")
     return load_experiment(args.config, args.experiment)
 
 
-def _json_arg(text: str | None, what: str) -> dict:
+def json_arg(text: str | None, what: str) -> dict:
     if not text:
         return {}
     try:
@@ -53,12 +54,12 @@ def _json_arg(text: str | None, what: str) -> dict:
     return value
 
 
-def _tracking(args, exp=None, results_dir=None) -> dict:
+def tracking_of(args, exp=None, results_dir=None) -> dict:
     """W&B settings: --tracking if given; else the experiment's own `tracking` block (--config and
     --experiment); else what the workflow wrote to {results_dir}/.tracking.json (see tracking.py:
     tracking is no rule param, so changing it reruns nothing); else {} (mode auto)."""
     if args.tracking:
-        return _json_arg(args.tracking, "--tracking")
+        return json_arg(args.tracking, "--tracking")
     if exp is not None and "tracking" in exp.cfg:
         return dict(exp.cfg["tracking"])
     from .tracking import read_settings
@@ -71,46 +72,46 @@ def cmd_prepare(args):
     from .config import shared_experiment_config
     from .stages.prepare import prepare
 
-    exp = _experiment(args)
+    exp = experiment_of(args)
     prepare(Experiment(shared_experiment_config(exp.cfg)), args.out_config, args.out_masks)
 
 
 def cmd_train(args):
     from .stages.train import train_full
 
-    exp = _experiment(args)
-    meta = train_full(exp, args.seed, args.out, _tracking(args, exp))
+    exp = experiment_of(args)
+    meta = train_full(exp, args.seed, args.out, tracking_of(args, exp))
     log.info("trained seed %s: final loss %.4f, %.1fs", args.seed, meta["final_train_loss"], meta["wall_time_s"])
 
 
 def cmd_train_shard(args):
     from .stages.train import train_fixed_shard, train_shard
 
-    exp = _experiment(args)
-    (train_fixed_shard if args.fixed else train_shard)(exp, args.shard, args.masks, args.out, _tracking(args, exp))
+    exp = experiment_of(args)
+    (train_fixed_shard if args.fixed else train_shard)(exp, args.shard, args.masks, args.out, tracking_of(args, exp))
 
 
 def cmd_gather(args):
     from .stages.groundtruth import gather
 
-    gather(_experiment(args), args.masks, args.shards, args.models, args.out, fixed_paths=args.fixed_shards)
+    gather(experiment_of(args), args.masks, args.shards, args.models, args.out, fixed_paths=args.fixed_shards)
 
 
 def cmd_attribute(args):
     from .stages.attribute import attribute_method
 
-    exp, options = _experiment(args), _json_arg(args.options, "--options")
-    attribute_method(exp, args.method, args.seed, args.target, options, _tracking(args, exp),
+    exp, options = experiment_of(args), json_arg(args.options, "--options")
+    attribute_method(exp, args.method, args.seed, args.target, options, tracking_of(args, exp),
                      max_self=args.self_examples)
 
 
 def cmd_fit_curvature(args):
     from .stages.curvature import fit_shared_curvature
 
-    fit_shared_curvature(_experiment(args), _json_arg(args.fit, "--fit"), args.out)
+    fit_shared_curvature(experiment_of(args), json_arg(args.fit, "--fit"), args.out)
 
 
-def _score_dirs(args) -> dict | None:
+def score_dirs_of(args) -> dict | None:
     """--method M... with --scores-dir D... (one folder per method, in order), or None: the layout's."""
     if not args.scores_dir:
         return None
@@ -123,108 +124,21 @@ def _score_dirs(args) -> dict | None:
 def cmd_evaluate(args):
     from .stages.evaluate import evaluate_experiment
 
-    exp = _experiment(args)
-    results = evaluate_experiment(exp, args.metric, args.method, _score_dirs(args), args.groundtruth, args.out,
-                                  _tracking(args, exp))
+    exp = experiment_of(args)
+    results = evaluate_experiment(exp, args.metric, args.method, score_dirs_of(args), args.groundtruth, args.out,
+                                  tracking_of(args, exp))
     for res in results:
         if res["status"] == "ok" and res.get("value") is not None:
             log.info("%s %s: %.3f [%.3f, %.3f]", res["method"], res["metric"], res["value"], res["ci_low"],
                      res["ci_high"])
 
-def cmd_tune(args):
-    from .stages.tune import tune_experiment
-
-    exp = _experiment(args)
-    grid = json.loads(args.grid) if args.grid else []
-    if not isinstance(grid, list):
-        raise ConfigError("--grid must be a JSON list of grid points (tda_core.tuning.grid_points)")
-    for row in tune_experiment(exp, grid, args.groundtruth, args.out, args.plot):
-        if row["status"] == "ok":
-            log.info("%s %s: selected %s, held-out gain %.3f [%.3f, %.3f]", row["method"], row["option"],
-                     row["labels"][row["selected"]], row["gain"], row["gain_ci_low"], row["gain_ci_high"])
-
-
-def cmd_prune(args):
-    from .stages.prune import prune_retrain
-
-    exp = _experiment(args)
-    prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores_dir, args.out,
-                  _tracking(args, exp), ensemble_size=args.ensemble_size)
-
-
-def _retrain_seeds(args) -> list[int]:
-    """--retrain-seeds, checked against the scoring seeds 0..R-1 of the experiment (out of sample)."""
-    from .pruning import retrain_seeds
-
-    return retrain_seeds(_experiment(args).cfg["seeds"], args.retrain_seeds)
-
-
-def cmd_prune_baseline(args):
-    from .stages.prune import prune_full, prune_random
-
-    exp = _experiment(args)
-    tracking, seeds = _tracking(args, exp), _retrain_seeds(args)
-    if args.kind == "random":
-        if args.p is None:
-            raise ConfigError("prune-baseline random needs --p")
-        prune_random(exp, args.p, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
-    else:
-        prune_full(exp, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
-
-
-def cmd_prune_summary(args):
-    from .stages.prune import prune_summary
-
-    prune_summary(_experiment(args), args.runs, args.out, args.plot)
-
-
-def cmd_removal(args):
-    from .removal import k_values, retrain_seeds
-    from .stages.removal import removal_full, removal_random, removal_retrain
-
-    exp, options = _experiment(args), _json_arg(args.options, "--options")
-    seeds, tracking = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds), _tracking(args, exp)
-    if args.kind == "full":
-        removal_full(exp, options, seeds, args.out, tracking)
-        return
-    if args.k is None or (args.kind == "method" and not args.method):
-        raise ConfigError("removal --kind method needs --method and --k; --kind random needs --k")
-    k = k_values([args.k], exp.splits.n_train)[0]
-    if args.kind == "random":
-        removal_random(exp, k, options, seeds, args.out, tracking)
-    else:
-        removal_retrain(exp, args.method, k, options, seeds, args.scores_dir, args.out, tracking)
-
-
-def cmd_removal_summary(args):
-    from .stages.removal import removal_summary
-
-    removal_summary(_experiment(args), args.full, args.runs, args.out, args.plot)
-
-
-def cmd_loo_train(args):
-    from .stages.loo import loo_train
-
-    exp = _experiment(args)
-    loo_train(exp, _json_arg(args.options, "--options"), args.out, _tracking(args, exp))
-
-
-def cmd_loo_evaluate(args):
-    from .stages.loo import loo_evaluate
-
-    for res in loo_evaluate(_experiment(args), args.method, _score_dirs(args), args.loo, args.out, args.plot):
-        if res["status"] == "ok":
-            log.info("%s LOO mean shift: r=%.3f (split-half reliability %.3f)", res["method"], res["value"],
-                     res["split_half_reliability"])
-
-
 def cmd_diffusion_pictures(args):
     from .stages.diffusion_pictures import diffusion_pictures
 
-    exp = _experiment(args)
+    exp = experiment_of(args)
     args.method = args.method or exp.cfg["methods"]
-    paths = diffusion_pictures(exp, args.method, _score_dirs(args), _json_arg(args.pictures, "--pictures"),
-                               args.out_dir, _tracking(args, exp))
+    paths = diffusion_pictures(exp, args.method, score_dirs_of(args), json_arg(args.pictures, "--pictures"),
+                               args.out_dir, tracking_of(args, exp))
     log.info("wrote %d pictures to %s", len(paths), args.out_dir)
 
 
@@ -234,10 +148,22 @@ def cmd_leaderboard(args):
     if args.merge and not args.tracking:
         tracking = {"mode": "none"}  # a merge of others' results starts no W&B run unless --tracking asks
     else:
-        tracking = _tracking(args, results_dir=args.out_dir)  # the leaderboard's folder is the results_dir
-    written = leaderboard(args.metrics, args.pruning, args.images, args.merge, args.out_dir, tracking,
-                          tuning=args.tuning)
+        tracking = tracking_of(args, results_dir=args.out_dir)  # the leaderboard's folder is the results_dir
+    written = leaderboard(args.metrics, _study_files(args.study), args.images, args.merge, args.out_dir, tracking)
     print("\n".join(f"wrote {p}" for p in written))
+
+
+def _study_files(given: list[list[str]]) -> dict[str, list[str]]:
+    """--study NAME FILE... (repeated) as {study: files}; an unknown study or a bundle study is one line."""
+    out: dict[str, list[str]] = {}
+    for name, *files in given:
+        row = STUDIES.get(name)
+        if row is None or row.bundle:
+            names = [n for n, r in STUDIES.items() if not r.bundle]
+            raise ConfigError(f"--study {name}: " + ("its files are result bundles: give them to --metrics" if row
+                              else f"unknown study; known: {', '.join(names)}"))
+        out.setdefault(name, []).extend(files)
+    return out
 
 
 def cmd_export(args):
@@ -302,7 +228,9 @@ def cmd_methods(args):
 _METHODS_HEADER = ("method", "seeds", "source", "option", "type = default", "help")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `tda` parser; with `command` (a subcommand's name), only that study's subcommands are added, so a
+    core command imports no study's stage module (None: every study's, e.g. for --help)."""
     p = argparse.ArgumentParser(prog="tda", description=__doc__.splitlines()[0])
     p.add_argument("--log", help="also write log messages to this file")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -364,61 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--groundtruth", help="groundtruth/measurements.npz (metrics of the query target need it)")
     sp.add_argument("--out", required=True)
 
-    sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain every retrain seed")
-    sp.add_argument("--method", required=True)
-    sp.add_argument("--variant", required=True, choices=VARIANT_TOKENS,
-                    help="variant, with -balanced for the class-balanced selection (tda_core/pruning.py)")
-    sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
-    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
-                    help="fresh seeds to retrain with (disjoint from the scoring seeds 0..R-1)")
-    sp.add_argument("--scores-dir", help="the method's score folder holding its validation-target scores "
-                    "(default: results/{exp}/scores/{method}, tda_core/layout.py)")
-    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
-    sp.add_argument("--out", required=True)
-
-    sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
-    sp.add_argument("--kind", required=True, choices=["random", "full"])
-    sp.add_argument("--p", type=float)
-    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
-                    help="fresh seeds to retrain with (full: the full-data baseline is retrained on them too)")
-    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
-    sp.add_argument("--out", required=True)
-
-    sp = stage("prune-summary", cmd_prune_summary, "pruning: mean, std and 95%% CI table, the pruning curve")
-    sp.add_argument("--runs", nargs="+", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--plot", required=True)
-
-    sp = stage("removal", cmd_removal, "top-k removal: retrain every (sampled query, seed) without a method's "
-               "top k, k random examples, or nothing (the full-data baseline)")
-    sp.add_argument("--kind", required=True, choices=["method", "random", "full"])
-    sp.add_argument("--method")
-    sp.add_argument("--k", type=float, help="examples removed per query (a count, or a fraction in (0, 1))")
-    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
-                    help="fresh seeds (disjoint from the scoring seeds 0..R-1 and from pruning's)")
-    sp.add_argument("--options", help="the removal settings as JSON: queries, query_seed, steps")
-    sp.add_argument("--scores-dir", help="the method's score folder (default: the layout's scores/{method})")
-    sp.add_argument("--out", required=True)
-
-    sp = stage("removal-summary", cmd_removal_summary, "top-k removal: one bundle (drop per k, brittleness), the curve")
-    sp.add_argument("--full", required=True, help="the full-data baseline job")
-    sp.add_argument("--runs", nargs="+", required=True, help="the method and random-removal jobs")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--plot", required=True)
-
-    sp = stage("loo-train", cmd_loo_train, "leave-one-out study: retrain without a few points, many seeds")
-    sp.add_argument("--options", help="the experiment's loo block as JSON")
-    sp.add_argument("--out", required=True)
-
-    sp = stage("loo-evaluate", cmd_loo_evaluate,
-               "leave-one-out study: every method's predicted vs actual shifts, and their scatter plot")
-    sp.add_argument("--method", nargs="+", required=True)
-    sp.add_argument("--scores-dir", nargs="+", help="each --method's score folder, in order (default: "
-                    "results/{exp}/scores/{method})")
-    sp.add_argument("--loo", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--plot", required=True, help="PNG of the scatter plots")
-
     sp = stage("diffusion-pictures", cmd_diffusion_pictures,
                "diffusion: influential training images per query, samples of every seed")
     sp.add_argument("--method", nargs="*", default=[], help="the methods shown (default: the experiment's)")
@@ -427,11 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
     sp.add_argument("--out-dir", required=True)
 
-    sp = stage("tune", cmd_tune, "tuning sensitivity: LDS over each method's option grid, chosen on held-out queries")
-    sp.add_argument("--grid", required=True, help="the grid points as JSON (tda_core.tuning.grid_points)")
-    sp.add_argument("--groundtruth", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--plot", required=True)
+    for study in STUDIES.values():  # each study's subcommands (tda_core/studies.py), imported only when asked for
+        if command is None or command in study.commands:
+            import_path(study.cli)(stage)
 
     sp = sub.add_parser("methods", help="list the attribution methods (built-in and plugins): seeds usage, options")
     sp.add_argument("name", nargs="*", help="only these methods (default: all)")
@@ -449,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "regular files of at most 64 MiB, archives checked against their manifest. W&B stays off "
                          "unless --tracking asks for it")
     sp.add_argument("--images", nargs="*", default=[], help="plots embedded in the HTML page")
-    sp.add_argument("--pruning", nargs="*", default=[], help="pruning summary JSON files")
-    sp.add_argument("--tuning", nargs="*", default=[], help="tuning sensitivity files (results/{exp}/tuning.json)")
+    sp.add_argument("--study", nargs="+", action="append", default=[], metavar=("STUDY", "FILE"),
+                    help="a study's board files (tda_core/studies.py), e.g. --study pruning "
+                         "results/{exp}/pruning/summary.json; repeat per study (bundle studies' files go to --metrics)")
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--tracking", help="W&B settings as JSON (default: {out-dir}/.tracking.json; with --merge: "
                     "no W&B)")
@@ -491,6 +363,21 @@ class _OneLine(logging.Formatter):
         return "tda: " + record.getMessage()
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named by `argv` if it is a study's (tda_core/studies.py) or a core one; None otherwise
+    (no command, --help, a typo: the parser then lists every command)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in ("--log", "--threads") else 1  # the global options that take a value
+    if i >= len(argv):
+        return None
+    return argv[i] if study_of_command(argv[i]) is not None or argv[i] in _CORE_COMMANDS else None
+
+
+_CORE_COMMANDS = ("prepare", "train", "train-shard", "gather", "fit-curvature", "attribute", "evaluate",
+                  "diffusion-pictures", "methods", "leaderboard", "export", "groundtruth")
+
+
 def _traceback_file(args) -> str:
     """Where the traceback of an unexpected error goes: --log (the job's log file the rules pass), else a
     new file in the temporary folder."""
@@ -507,7 +394,8 @@ def main(argv=None) -> int:
     """Every sub-command: a user error (TdaError) is one line on stderr (and in --log); any other
     exception is one line on stderr (its class, message and where the traceback is) and the full
     traceback in the --log file (the per-job log Snakemake points to; without --log, a temporary file)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(_OneLine())
     handlers: list[logging.Handler] = [console]

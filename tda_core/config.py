@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .spec import GLOBAL_KEYS, JOB_LOCAL, UNHASHED, has_fixed_track
+from .registry_rows import import_path
+from .spec import GLOBAL_KEYS, JOB_LOCAL, UNHASHED, ExperimentSpec, has_fixed_track
 from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
 # Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
@@ -26,7 +27,48 @@ JOB_LOCAL_KEYS = JOB_LOCAL
 
 @functools.cache
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema: config.schema.yaml with each study's block schema that its row gives
+    (tda_core/studies.py: `schema`) added to the experiment's properties, and each model family's options
+    (tda_core/models/registry.py: `options`) to the `model` block's."""
+    from .models.registry import MODELS
+    from .studies import STUDIES
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    properties = schema["$defs"]["experiment"]["properties"]
+    model = properties["model"]["properties"]
+    for row in MODELS.values():
+        for key, spec in (row.options or {}).items():
+            if "default" in spec or model.get(key, spec) != spec:
+                raise ConfigError(f"model '{row.name}': option '{key}' " + ("may have no default (its builder's "
+                                  "default: a schema default would enter every config's hash)" if "default" in spec
+                                  else "is declared differently by another model family or the schema"))
+            model[key] = copy.deepcopy(spec)
+    for row in STUDIES.values():
+        if row.schema is not None:
+            if row.name in properties:
+                raise ConfigError(f"study '{row.name}': its block is in both {SCHEMA_PATH.name} and its row's schema")
+            properties[row.name] = copy.deepcopy(row.schema)
+    return schema
+
+
+@functools.cache
+def schema_path() -> str:
+    """A file holding _schema() for Snakemake's `validate`, which reads a path: config.schema.yaml itself when no
+    study adds its block, else the merged schema written once per content into the temporary folder."""
+    import os
+    import tempfile
+
+    schema = _schema()
+    if schema == yaml.safe_load(SCHEMA_PATH.read_text()):
+        return str(SCHEMA_PATH)
+    text = json.dumps(schema, sort_keys=True)
+    path = Path(tempfile.gettempdir()) / f"tda-bench-config-schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # plans running at once each write a whole file
+    return str(path)
 
 
 def block_defaults(block: str) -> dict:
@@ -49,7 +91,7 @@ def validate_config(config: dict) -> dict:
     from snakemake.utils import validate
 
     try:
-        validate(config, str(SCHEMA_PATH))
+        validate(config, schema_path())
     except WorkflowError as e:
         # Snakemake wraps the jsonschema error (raised while handling it, so it is the context).
         cause = e.__context__ if isinstance(e.__context__, jsonschema.ValidationError) else None
@@ -69,7 +111,6 @@ def _describe(err) -> str:
 
 def _check_names(config: dict) -> None:
     from .data.registry import check_dataset_block
-    from .methods.registry import known_methods
     from .models.registry import model_entry
     from .metrics.registry import known_metrics
     from .tuning import check_tuning
@@ -98,7 +139,7 @@ def _check_names(config: dict) -> None:
                 raise ConfigError(
                     f"unknown metric '{m}' in experiment '{name}'; known: {', '.join(sorted(known_metrics()))}"
                 )
-        _check_evaluation(name, exp, known_methods())
+        _check_evaluation(name, exp)
         check_tuning(name, exp)
 
 
@@ -145,8 +186,8 @@ def _is_method(m: str) -> bool:
         return False
 
 
-def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
-    """The evaluation blocks (pruning, mislabel_auc) ask for things the experiment must have."""
+def _check_evaluation(name: str, exp: dict) -> None:
+    """The evaluation blocks (the metrics, each study's block) ask for things the experiment must have."""
     if exp.get("kind") == "regression":
         ds = exp["dataset"]
         for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
@@ -156,35 +197,20 @@ def _check_evaluation(name: str, exp: dict, methods: list[str]) -> None:
                 raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
                                   "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
     _check_language_model(name, exp)
-    if "lds_fixed_seed" in exp["metrics"] and not has_fixed_track(exp):
-        raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
-    _check_distributional(name, exp)
-    if "mislabel_auc" in exp["metrics"] and not 0 < exp["dataset"].get("label_noise", 0.0) < 1:
-        raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
-    if "pruning" in exp:
-        if exp.get("kind", "classification") != "classification":
-            raise ConfigError(f"experiment '{name}': pruning is for classification experiments only")
-        for m in exp["pruning"]["methods"]:
-            if m not in methods:
-                raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
-        seeds = exp["pruning"]["retrain_seeds"]  # validated: the schema's default filled in
-        overlap = sorted(set(seeds) & set(range(exp["seeds"]))) if isinstance(seeds, list) else []
-        if overlap:
-            raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
-                              f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
-        from .pruning import retrain_seeds as pruning_seeds
+    from .metrics.registry import METRICS
+    from .studies import STUDIES
 
-        n_groups = max(1, exp["seeds"] // exp["pruning"].get("ensemble_size", 2))
-        if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
-            raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
-                              "need at least one retrain seed each")
-    if "removal" in exp:
-        _check_removal(name, exp)
+    for metric in exp["metrics"]:  # each metric's needs (tda_core/metrics/registry.py: `check`)
+        row = METRICS[metric]
+        if row.check is not None:
+            import_path(row.check)(name, exp)
+
+    for row in STUDIES.values():  # each study's own checks of its block (tda_core/studies.py: `check`)
+        if row.check is not None and exp.get(row.name):
+            import_path(row.check)(name, exp)
     from .seeds import check_disjoint
 
     check_disjoint(name, exp)
-
-
 
 
 def _check_language_model(name: str, exp: dict) -> None:
@@ -225,27 +251,64 @@ SPREAD_METRICS = ("dlds_variance", "dlds_w2")
 SPREAD_MIN_SEEDS = 4
 
 
+def _check_fixed_track(name: str, exp: dict) -> None:
+    """lds_fixed_seed (its row's `check`) reads the fixed-seed track's ground truth."""
+    if not has_fixed_track(exp):
+        raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
+
+
+def _check_mislabel(name: str, exp: dict) -> None:
+    """mislabel_auc (its row's `check`) needs flipped labels."""
+    if not 0 < ExperimentSpec.of(exp).dataset["label_noise"] < 1:
+        raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
+
+
 def _check_distributional(name: str, exp: dict) -> None:
+    """dlds_variance / dlds_w2 (their rows' `check`): see SPREAD_METRICS."""
     asked = [m for m in SPREAD_METRICS if m in exp["metrics"]]
-    gt = exp.get("groundtruth", {})
-    if asked and (gt.get("steps", "same_epochs") != "same_steps" or gt.get("seeds_per_subset", 2) < SPREAD_MIN_SEEDS):
+    gt = ExperimentSpec.of(exp).groundtruth
+    if asked and (gt.steps != "same_steps" or gt.seeds_per_subset < SPREAD_MIN_SEEDS):
         raise ConfigError(f"experiment '{name}' lists {', '.join(asked)}: these need groundtruth.steps: same_steps "
                           f"and groundtruth.seeds_per_subset >= {SPREAD_MIN_SEEDS} (has steps: "
-                          f"{gt.get('steps', 'same_epochs')}, seeds_per_subset: {gt.get('seeds_per_subset', 2)})")
+                          f"{gt.steps}, seeds_per_subset: {gt.seeds_per_subset})")
+
+
+def _check_pruning(name: str, exp: dict) -> None:
+    """pruning (its row's `check`): a classification experiment, known methods, fresh retrain seeds enough for
+    every scoring group."""
+    from .methods.registry import known_methods
+    from .pruning import retrain_seeds as pruning_seeds
+
+    spec = ExperimentSpec.of(exp)
+    if spec.kind != "classification":
+        raise ConfigError(f"experiment '{name}': pruning is for classification experiments only")
+    methods = known_methods()
+    for m in exp["pruning"]["methods"]:
+        if m not in methods:
+            raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
+    seeds = exp["pruning"]["retrain_seeds"]  # validated: the schema's default filled in
+    overlap = sorted(set(seeds) & set(range(exp["seeds"]))) if isinstance(seeds, list) else []
+    if overlap:
+        raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
+                          f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
+    n_groups = max(1, spec.n_seeds // spec.study("pruning")["ensemble_size"])
+    if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
+        raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
+                          "need at least one retrain seed each")
 
 
 def _check_removal(name: str, exp: dict) -> None:
-    """removal.methods must be the experiment's methods; its seeds fresh (tda_core.removal.retrain_seeds)."""
-    from .pruning import retrain_seeds as pruning_seeds
-    from .removal import retrain_seeds
+    """removal (its row's `check`): removal.methods must be the experiment's methods; its seeds fresh
+    (tda_core.removal.retrain_seeds)."""
+    from .seeds import pruning_retrain_seeds, removal_retrain_seeds
 
     for m in exp["removal"]["methods"]:
         if m not in exp["methods"]:
             raise ConfigError(f"method '{m}' in experiments.{name}.removal.methods is not in its methods "
                               f"[{', '.join(exp['methods'])}]")
-    pruning = pruning_seeds(exp["seeds"], exp["pruning"].get("retrain_seeds", 5)) if "pruning" in exp else []
+    pruning_retrain_seeds(exp)
     try:
-        retrain_seeds(exp["seeds"], exp["removal"].get("retrain_seeds", 4), pruning)
+        removal_retrain_seeds(exp)
     except ConfigError as e:
         raise ConfigError(f"experiments.{name}: {e}") from None
 
@@ -288,9 +351,10 @@ def check_plan(exp: dict, build_model: bool = True) -> dict | None:
     from .data.sources import check_split_sizes, plan_summary
     from .models.registry import model_entry
 
-    name, kind = exp["name"], exp.get("kind", "classification")
+    spec = ExperimentSpec.of(exp)
+    name, kind = exp["name"], spec.kind
     try:
-        summary = plan_summary(exp["dataset"], exp.get("data_dir", "data"), kind == "regression")
+        summary = plan_summary(exp["dataset"], spec.data_dir, kind == "regression")
         if summary is None:
             return None
         check_split_sizes(exp["dataset"], summary)

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .studies import STUDIES
+
+# where the studies' rows go in RESULTS_FILES (a marker, replaced by every study's `results`)
+STUDY_FILES = ("", "")
+STUDY_FILES_ROWS = tuple(row for study in STUDIES.values() for row in study.results)
 
 __all__ = [
     "TARGETS", "SEED_USAGES", "ALL_SEEDS", "SAFE_NAME", "check_safe_name", "check_target", "score_stem", "score_seeds",
@@ -218,6 +223,11 @@ class ExperimentLayout:
     def removal_plot(self) -> str:
         return f"{self.root}/removal/removal.png"
 
+    def study_file(self, relative: str) -> str:
+        """A study's file by its path relative to the experiment's folder (tda_core/studies.py: board_file,
+        images; a new study's rules may name all their files so)."""
+        return f"{self.root}/{relative}"
+
     @property
     def pictures(self) -> str:
         return f"{self.root}/pictures"
@@ -251,7 +261,7 @@ def score_files(directory: str, method: str, target: str, usage: str, n_seeds: i
 # with what it holds. `python -m tda_core.layout` renders these rows between README_BEGIN and README_END of
 # results/README.md; tests/test_layout.py checks each pattern against the method above that builds it, that
 # every path method above has a row, and that the README holds exactly this table.
-RESULTS_FILES: tuple[tuple[str, str], ...] = (
+_CORE_FILES: tuple[tuple[str, str], ...] = (
     ("{experiment}/config.json", "resolved experiment config + its hash"),
     ("{experiment}/groundtruth/masks.npy", "[M, N] subset masks (+ masks.json)"),
     ("{experiment}/groundtruth/shard{k}.npz", "measurements of the subset models of shard k"),
@@ -277,23 +287,7 @@ RESULTS_FILES: tuple[tuple[str, str], ...] = (
      "with those options. Only for a key that two or more methods read: a key one method alone reads has no "
      "folder here (that method's attribute job fits it into its scores/{method}/_cache/)"),
     ("{experiment}/metrics.json", "every metric of every method (one result each)"),
-    ("{experiment}/pruning/{method}/{variant}/p{p}.json",
-     "one pruning job: the retrains without the p% a method's validation-loss scores pick"),
-    ("{experiment}/pruning/_random/p{p}.json", "random-removal baseline for p"),
-    ("{experiment}/pruning/_full.json", "full-data baseline on the pruning retrain seeds"),
-    ("{experiment}/pruning/summary.json", "pruning summary: mean, std and 95% t-interval over the retrain seeds"),
-    ("{experiment}/pruning/pruning.png", "pruning curves"),
-    ("{experiment}/loo/measurements.npz", "leave-one-out retrains' query measurements"),
-    ("{experiment}/loo/results.json", "leave-one-out bundle: predicted vs actual mean shifts"),
-    ("{experiment}/loo/loo.png", "leave-one-out scatter plot"),
-    ("{experiment}/removal/methods/{method}/k{k}.json",
-     "one top-k removal job: each sampled query's top k of a method's scores removed, every retrain seed"),
-    ("{experiment}/removal/baselines/random_k{k}.json", "random removal of k examples per query"),
-    ("{experiment}/removal/baselines/full.json", "full-data baseline on the removal retrain seeds"),
-    ("{experiment}/removal/results.json", "top-k removal bundle: topk_drop_k{k} and brittleness rows"),
-    ("{experiment}/removal/removal.png", "top-k removal curves and brittleness"),
-    ("{experiment}/tuning.json", "tuning sensitivity: one row per (method, option) of the `tuning:` grid"),
-    ("{experiment}/tuning.png", "LDS vs each option's value, with 95% CIs"),
+    STUDY_FILES,  # every study's rows (tda_core/studies.py), in the registry's order
     ("{experiment}/pictures/", "diffusion: influence grids per query and samples by seed"),
     ("logs/{experiment}/{job}.log", "an experiment's job logs ({job}: the rule and its wildcards, e.g. train_seed0)"),
     ("logs/{job}.log", "logs of jobs of no one experiment (the leaderboard)"),
@@ -306,6 +300,9 @@ RESULTS_FILES: tuple[tuple[str, str], ...] = (
      "tracking mode record (no W&B): one JSON file per run, written at its end (tda_core/tracking.py)"),
     ("wandb/", "W&B runs (offline when no API key), written there by the wandb library: no layout path"),
 )
+
+RESULTS_FILES: tuple[tuple[str, str], ...] = tuple(
+    row for entry in _CORE_FILES for row in (STUDY_FILES_ROWS if entry is STUDY_FILES else (entry,)))
 
 README_BEGIN = "<!-- path table: rendered from tda_core/layout.py (RESULTS_FILES) by `python -m tda_core.layout` -->"
 README_END = "<!-- end of path table -->"

@@ -18,6 +18,9 @@ would: the evaluation is then partly in sample. The roles:
     loo                  LOO_SEED_BASE + s, s = 0..loo.seeds-1: the leave-one-out study's full-data and
                          leave-one-out retrainings (seed s of both is shared: their difference is paired)
 
+The studies' roles (the last three) come from their rows in tda_core/studies.py (`seeds`, `seed_role`): a
+new study that retrains names its seed function there, and check_disjoint checks it like the others.
+
 The ground-truth seeds sit at a fixed base (not after the retrain seeds) so that they depend only on
 hashed settings: changing pruning or removal never changes the ground truth. GROUNDTRUTH_PROTOCOL
 names the ground-truth seed protocol; rules/train.smk passes it (with the seeds) as a shard param, so
@@ -26,7 +29,8 @@ shards trained under an older protocol rerun, and gather refuses shards whose re
 from __future__ import annotations
 
 from .errors import ConfigError
-from .spec import has_fixed_track
+from .spec import ExperimentSpec, has_fixed_track
+from .studies import STUDIES, study_seeds
 
 GROUNDTRUTH_SEED_BASE = 1_000_000
 # 1: subset seeds 0..K-1 (shared with the scoring models); 2: GROUNDTRUTH_SEED_BASE + 0..K-1 (disjoint)
@@ -53,21 +57,30 @@ def fixed_track_seeds(exp: dict) -> list[int]:
 def pruning_retrain_seeds(exp: dict) -> list[int]:
     from .pruning import retrain_seeds
 
-    return retrain_seeds(exp["seeds"], exp["pruning"].get("retrain_seeds", 5)) if exp.get("pruning") else []
+    spec = ExperimentSpec.of(exp)
+    pruning = spec.study("pruning")
+    return retrain_seeds(spec.n_seeds, _listed(pruning["retrain_seeds"])) if pruning else []
 
 
 def removal_retrain_seeds(exp: dict) -> list[int]:
     from .removal import retrain_seeds
 
-    if not exp.get("removal"):
+    spec = ExperimentSpec.of(exp)
+    removal = spec.study("removal")
+    if not removal:
         return []
-    return retrain_seeds(exp["seeds"], exp["removal"].get("retrain_seeds", 4), pruning_retrain_seeds(exp))
+    return retrain_seeds(spec.n_seeds, _listed(removal["retrain_seeds"]), pruning_retrain_seeds(exp))
 
 
 def loo_seeds(exp: dict) -> list[int]:
     """The leave-one-out study's retrain seeds (disjoint from the scoring models'; loo.seeds of them)."""
-    loo = exp.get("loo") or {}
-    return [LOO_SEED_BASE + s for s in range(int(loo.get("seeds", 0)))]
+    loo = ExperimentSpec.of(exp).study("loo")
+    return [LOO_SEED_BASE + s for s in range(int(loo["seeds"]))] if loo else []
+
+
+def _listed(seeds):
+    """A retrain_seeds setting as the config holds it (a count, or a list: the spec keeps lists as tuples)."""
+    return list(seeds) if isinstance(seeds, tuple) else seeds
 
 
 def allocate(exp: dict) -> dict[str, list[int]]:
@@ -75,12 +88,9 @@ def allocate(exp: dict) -> dict[str, list[int]]:
     out = {"scoring": scoring_seeds(exp), "groundtruth": groundtruth_seeds(exp)}
     if has_fixed_track(exp):
         out["groundtruth_fixed"] = fixed_track_seeds(exp)
-    if exp.get("pruning"):
-        out["pruning_retrain"] = pruning_retrain_seeds(exp)
-    if exp.get("removal"):
-        out["removal_retrain"] = removal_retrain_seeds(exp)
-    if exp.get("loo"):
-        out["loo"] = loo_seeds(exp)
+    for row in STUDIES.values():  # each study's retrain seeds (tda_core/studies.py), in the registry's order
+        if row.seeds is not None and exp.get(row.name):
+            out[row.seed_role or row.name] = study_seeds(row, exp)
     return out
 
 

@@ -154,12 +154,17 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def build_task(exp: dict):
-    if exp.get("kind", "classification") == "diffusion":
+    """The experiment's task by its kind, measuring its `measurement` (its default depends on the kind:
+    tda_core.spec)."""
+    from .spec import ExperimentSpec
+
+    spec = ExperimentSpec.of(exp)
+    if spec.kind == "diffusion":
         from .diffusion import DiffusionTask
 
         return DiffusionTask(exp)
-    if exp.get("kind") == "language_model":
-        return LanguageModelTask(exp.get("measurement", "loss"))
-    if exp.get("kind") == "regression":
-        return RegressionTask(exp.get("measurement", "loss"))
-    return ClassificationTask(exp.get("measurement", "margin"))
+    if spec.kind == "language_model":
+        return LanguageModelTask(spec.measurement)
+    if spec.kind == "regression":
+        return RegressionTask(spec.measurement)
+    return ClassificationTask(spec.measurement)

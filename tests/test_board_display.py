@@ -43,7 +43,7 @@ def _ground_truth_noise(signal: float, seed: int) -> dict:
 
 def _board(tmp_path, bundles, pruning=None):
     out = tmp_path / "board"
-    write_all(bundles, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", pruning_paths=pruning or [])
+    write_all(bundles, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", study_files={"pruning": pruning or []})
     return out
 
 

@@ -82,7 +82,7 @@ def test_leaderboard_columns_legend_and_claims(tmp_path):
     io.write_json(tmp_path / "summary.json", {"experiment": "e-nc", "label_noise": 0.1, "rows": rows})
     out = tmp_path / "lb"
     df = write_all([path], out / "l.csv", out / "l.md", out / "l.png", out / "l.html",
-                   pruning_paths=[tmp_path / "summary.json"])
+                   study_files={"pruning": [tmp_path / "summary.json"]})
     csv = pd.read_csv(out / "l.csv")
     for col in ("rank", "rank_ci_low", "rank_ci_high", "tied_with_best", "models", "aliases", "variant"):
         assert col in csv.columns

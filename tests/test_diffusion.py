@@ -264,7 +264,7 @@ def test_every_registered_method_runs_on_the_unet_or_says_why_not(tmp_path):
         options = {"n_segments": 2} if name.startswith(("source", "dtda_source")) else {}
         if name == "loss_covariance":  # a short chain: the defaults (306 SGLD steps) take minutes on this UNet
             options = {"n_samples": 4, "burn_in": 2, "thin": 1}
-        seed = "all" if get_method(name).ensemble else "0"
+        seed = "all" if get_method(name).all_seeds_at_once else "0"
         meta = attribute(exp, name, seed, options, tmp_path / f"{name}.json", {"mode": "none"})
         if name in classification_only:
             assert meta["status"] == "failed" and "classification" in meta["reason"], (name, meta)

@@ -112,7 +112,7 @@ def test_ekfac_influence_tracks_exact_influence_and_ensembles_average_seeds(tmp_
         # Observed 0.89 / 0.92 (EK-FAC) and 0.89 / 0.93 (K-FAC) for seeds 0 / 1 on this 1-hidden-layer MLP.
         assert r["if_ekfac"] > 0.85 and r["if_kfac"] > 0.8
     ens = get_method("if_ensemble")(cache=False)
-    assert ens.ensemble
+    assert ens.all_seeds_at_once
     both = ens.score(build_context(exp, [0, 1]))
     np.testing.assert_allclose(both, (per_seed[0]["if_ekfac"] + per_seed[1]["if_ekfac"]) / 2, rtol=1e-4, atol=1e-7)
 

@@ -34,8 +34,9 @@ def _path_attributes(cls) -> set[str]:
 
 
 # Public layout attributes with no row of their own in layout.RESULTS_FILES: the experiment's folder
-# and the attribute job's output folder, the folders of rows that are listed.
-NOT_ROWS = {"root", "score_dir"}
+# and the attribute job's output folder, the folders of rows that are listed; a study's file by its relative
+# path (each study's own rows are checked below).
+NOT_ROWS = {"root", "score_dir", "study_file"}
 # Rows that no layout attribute builds: the wandb library writes its runs there (tda_core/tracking.py).
 NOT_BUILT = {"wandb/"}
 
@@ -86,6 +87,21 @@ def test_results_files_rows_are_the_paths_the_layout_builds():
     assert e.read | NOT_ROWS == _path_attributes(ExperimentLayout), _path_attributes(ExperimentLayout) - e.read
     assert b.read == _path_attributes(ResultsLayout), _path_attributes(ResultsLayout) - b.read
     assert all(text.strip() for _, text in layout.RESULTS_FILES)
+
+
+def test_every_study_lists_the_files_the_board_reads():
+    """A study row's board file and plots (tda_core/studies.py) are among its own rows of the path table, and
+    study_file builds them where the layout's own attributes do."""
+    from tda_core.studies import STUDIES
+
+    e = ExperimentLayout("R", "{experiment}")
+    for row in STUDIES.values():
+        own = {pattern for pattern, _ in row.results}
+        for relative in (row.board_file, *row.images):
+            assert f"{{experiment}}/{relative}" in own, (row.name, relative)
+            assert e.study_file(relative) == f"R/{{experiment}}/{relative}"
+    assert e.study_file(STUDIES["pruning"].board_file) == e.pruning_summary
+    assert e.study_file(STUDIES["removal"].board_file) == e.removal_results
 
 
 def test_results_readme_holds_the_rendered_table():

@@ -47,13 +47,13 @@ def test_default_config_schedules_the_evaluation_jobs(repo, tmp_path):
     exps = cfg["experiments"]
 
     def score_files(exp, method):  # per-seed methods: one file per seed; ensembles: one "seedall"
-        return 1 if get_method(method).ensemble else exps[exp]["seeds"]
+        return 1 if get_method(method).all_seeds_at_once else exps[exp]["seeds"]
 
     # pruning: (fixed + dtda for per-seed methods, dtda for ensembles) x p x selection, baselines per p and one
     # full-data job per experiment; each job retrains every retrain seed
     prune = [(e, m) for e, x in exps.items() if "pruning" in x for m in x["pruning"]["methods"]]
     n_retrain = sum(len(exps[e]["pruning"]["percents"]) * len(exps[e]["pruning"]["selection"])
-                    * (1 if get_method(m).ensemble and not get_method(m).per_seed_samples else 2) for e, m in prune)
+                    * (1 if get_method(m).all_seeds_at_once and not get_method(m).per_seed_samples else 2) for e, m in prune)
     assert n_retrain > 0 and counts["prune_retrain"] == n_retrain
     assert counts["prune_random"] == sum(len(x["pruning"]["percents"]) for x in exps.values() if "pruning" in x)
     assert counts["prune_full"] == sum("pruning" in x for x in exps.values())

@@ -81,7 +81,7 @@ def test_module_class_entries_are_named_by_their_class(fresh_registry):
     row = registry.method_entry("halved_grad_dot")
     assert row.path == "my_methods:Halved" and row.source == "inline" and row.seeds == "per_seed"
     assert set(row.options) == {"factor"}
-    assert registry.method_entry("my_pooled").ensemble
+    assert registry.method_entry("my_pooled").all_seeds_at_once
     # job processes started from this one find the name through the environment
     assert '"halved_grad_dot": "my_methods:Halved"' in os.environ[registry.PATHS_ENV]
     cfg = tiny_config(methods=["my_methods:Halved"], method_options={"halved_grad_dot": {"factr": 2.0}})

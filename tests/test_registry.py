@@ -19,11 +19,11 @@ def test_method_class_agrees_with_its_row(name):
     assert cls.name == name and row.source == "built-in"
     assert row.seeds in SEED_USAGES
     assert cls.seeds == row.seeds and cls.options is row.options
-    assert cls.ensemble == row.ensemble == (row.seeds != "per_seed")
+    assert cls.all_seeds_at_once == row.all_seeds_at_once == (row.seeds != "per_seed")
     assert cls.per_seed_samples == row.per_seed_samples == (row.seeds == "per_seed_samples")
     # no class overrides the registry's seeds, flags or options with its own (one source of truth)
     for klass in cls.__mro__:
-        for attr in ("seeds", "options", "ensemble", "per_seed_samples"):
+        for attr in ("seeds", "options", "all_seeds_at_once", "per_seed_samples"):
             if attr in vars(klass):
                 assert klass.__name__ == "Method", f"{klass.__name__} sets {attr}; declare it in the registry row"
     # the class reads its defaults from the declared options (no defaults dict of its own)
@@ -59,7 +59,7 @@ def test_unregistered_method_defaults_to_per_seed():
     class Mine(Method):
         name = "not_registered"
 
-    assert not Mine.ensemble and not Mine().per_seed_samples
+    assert not Mine.all_seeds_at_once and not Mine().per_seed_samples
     assert Mine.seeds == "per_seed" and Mine.options == {} and Mine().opts == {}
     with pytest.raises(ConfigError, match="has no option 'x'"):
         Mine(x=1)
@@ -69,7 +69,7 @@ def test_unregistered_method_defaults_to_per_seed():
         seeds = "pooled"
         options = {"k": 3}
 
-    assert Pooled.ensemble and not Pooled.per_seed_samples and Pooled(k=4).opts == {"k": 4}
+    assert Pooled.all_seeds_at_once and not Pooled.per_seed_samples and Pooled(k=4).opts == {"k": 4}
 
 
 def test_subclass_of_a_builtin_inherits_its_row():
@@ -92,7 +92,7 @@ def test_registry_lookups_import_no_torch():
     code = ("import sys; from tda_core.methods.registry import known_methods, method_entry; "
             "from tda_core.metrics.registry import known_metrics, metric_target; "
             "from tda_core.config import n_shards, load_config; "
-            "[(method_entry(m).ensemble, method_entry(m).options) for m in known_methods()]; "
+            "[(method_entry(m).all_seeds_at_once, method_entry(m).options) for m in known_methods()]; "
             "[metric_target(m) for m in known_metrics()]; "
             "load_config('workflow/config/config.yaml'); "
             "print('torch' in sys.modules)")

@@ -98,7 +98,7 @@ def test_one_fit_per_key_and_every_consumer_gets_the_in_process_scores(tiny, cap
 
     for method, options in CONSUMERS:
         entry = method_entry(method)
-        seeds = ["all"] if entry.ensemble else ["0", "1"]
+        seeds = ["all"] if entry.all_seeds_at_once else ["0", "1"]
         attribute_method(tiny, method, seeds, ["query", "val"], options, NONE)
         for s in seeds:
             got = np.load(tiny.scores_path(method, s))

@@ -1,7 +1,7 @@
 """The board's page as a list of typed sections, in page order: legend, signal, claims, metric agreement,
-overview, per metric and experiment, LDS by track, classic vs distributional, pruning, tuning, top-k removal,
-leave-one-out, cost. Markdown, HTML and the W&B run are all rendered from this one list; a consumer finds a
-section by its `key`, never by its title."""
+overview, per metric and experiment, LDS by track, classic vs distributional, the studies' sections (in the
+order of tda_core/studies.py: pruning, tuning, top-k removal, leave-one-out), cost. Markdown, HTML and the W&B
+run are all rendered from this one list; a consumer finds a section by its `key`, never by its title."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,14 +12,12 @@ from ..claims import claims_table
 from ..meta_eval import agreement_tables
 from ..meta_eval import display_table as meta_display_table
 from ..meta_eval import summary_line as meta_summary_line
-from ..tuning_board import TEXT as TUNING_TEXT, TITLE as TUNING_TITLE, tuning_table
+from ..studies import STUDIES, board_sections
 from .cells import format_p_columns
 from .collect import metric_order
-from .tables import (cost_table, distributional_table, experiment_table, loo_table, overview_table, pruning_tables,
-                     removal_table, signal_table, track_table)
-from .text import (AGREEMENT_TEXT, CLAIMS_TEXT, COST_TEXT, LEGEND, OVERVIEW_TEXT, PRUNING_COVERAGE_TEXT, PRUNING_TEXT,
-                   PRUNING_TITLES, REMOVAL_TEXT, SIGNAL_TEXT, TRACKS_TEXT, metric_note, noise_from_rows, noise_line,
-                   overview_scope, signal_line)
+from .tables import cost_table, distributional_table, experiment_table, overview_table, signal_table, track_table
+from .text import (AGREEMENT_TEXT, CLAIMS_TEXT, COST_TEXT, LEGEND, OVERVIEW_TEXT, SIGNAL_TEXT, TRACKS_TEXT, metric_note,
+                   noise_from_rows, noise_line, overview_scope, signal_line)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a DataFrame has no truth value to compare by
@@ -44,9 +42,10 @@ def section(page: list[Section], key: str) -> Section | None:
     return next((s for s in page if s.key == key), None)
 
 
-def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
-             tuning_paths: list | None = None) -> list[Section]:
-    """The board's sections in page order (the module's docstring)."""
+def sections(df: pd.DataFrame, bundles: list[dict], study_files: dict[str, list] | None = None) -> list[Section]:
+    """The board's sections in page order (the module's docstring); `study_files`: {study: its board files}
+    of the studies whose files are no result bundles (pruning summaries, tuning files)."""
+    study_files = study_files or {}
     out: list[Section] = []
 
     def add(key: str, level: int, title: str, text: str = "", table=None, bullets: tuple[str, ...] = ()) -> None:
@@ -57,7 +56,7 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     signal = signal_table(bundles)
     if signal is not None:
         add("signal", 2, "Signal of each experiment's ground truth", SIGNAL_TEXT, signal)
-    claims = claims_table(df, bundles, pruning_paths)
+    claims = claims_table(df, bundles, study_files.get("pruning") or [])
     if claims is not None:
         add("claims", 2, "Claims of the papers, checked on this run", CLAIMS_TEXT, claims)
     agreement = agreement_tables(bundles)
@@ -83,18 +82,9 @@ def sections(df: pd.DataFrame, bundles: list[dict], pruning_paths: list,
     dist = distributional_table(df)
     if dist is not None:
         add("distributional", 2, "Classic vs distributional LDS", "", dist)
-    for key, table in pruning_tables(pruning_paths).items():
-        add(f"pruning/{key}", 2, PRUNING_TITLES[key],
-            PRUNING_COVERAGE_TEXT if key == "class_coverage" else PRUNING_TEXT, table)
-    tuning = tuning_table(tuning_paths or [])
-    if tuning is not None:
-        add("tuning", 2, TUNING_TITLE, TUNING_TEXT, tuning)
-    removal = removal_table(bundles)
-    if removal is not None:
-        add("removal", 2, "Top-k removal and brittleness", REMOVAL_TEXT, removal)
-    loo = loo_table(bundles)
-    if loo is not None:
-        add("loo", 2, "Leave-one-out: how many seeds resolve a LOO mean shift", "", loo)
+    for study in STUDIES.values():  # each study's sections (tda_core/studies.py: its `board` function)
+        for key, level, title, text, table in board_sections(study, study_files.get(study.name) or [], bundles):
+            add(key, level, title, text, table)
     cost = cost_table(df)
     if cost is not None:
         add("cost", 2, "Cost of attribution", COST_TEXT, cost)

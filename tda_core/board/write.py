@@ -12,14 +12,16 @@ from .sections import sections
 
 
 def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_images: list | None = None,
-              pruning_paths: list | None = None, merge: bool = False, tuning_paths: list | None = None,
+              study_files: dict[str, list] | None = None, merge: bool = False,
               sections_out: list | None = None) -> pd.DataFrame:
-    """The board's files; `sections_out` (a list) receives the page's sections (board.sections.Section), so a
+    """The board's files; `study_files`: {study: its board files} of the studies that are no result bundles
+    (tda_core/studies.py: pruning summaries, tuning files); `sections_out` (a list) receives the page's sections (board.sections.Section), so a
     caller that logs them (the report stage's W&B run) neither loads the bundles nor builds the sections again."""
-    bundles = load_bundles(metric_paths, pruning_paths, merge=merge)
+    study_files = study_files or {}
+    bundles = load_bundles(metric_paths, study_files.get("pruning"), merge=merge)
     df = collect(metric_paths, bundles)
     io.write_bytes(out_csv, csv_safe(df).to_csv(index=False).encode())
-    page = sections(df, bundles, pruning_paths or [], tuning_paths)
+    page = sections(df, bundles, study_files)
     if sections_out is not None:
         sections_out.extend(page)
     io.write_bytes(out_md, markdown(page).encode())

@@ -38,19 +38,22 @@ class Splits:
 
 
 def load_splits(exp: dict) -> Splits:
+    from ..spec import ExperimentSpec
+
+    spec = ExperimentSpec.of(exp)
     ds = exp["dataset"]
-    data_dir = exp.get("data_dir", "data")
-    if exp.get("data_sha256") and data_fingerprint(ds, data_dir) != exp["data_sha256"]:
+    data_dir = spec.data_dir
+    if spec.data_sha256 and data_fingerprint(ds, data_dir) != spec.data_sha256:
         raise ConfigError(f"{source_origin(ds, data_dir)} changed since the experiment was resolved "
                           "(its sha256 differs); rerun the workflow (prepare) on the new data")
-    regression = exp.get("kind", "classification") == "regression"
+    regression = spec.kind == "regression"
     text = is_text(ds)
     unit = "sequences" if text else "examples"
     if text:  # token windows (int64 x and y [n, seq_len]); the model's outputs are the vocabulary
         pools = load_text(ds, data_dir)
         train_pool, heldout_pool, vocab_size = pools.train, pools.heldout, pools.vocab_size
     else:
-        train_pool, heldout_pool = load_source(ds, data_dir, exp.get("download", False))
+        train_pool, heldout_pool = load_source(ds, data_dir, spec.download)
         train_pool = _cast_labels(train_pool, regression, source_origin(ds, data_dir))
         heldout_pool = _cast_labels(heldout_pool, regression, source_origin(ds, data_dir)) if heldout_pool else None
     if ds.get("classes"):

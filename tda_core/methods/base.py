@@ -24,7 +24,7 @@ class Method:
     name: str = ""
     seeds = registry_attr("per_seed")  # how the R full-data seeds are used (registry.SEED_USAGES)
     options = registry_attr({})  # declared options {key: Option} (methods/options.py)
-    ensemble = registry_flag()  # True: one score file built from all R full-data seeds ("seedall")
+    all_seeds_at_once = registry_flag()  # True: one job over all R full-data seeds, one "seedall" score file
     per_seed_samples = registry_flag()  # True: score() returns [R, Q, N], seed r's scores in [r] (context.py)
     max_params: int | None = None  # small-model-only methods refuse bigger models with a clear error
     # True: the method follows the training stages (scenario multi_stage: each checkpoint interval's

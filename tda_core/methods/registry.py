@@ -11,7 +11,7 @@ keeps building the Snakemake DAG cheap. How a method uses the R full-data seeds 
   per_seed_samples  one file "seedall" holding every seed's own scores ([R, Q, N]; d-TDA)
 
 and so are its options (methods/options.py: defaults, types, one line of help each). Method.seeds,
-Method.options (and the flags ensemble, per_seed_samples derived from seeds) read the row of the
+Method.options (and the flags all_seeds_at_once, per_seed_samples derived from seeds) read the row of the
 class's `name`, or of the nearest registered base class (methods/base.py).
 
 Methods from elsewhere (bring your own method), both read by config validation:
@@ -81,7 +81,7 @@ class MethodEntry:
             raise ConfigError(f"{self.path}: seeds must be one of {', '.join(SEED_USAGES)}, not {self.seeds!r}")
 
     @property
-    def ensemble(self) -> bool:
+    def all_seeds_at_once(self) -> bool:
         """One job over all seeds writing one 'seedall' file."""
         return self.seeds != "per_seed"
 
@@ -324,7 +324,7 @@ class registry_attr:
 
 
 class registry_flag:
-    """A Method class attribute (ensemble, per_seed_samples) derived from the class's `seeds`
+    """A Method class attribute (all_seeds_at_once, per_seed_samples) derived from the class's `seeds`
     (its registry row for built-in methods, the class's own declaration for plugins)."""
 
     def __set_name__(self, owner, attr: str) -> None:
@@ -332,4 +332,4 @@ class registry_flag:
 
     def __get__(self, obj, owner=None) -> bool:
         seeds = (owner or type(obj)).seeds
-        return seeds != "per_seed" if self.attr == "ensemble" else seeds == "per_seed_samples"
+        return seeds != "per_seed" if self.attr == "all_seeds_at_once" else seeds == "per_seed_samples"

@@ -60,6 +60,8 @@ class MetricEntry:
     signal_note: str = "no target reliability to check"  # the reason shown when signal is NO_GATE
     signal_from: str | None = None  # a metric whose target (and so reliability) it shares (lds_kendall: lds)
     ordered: bool = True           # has a place in the board's metric order (the row order below)
+    check: str | None = None       # "module:function"(experiment name, resolved experiment): what it needs of
+                                   # the config, checked at plan time (one-line ConfigError)
 
 
 _ROWS = (
@@ -69,7 +71,8 @@ _ROWS = (
                 "mean over queries.",
                 track="distributional", seed_rows=PER_SEED, signal=CEILING),
     MetricEntry("lds_fixed_seed", "tda_core.metrics.lds_fixed:evaluate_lds_fixed_seed", "lds_fixed_seed", "",
-                track="fixed_seed", seed_rows=PER_SEED, signal_note="deterministic retraining: no target noise"),
+                track="fixed_seed", seed_rows=PER_SEED, signal_note="deterministic retraining: no target noise",
+                check="tda_core.config:_check_fixed_track"),
     MetricEntry("dlds_mean", "tda_core.metrics.distributional:evaluate_dlds_mean", "dlds_mean",
                 "d-TDA LDS of the mean influence E[X]-E[Y] (X: full-data models over seeds, Y: retrained). For a "
                 "per-seed method it equals the LDS of its seed-averaged scores (compare the table 'classic vs "
@@ -78,13 +81,14 @@ _ROWS = (
     MetricEntry("dlds_variance", "tda_core.metrics.distributional:evaluate_dlds_variance", "dlds_variance",
                 "d-TDA LDS of the variance-increase influence Var(Y)-Var(X); n/a when one score array "
                 "stands for every seed (it predicts no variance change).",
-                track="distributional", seed_rows=SEEDS, signal=SPLIT_HALF),
+                track="distributional", seed_rows=SEEDS, signal=SPLIT_HALF, check="tda_core.config:_check_distributional"),
     MetricEntry("dlds_w2", "tda_core.metrics.distributional:evaluate_dlds_w2", "dlds_w2",
                 "d-TDA LDS of the Wasserstein-2 distance between the full-data and the retrained distributions.",
-                track="distributional", seed_rows=SEEDS, signal=SPLIT_HALF),
+                track="distributional", seed_rows=SEEDS, signal=SPLIT_HALF, check="tda_core.config:_check_distributional"),
     MetricEntry("mislabel_auc", "tda_core.metrics.mislabel:evaluate_mislabel_auc", "AUC",
                 "ROC AUC of self-influence against the flipped labels (0.5 = chance); CI over examples.",
-                target="train_self", signal_note="the flipped labels are known: no target noise"),
+                target="train_self", signal_note="the flipped labels are known: no target noise",
+                check="tda_core.config:_check_mislabel"),
     MetricEntry("loo_shift", None, "Pearson r",
                 "Pearson r of predicted vs actual leave-one-out mean shifts over (point, query) pairs; "
                 "split-half = the same r between two halves of the seeds (near 0: LOO is noise at this seed count).",

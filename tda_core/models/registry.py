@@ -1,9 +1,10 @@
 """The one registry of model families: one `ModelEntry` row per `model.name`, read by config validation
 (the name, the task kind it serves, whether the plan-time check builds it) and by `build_model` (its
 builder, imported only when an experiment uses it: timm, diffusers and transformers cost seconds per
-job). A new family is its builder plus one row; options it adds still need their keys in the config
-schema's `model` block (their defaults are part of every config's hash). Imports neither torch nor a
-model library.
+job). A new family is its builder plus one row; options it adds are the row's `options` (JSON-schema
+properties of the `model` block, without defaults: its builder applies them, so no other experiment's config
+hash changes). The shipped families' options are in the config schema's `model` block, where their defaults
+are part of every config's hash. Imports neither torch nor a model library.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class ModelEntry:
     kind: str | None = None    # the only task kind it serves (None: any but the ones other rows claim)
     any_shape: bool = False    # takes any input shape: the plan-time check builds nothing
     checks_forward: bool = True  # build_model runs one dummy example through it ([1, *in_shape] -> [1, n_out])
+    options: dict | None = None  # {key: JSON schema} of the `model` keys it adds (no "default": the builder's)
 
 
 _ROWS = (

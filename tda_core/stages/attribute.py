@@ -53,7 +53,7 @@ def attribute(exp: Experiment, method_name: str, seed: str, options: dict, out_j
         meta["query_index"] = query_index.tolist()
     if target == "randomized":  # the seeds of the re-initialised models that replace the checkpoints
         meta["init_seeds"] = [s + RANDOMIZED_SEED_OFFSET for s in seeds]
-    if exp.cfg.get("scenario") == "multi_stage" and not method.stage_aware:
+    if exp.spec.scenario == "multi_stage" and not method.stage_aware:
         meta["note"] = STAGE_NOTE
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "attribute",
                      f"{exp.name}/{method_name}/{score_stem(target, seed)}",

@@ -34,7 +34,7 @@ def build_context(exp, seeds, cache_dir: str | Path | None = None, chunk_size: i
     return AttributionContext(
         task=exp.task, train_x=s.train_x, train_y=s.train_y, query_x=s.query_x, query_y=s.query_y,
         seeds=tuple(int(r) for r in seeds), build_model=exp.build_model, load_trajectory=load_trajectory,
-        device=exp.device, chunk_size=chunk_size or exp.cfg.get("chunk_size", 256), cache=CurvatureCache(
+        device=exp.device, chunk_size=chunk_size or exp.spec.chunk_size, cache=CurvatureCache(
             None if cache_dir is None else Path(cache_dir), exp.hash, None if shared_dir is None else Path(shared_dir)))
 
 

@@ -94,11 +94,10 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
 
 def experiment_facts(exp: Experiment) -> dict:
     """What the leaderboard needs to know about the experiment (its claims table picks experiments by these)."""
-    cfg = exp.cfg
-    return {"kind": cfg.get("kind", "classification"), "scenario": cfg.get("scenario", "converged"),
-            "label_noise": cfg["dataset"].get("label_noise", 0.0), "seeds": cfg["seeds"],
-            "n_subsets": cfg["groundtruth"]["n_subsets"], "seeds_per_subset": cfg["groundtruth"]["seeds_per_subset"],
-            "groundtruth_steps": cfg["groundtruth"].get("steps", "same_epochs")}
+    spec = exp.spec
+    return {"kind": spec.kind, "scenario": spec.scenario, "label_noise": spec.dataset["label_noise"],
+            "seeds": spec.n_seeds, "n_subsets": spec.groundtruth.n_subsets,
+            "seeds_per_subset": spec.groundtruth.seeds_per_subset, "groundtruth_steps": spec.groundtruth.steps}
 
 
 def seeds_used(exp: Experiment, groundtruth_path) -> dict:
@@ -123,7 +122,7 @@ def model_fit(exp: Experiment) -> dict:
     and the did-not-learn verdict. Empty for diffusion experiments."""
     from ..model_fit import did_not_learn, label_prior
 
-    kind = exp.cfg.get("kind", "classification")
+    kind = exp.spec.kind
     if kind not in ("classification", "regression", "language_model"):
         return {}
     metas = [exp.load_model_meta(seed) for seed in range(exp.cfg["seeds"])]

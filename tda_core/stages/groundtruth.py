@@ -41,7 +41,7 @@ def gather(exp: Experiment, masks_path, shard_paths: list, model_paths: list, ou
     ])
     # groundtruth.steps (same_epochs / same_steps) travels with the measurements, so the distributional
     # metrics can report which step protocol their subset models followed.
-    mode = exp.cfg["groundtruth"].get("steps", "same_epochs")
+    mode = exp.spec.groundtruth.steps
     subset_steps = sorted({t for _, m in loaded for t in m.get("subset_total_steps", [])})
     io.save_npz(out, {"config_hash": exp.hash, "n_subsets": len(masks), "groundtruth_steps": mode,
                       "subset_total_steps": subset_steps, "full_total_steps": full_data_steps(exp.cfg, s.n_train),

@@ -39,7 +39,7 @@ def loo_train(exp: Experiment, options: dict, out, tracking: dict) -> None:
     s = exp.splits
     points = loo_points(s.n_train, opts)
     seeds = loo_seeds({"loo": opts})  # disjoint from the scoring models' seeds (tda_core/seeds.py)
-    vectorize = exp.cfg["train"]["vectorize"]
+    vectorize = exp.spec.train.vectorize
 
     def query_measurements(mask):  # [S, Q]; one vmapped group per removed point (equal batch shapes)
         runs = [Run(seed, mask) for seed in seeds]
@@ -90,3 +90,36 @@ def _loo_result(exp: Experiment, method: str, score_dir, loo_gt: dict):
         inputs = row_inputs("loo_shift", scores.metric_input(), pooled=scores.usage == "pooled",
                             n_models=exp.cfg["seeds"])
     return result, inputs
+
+
+# -- its `tda` subcommands (tda_core/studies.py: this study's row names them) ----------------------------
+def add_commands(stage) -> None:
+    """This study's `tda` subcommands, added with the CLI's `stage` helper (tda_core.cli.build_parser)."""
+    import logging
+
+    from ..cli import experiment_of, json_arg, score_dirs_of, tracking_of
+
+    log = logging.getLogger("tda")
+
+    def cmd_loo_train(args):
+        exp = experiment_of(args)
+        loo_train(exp, json_arg(args.options, "--options"), args.out, tracking_of(args, exp))
+
+    def cmd_loo_evaluate(args):
+        for res in loo_evaluate(experiment_of(args), args.method, score_dirs_of(args), args.loo, args.out, args.plot):
+            if res["status"] == "ok":
+                log.info("%s LOO mean shift: r=%.3f (split-half reliability %.3f)", res["method"], res["value"],
+                         res["split_half_reliability"])
+
+    sp = stage("loo-train", cmd_loo_train, "leave-one-out study: retrain without a few points, many seeds")
+    sp.add_argument("--options", help="the experiment's loo block as JSON")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("loo-evaluate", cmd_loo_evaluate,
+               "leave-one-out study: every method's predicted vs actual shifts, and their scatter plot")
+    sp.add_argument("--method", nargs="+", required=True)
+    sp.add_argument("--scores-dir", nargs="+", help="each --method's score folder, in order (default: "
+                    "results/{exp}/scores/{method})")
+    sp.add_argument("--loo", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True, help="PNG of the scatter plots")

@@ -61,7 +61,7 @@ def retrain_without(exp: Experiment, seeds: list[int], removed: list[np.ndarray]
         runs.append(Run(int(seed), mask, total_steps=steps))
     with CostMeter() as cost:
         results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                               vectorize=exp.cfg["train"].get("vectorize", True), desc=desc)
+                               vectorize=exp.spec.train.vectorize, desc=desc)
     rows = []
     labels = s.train_y.cpu().numpy() if hasattr(s.train_y, "cpu") else np.asarray(s.train_y)
     n_classes = int(labels.max()) + 1
@@ -229,8 +229,65 @@ def summarize(exp_name: str, job_jsons: list) -> dict:
 def prune_summary(exp: Experiment, job_jsons: list, out_json, out_png) -> dict:
     from ..plots import pruning_curve
 
-    summary = {"config_hash": exp.hash, "label_noise": exp.cfg["dataset"].get("label_noise", 0.0),
+    summary = {"config_hash": exp.hash, "label_noise": exp.spec.dataset["label_noise"],
                **summarize(exp.name, job_jsons)}
     io.write_json(out_json, summary)
     pruning_curve(summary["rows"], exp.name, out_png)
     return summary
+
+
+# -- its `tda` subcommands (tda_core/studies.py: this study's row names them) ----------------------------
+def add_commands(stage) -> None:
+    """This study's `tda` subcommands, added with the CLI's `stage` helper (tda_core.cli.build_parser)."""
+    from ..cli import experiment_of, tracking_of
+    from ..errors import ConfigError
+    from ..pruning import VARIANT_TOKENS
+
+    def cmd_prune(args):
+        exp = experiment_of(args)
+        prune_retrain(exp, args.method, args.variant, args.p, _retrain_seeds(args), args.scores_dir, args.out,
+                      tracking_of(args, exp), ensemble_size=args.ensemble_size)
+
+    def _retrain_seeds(args) -> list[int]:
+        """--retrain-seeds, checked against the scoring seeds 0..R-1 of the experiment (out of sample)."""
+        from ..pruning import retrain_seeds
+
+        return retrain_seeds(experiment_of(args).cfg["seeds"], args.retrain_seeds)
+
+    def cmd_prune_baseline(args):
+        exp = experiment_of(args)
+        tracking, seeds = tracking_of(args, exp), _retrain_seeds(args)
+        if args.kind == "random":
+            if args.p is None:
+                raise ConfigError("prune-baseline random needs --p")
+            prune_random(exp, args.p, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
+        else:
+            prune_full(exp, seeds, args.out, tracking, ensemble_size=args.ensemble_size)
+
+    def cmd_prune_summary(args):
+        prune_summary(experiment_of(args), args.runs, args.out, args.plot)
+
+    sp = stage("prune", cmd_prune, "pruning: remove the p%% a method picks, retrain every retrain seed")
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--variant", required=True, choices=VARIANT_TOKENS,
+                    help="variant, with -balanced for the class-balanced selection (tda_core/pruning.py)")
+    sp.add_argument("--p", type=float, required=True, help="percent of the training set removed")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds to retrain with (disjoint from the scoring seeds 0..R-1)")
+    sp.add_argument("--scores-dir", help="the method's score folder holding its validation-target scores "
+                    "(default: results/{exp}/scores/{method}, tda_core/layout.py)")
+    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("prune-baseline", cmd_prune_baseline, "pruning baselines: random removal, full data")
+    sp.add_argument("--kind", required=True, choices=["random", "full"])
+    sp.add_argument("--p", type=float)
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds to retrain with (full: the full-data baseline is retrained on them too)")
+    sp.add_argument("--ensemble-size", type=int, default=2, help="scoring models per scoring group (pruning.ensemble_size)")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("prune-summary", cmd_prune_summary, "pruning: mean, std and 95%% CI table, the pruning curve")
+    sp.add_argument("--runs", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)

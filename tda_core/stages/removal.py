@@ -44,7 +44,7 @@ def _queries(exp: Experiment, opts: dict) -> np.ndarray:
 
 
 def _is_classification(exp: Experiment) -> bool:
-    return exp.cfg.get("kind", "classification") == "classification"
+    return exp.spec.kind == "classification"
 
 
 def retrain_and_measure(exp: Experiment, seeds: list[int], removed: list[np.ndarray], queries: np.ndarray,
@@ -62,7 +62,7 @@ def retrain_and_measure(exp: Experiment, seeds: list[int], removed: list[np.ndar
             cells.append((i, j))
     with CostMeter() as cost:
         results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                               vectorize=exp.cfg["train"].get("vectorize", True), desc=desc)
+                               vectorize=exp.spec.train.vectorize, desc=desc)
     f = np.full((len(seeds), len(removed)), np.nan)
     m = np.full_like(f, np.nan) if _is_classification(exp) else None
     x, y = s.query_x[queries], s.query_y[queries]
@@ -148,7 +148,7 @@ def removal_full(exp: Experiment, options: dict, seeds: list[int], out, tracking
     s = exp.splits
     with CostMeter() as cost:
         results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                               vectorize=exp.cfg["train"].get("vectorize", True), desc=f"{exp.name} removal full")
+                               vectorize=exp.spec.train.vectorize, desc=f"{exp.name} removal full")
     x, y = s.query_x[queries], s.query_y[queries]
     f = np.stack([measure(exp, r.params, x, y) for r in results])
     m = np.stack([_margin(exp, r.params, x, y) for r in results]) if _is_classification(exp) else None
@@ -182,7 +182,7 @@ def removal_summary(exp: Experiment, full_json, job_jsons: list, out, out_png) -
             per_metric.setdefault("brittleness", []).extend(result_rows(*_brittleness_result(exp, by_k, m_full)))
     results, pairwise = board_rows(per_metric)
     ks = sorted({k for by_k in jobs.values() for k in by_k})
-    bundle = {**provenance(exp, "removal"), "experiment": exp.name, "kind": exp.cfg.get("kind", "classification"),
+    bundle = {**provenance(exp, "removal"), "experiment": exp.name, "kind": exp.spec.kind,
               "seeds": exp.cfg["seeds"], "removal": {**full["removal"], "ks": ks, "queries": full["queries"],
                                                      "retrain_seeds": full["retrain_seeds"]},
               "results": results, "pairwise": pairwise}
@@ -225,3 +225,46 @@ def _brittleness_result(exp, by_k, m_full):
         result["note"] = "no sampled query is classified correctly by the full-data models"
     arrays = [np.asarray(by_k[k]["removed"], dtype=np.float64) for k in sorted(by_k)]
     return result, _inputs(first, arrays)
+
+
+# -- its `tda` subcommands (tda_core/studies.py: this study's row names them) ----------------------------
+def add_commands(stage) -> None:
+    """This study's `tda` subcommands, added with the CLI's `stage` helper (tda_core.cli.build_parser)."""
+    from ..cli import experiment_of, json_arg, tracking_of
+    from ..errors import ConfigError
+
+    def cmd_removal(args):
+        from ..removal import k_values, retrain_seeds
+
+        exp, options = experiment_of(args), json_arg(args.options, "--options")
+        seeds, tracking = retrain_seeds(exp.cfg["seeds"], args.retrain_seeds), tracking_of(args, exp)
+        if args.kind == "full":
+            removal_full(exp, options, seeds, args.out, tracking)
+            return
+        if args.k is None or (args.kind == "method" and not args.method):
+            raise ConfigError("removal --kind method needs --method and --k; --kind random needs --k")
+        k = k_values([args.k], exp.splits.n_train)[0]
+        if args.kind == "random":
+            removal_random(exp, k, options, seeds, args.out, tracking)
+        else:
+            removal_retrain(exp, args.method, k, options, seeds, args.scores_dir, args.out, tracking)
+
+    def cmd_removal_summary(args):
+        removal_summary(experiment_of(args), args.full, args.runs, args.out, args.plot)
+
+    sp = stage("removal", cmd_removal, "top-k removal: retrain every (sampled query, seed) without a method's "
+               "top k, k random examples, or nothing (the full-data baseline)")
+    sp.add_argument("--kind", required=True, choices=["method", "random", "full"])
+    sp.add_argument("--method")
+    sp.add_argument("--k", type=float, help="examples removed per query (a count, or a fraction in (0, 1))")
+    sp.add_argument("--retrain-seeds", type=int, nargs="+", required=True,
+                    help="fresh seeds (disjoint from the scoring seeds 0..R-1 and from pruning's)")
+    sp.add_argument("--options", help="the removal settings as JSON: queries, query_seed, steps")
+    sp.add_argument("--scores-dir", help="the method's score folder (default: the layout's scores/{method})")
+    sp.add_argument("--out", required=True)
+
+    sp = stage("removal-summary", cmd_removal_summary, "top-k removal: one bundle (drop per k, brittleness), the curve")
+    sp.add_argument("--full", required=True, help="the full-data baseline job")
+    sp.add_argument("--runs", nargs="+", required=True, help="the method and random-removal jobs")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)

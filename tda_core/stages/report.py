@@ -12,19 +12,22 @@ from ..errors import ArtifactError, ConfigError, TdaError
 from ..layout import ExperimentLayout, ResultsLayout
 
 
-def merge_inputs(dirs: list) -> tuple[list[str], list[str], list[str]]:
-    """Bundles, pruning summaries and tuning files of results folders (made on different machines): every
-    experiment's metrics.json, loo/results.json, removal/results.json, pruning/summary.json and
-    tuning.json, as tda_core.layout places them. A merged folder is untrusted: no symbolic link may lie
-    on the path from the folder to one of those files (nothing outside the folder is read), and each must
-    be a regular file (no FIFO, no device) of at most io.MAX_JSON_BYTES; anything else is one error."""
-    from ..bundle import BOARD_FILES
+def merge_inputs(dirs: list) -> tuple[list[str], dict[str, list[str]]]:
+    """The result bundles and the studies' board files of results folders (made on different machines):
+    every experiment's metrics.json and each study's board file (tda_core.bundle.board_files: e.g.
+    loo/results.json, pruning/summary.json, tuning.json), as tda_core.layout places them; bundles are
+    metrics.json first, then the bundle studies' in the registry's order. A merged folder is untrusted: no
+    symbolic link may lie on the path from the folder to one of those files (nothing outside the folder is
+    read), and each must be a regular file (no FIFO, no device) of at most io.MAX_JSON_BYTES; anything
+    else is one error."""
+    from ..bundle import board_files, bundle_kinds
 
-    metrics, pruning, tuning = [], [], []
+    kinds = board_files()
+    bundles, studies = [], {k: [] for k in kinds if k not in bundle_kinds()}
     for d in map(Path, dirs):
         if not d.is_dir():
             raise ConfigError(f"--merge {d}: not a folder (nor a .tar.gz / .zip archive of `tda export`)")
-        found: dict[str, list[str]] = {k: [] for k in BOARD_FILES}
+        found: dict[str, list[str]] = {k: [] for k in kinds}
         for name in sorted(os.listdir(d)):
             entry = d / name
             st = os.lstat(entry)
@@ -36,16 +39,16 @@ def merge_inputs(dirs: list) -> tuple[list[str], list[str], list[str]]:
             if not stat.S_ISDIR(st.st_mode):
                 continue
             layout = ExperimentLayout(str(d), name)
-            for kind in BOARD_FILES:
-                if _merged_file(d, Path(getattr(layout, kind))):
-                    found[kind].append(getattr(layout, kind))
-        if not (found["metrics"] or found["loo_results"] or found["removal_results"]):
-            raise ConfigError(f"--merge {d}: no result bundles (*/metrics.json, */loo/results.json or "
-                              "*/removal/results.json) in it")
-        metrics += found["metrics"] + found["loo_results"] + found["removal_results"]
-        pruning += found["pruning_summary"]
-        tuning += found["tuning"]
-    return metrics, pruning, tuning
+            for kind, relative in kinds.items():
+                if _merged_file(d, Path(layout.study_file(relative))):
+                    found[kind].append(layout.study_file(relative))
+        if not any(found[k] for k in bundle_kinds()):
+            raise ConfigError(f"--merge {d}: no result bundles ("
+                              f"{', '.join('*/' + kinds[k] for k in bundle_kinds())}) in it")
+        bundles += [p for k in bundle_kinds() for p in found[k]]
+        for k in studies:
+            studies[k] += found[k]
+    return bundles, studies
 
 
 def _merged_file(root: Path, path: Path) -> bool:
@@ -102,10 +105,12 @@ def _image_key(img, out_dir: Path) -> str:
     return "plots/" + rel.with_suffix("").as_posix()
 
 
-def leaderboard(metrics: list, pruning: list, images: list, merge_dirs: list, out_dir, tracking: dict,
-                tuning: list | None = None) -> list[str]:
+def leaderboard(metrics: list, studies: dict[str, list], images: list, merge_dirs: list, out_dir,
+                tracking: dict) -> list[str]:
     """Render the board into out_dir (tda_core.layout: leaderboard.{csv,md,html,png} and the metric-agreement
-    heatmap) and log it; returns the paths written. `merge_dirs`: results folders or archives of
+    heatmap) and log it; returns the paths written. `metrics`: result bundles (metrics.json and the bundle
+    studies' files); `studies`: {study: its board files} of the other studies (tda_core/studies.py:
+    pruning summaries, tuning files). `merge_dirs`: results folders or archives of
     `tda export` (checked against their manifest, unpacked into a temporary folder; errors name the
     archive and the member)."""
     from ..bundle import is_archive, unpack_archive
@@ -121,7 +126,7 @@ def leaderboard(metrics: list, pruning: list, images: list, merge_dirs: list, ou
             else:
                 folders.append(source)
         try:
-            return _leaderboard(metrics, pruning, images, folders, out_dir, tracking, tuning)
+            return _leaderboard(metrics, studies, images, folders, out_dir, tracking)
         except TdaError as e:  # name the archive, not the temporary folder it was unpacked into
             text = str(e)
             for tmp, label in renames.items():
@@ -131,23 +136,23 @@ def leaderboard(metrics: list, pruning: list, images: list, merge_dirs: list, ou
             raise type(e)(text) from None
 
 
-def _leaderboard(metrics, pruning, images, merge_dirs, out_dir, tracking, tuning) -> list[str]:
+def _leaderboard(metrics, studies, images, merge_dirs, out_dir, tracking) -> list[str]:
     from ..board import agreement_plot_path, write_all
     from ..tracking import tracked_run
 
     if not metrics and not merge_dirs:
         raise ConfigError("leaderboard: give --metrics FILE... or --merge DIR_OR_ARCHIVE...")
-    merged_metrics, merged_pruning, merged_tuning = merge_inputs(merge_dirs or [])
+    merged_metrics, merged_studies = merge_inputs(merge_dirs or [])
     metrics = once(list(metrics or []) + merged_metrics)
-    pruning = once(list(pruning or []) + merged_pruning)
-    tuning = once(list(tuning or []) + merged_tuning)
+    studies = {name: once(list((studies or {}).get(name) or []) + merged_studies.get(name, []))
+               for name in dict.fromkeys([*(studies or {}), *merged_studies])}
     merge = bool(merge_dirs)
     out = Path(out_dir)
     board = ResultsLayout(str(out))
     images = expand_images(images or [])
     page: list = []
     df = write_all(metrics, board.leaderboard("csv"), board.leaderboard("md"), board.leaderboard("png"),
-                   board.leaderboard("html"), images, pruning, merge=merge, tuning_paths=tuning, sections_out=page)
+                   board.leaderboard("html"), images, studies, merge=merge, sections_out=page)
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
         for section in page:  # board.Section; the W&B table names stay those from the titles

@@ -20,7 +20,7 @@ def train_full(exp: Experiment, seed: int, out, tracking: dict) -> dict:
                                keep_checkpoints=True, desc=f"{exp.name} seed {seed}")[0]
         summary = {"final_train_loss": res.final_loss,
                    "query_measurement_mean": float(measure(exp, res.params, s.query_x, s.query_y).mean())}
-        kind = exp.cfg.get("kind", "classification")
+        kind = exp.spec.kind
         if kind in ("classification", "language_model"):  # language model: next-token accuracy
             summary["test_accuracy"] = accuracy(exp, res.params, s.test_x, s.test_y)
         if kind in ("classification", "regression"):
@@ -86,7 +86,7 @@ def subset_steps(exp: Experiment) -> tuple[str, int | None]:
     dLDS-mean, only the absolute deltas of dLDS-variance / W2 (distribution of subset models vs the
     full-data distribution). same_steps trains each subset model for the full-data run's step count,
     the d-TDA-consistent choice for the variance / W2 deltas."""
-    mode = exp.cfg["groundtruth"].get("steps", "same_epochs")
+    mode = exp.spec.groundtruth.steps
     return mode, (full_data_steps(exp.cfg, exp.splits.n_train) if mode == "same_steps" else None)
 
 
@@ -117,7 +117,7 @@ def _train_and_measure(exp: Experiment, runs: list, n_subsets: int, tracking: di
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, job_type, run_name, exp.cfg) as run:
         with CostMeter() as cost:
             results = train_models(exp.cfg, s, runs, exp.build_model, exp.task, exp.device,
-                                   vectorize=exp.cfg["train"]["vectorize"], desc=desc)
+                                   vectorize=exp.spec.train.vectorize, desc=desc)
             query = np.stack([measure(exp, r.params, s.query_x, s.query_y) for r in results])
             query = query.reshape(n_subsets, len(runs) // n_subsets, -1)
         run.summary_update({"models": len(runs), **cost.as_dict()})

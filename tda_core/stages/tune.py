@@ -104,3 +104,31 @@ def tuning_plot(experiment: str, rows: list[dict], path) -> None:
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     save_figure(fig, path)
+
+
+# -- its `tda` subcommands (tda_core/studies.py: this study's row names them) ----------------------------
+def add_commands(stage) -> None:
+    """This study's `tda` subcommands, added with the CLI's `stage` helper (tda_core.cli.build_parser)."""
+    import json
+    import logging
+
+    from ..cli import experiment_of
+    from ..errors import ConfigError
+
+    log = logging.getLogger("tda")
+
+    def cmd_tune(args):
+        exp = experiment_of(args)
+        grid = json.loads(args.grid) if args.grid else []
+        if not isinstance(grid, list):
+            raise ConfigError("--grid must be a JSON list of grid points (tda_core.tuning.grid_points)")
+        for row in tune_experiment(exp, grid, args.groundtruth, args.out, args.plot):
+            if row["status"] == "ok":
+                log.info("%s %s: selected %s, held-out gain %.3f [%.3f, %.3f]", row["method"], row["option"],
+                         row["labels"][row["selected"]], row["gain"], row["gain_ci_low"], row["gain_ci_high"])
+
+    sp = stage("tune", cmd_tune, "tuning sensitivity: LDS over each method's option grid, chosen on held-out queries")
+    sp.add_argument("--grid", required=True, help="the grid points as JSON (tda_core.tuning.grid_points)")
+    sp.add_argument("--groundtruth", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--plot", required=True)

@@ -16,6 +16,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
 from ..errors import TrainingDiverged
+from ..spec import ExperimentSpec
 from .optim import build_optimizer
 from .plan import TrainPlan, batch_schedule, make_plan
 
@@ -43,7 +44,7 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
     total = make_plan(tcfg, len(pool), total_steps=run.total_steps).total_steps
     rng = np.random.default_rng([run.seed, 1])
-    if exp.get("scenario") == "multi_stage":
+    if ExperimentSpec.of(exp).scenario == "multi_stage":
         # Pretrain on the first half of the training set, fine-tune on the second half.
         first = pool[pool < n_train // 2]
         second = pool[pool >= n_train // 2]
@@ -128,7 +129,7 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
     flat = FlatParams(template)
     params = torch.stack([flat.flatten(dict(m.named_parameters())) for m in models]).to(device)
     state = vmap(opt.init)({FLAT: params})
-    precision = exp.get("precision", "fp32")
+    precision = ExperimentSpec.of(exp).precision
     loss_fn = make_loss_fn(template, task, buffers, precision, device.type)
     # fp16 backward passes underflow small gradients to zero: scale the loss up, the gradients back
     # down (static scaling; an overflow makes the loss non-finite and stops training below).
