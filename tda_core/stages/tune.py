@@ -17,7 +17,7 @@ from ..bundle import provenance
 from ..metrics.lds import group_predictions
 from ..metrics.tuning import tuning_result
 from ..tuning import value_text
-from ..scores import method_scores, seed_rows
+from ..scores import method_scores
 
 
 def _predictions(exp: Experiment, name: str, masks: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -26,7 +26,7 @@ def _predictions(exp: Experiment, name: str, masks: np.ndarray) -> tuple[np.ndar
     scores = method_scores(exp, name, "query")
     if not scores.ok:
         return None, scores.failed_reason
-    return np.stack([group_predictions(s, masks) for s in seed_rows(scores.metric_input())]), None
+    return np.stack([group_predictions(s, masks) for s in scores.prediction_rows()]), None
 
 
 def tune_experiment(exp: Experiment, grid: list[dict], groundtruth_path, out, plot, n_boot: int = 1000) -> list[dict]:
