@@ -106,7 +106,7 @@ def seeds_used(exp: Experiment, groundtruth_path) -> dict:
     allocated = allocate(exp.cfg)
     out = {"scoring": allocated["scoring"]}
     if groundtruth_path:
-        meta = io.load_npz(groundtruth_path, expect_hash=exp.hash)[1]
+        meta = GroundTruth.load(groundtruth_path, exp.hash).meta
         out["groundtruth"] = meta.get("subset_seeds", list(range(exp.cfg["groundtruth"]["seeds_per_subset"])))
         out["groundtruth_protocol"] = meta.get("groundtruth_protocol", 1)
         if "groundtruth_fixed" in allocated:
