@@ -136,7 +136,7 @@ def lds_rows(exp, metrics: dict) -> list[tuple[str, str, list]]:
         scores = method_scores(exp, method)
         if not scores.ok:
             continue
-        inputs = row_inputs("lds", scores.metric_input(), pooled=scores.usage == "pooled", n_models=exp.cfg["seeds"])
+        inputs = row_inputs("lds", scores, n_models=exp.cfg["seeds"])
         for label, _, arrays in inputs.values():
             if (method, label) in wanted and (method, label) not in seen:
                 seen.add((method, label))
@@ -145,10 +145,10 @@ def lds_rows(exp, metrics: dict) -> list[tuple[str, str, list]]:
 
 
 def row_predictions(arrays: list, masks: np.ndarray) -> np.ndarray:
-    """[S, M, Q] as evaluate_lds builds them (a [R, Q, N] samples array is averaged over its seeds)."""
+    """[S, M, Q] as evaluate_lds builds them from a row's canonical arrays (row_inputs: [Q, N] each)."""
     from tda_core.metrics.lds import group_predictions
 
-    return np.stack([group_predictions(np.mean(a, axis=0) if np.ndim(a) == 3 else a, masks) for a in arrays])
+    return np.stack([group_predictions(a, masks) for a in arrays])
 
 
 def parse_snakemake_log(path) -> dict:

@@ -323,5 +323,5 @@ def score_agreement(exp, methods: list[str], score_dir_of) -> list[dict]:
         sa, sb = (method_scores(exp, m, "query", score_dir_of(m)) for m in (a, b))
         if not (sa.ok and sb.ok):
             continue
-        out.append({"a": a, "b": b, **score_correlation(sa.per_seed(), sb.per_seed())})
+        out.append({"a": a, "b": b, **score_correlation(sa.seed_arrays(), sb.seed_arrays())})
     return out

@@ -9,8 +9,9 @@ seed usage (tda_core/methods/registry.py):
 
 `load_scores` returns them as a `Scores` record whose `array` is always [R, Q, N] (R = 1 for pooled)
 together with the usage, so no reader guesses the layout from ndim or from how many files it got.
-The metrics take the historic list form (`Scores.metric_input`); `per_seed` and `seed_rows` are the
-only decoders of that list form (tda_core/metrics/*).
+The metrics (tda_core/metrics/*) take the record itself and ask it for what they read:
+`seed_arrays` (one [Q, N] per seed), `prediction_rows` (what an additive prediction sums) and
+`structure` (how its rows are labelled).
 """
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ import numpy as np
 from .errors import ArtifactError
 from .layout import SEED_USAGES, ScoreFile, score_files
 
-__all__ = [
-    "Scores", "load_scores", "method_scores", "per_seed", "seed_rows", "structure",
-]
+__all__ = ["Scores", "load_scores", "method_scores"]
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,35 @@ class Scores:
     def ok(self) -> bool:
         return self.failed_reason is None
 
-    def per_seed(self) -> list[np.ndarray]:
-        """[Q, N] float64 per full-data seed (pooled: the one array that stands for every seed)."""
+    @classmethod
+    def from_arrays(cls, arrays, usage: str = "per_seed", method: str = "m", target: str = "query") -> Scores:
+        """A record of in-memory arrays (tests, notebooks), given as the score files hold them: a list of
+        [Q, N] (per_seed: one per seed; pooled: the one) or the one [R, Q, N] of per_seed_samples
+        (a bare array counts as one file)."""
+        if usage not in SEED_USAGES:
+            raise ValueError(f"seed usage must be one of {', '.join(SEED_USAGES)}, not {usage!r}")
+        files = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        return cls(method, target, usage, [], stack(files, usage))
+
+    @property
+    def structure(self) -> str:
+        """per_seed (R > 1 files [Q, N]), samples (one [R, Q, N]) or one (a single [Q, N]: pooled, by a
+        pooled method, or single, the only seed's model; `usage` tells these two apart)."""
+        if self.usage == "per_seed_samples":
+            return "samples"
+        return "per_seed" if self.usage == "per_seed" and len(self.array) > 1 else "one"
+
+    def seed_arrays(self) -> list[np.ndarray]:
+        """[Q, N] float64 per scoring seed (a samples file gives R of them; pooled: the one array that
+        stands for every seed)."""
         return [np.asarray(a, dtype=np.float64) for a in self.array]
 
-    def metric_input(self) -> list[np.ndarray]:
-        """The list the metrics read: R arrays [Q, N] (per_seed), one [Q, N] (pooled), one [R, Q, N]
-        (per_seed_samples)."""
-        if self.usage == "per_seed":
-            return list(self.array)
-        if self.usage == "pooled":
-            return [self.array[0]]
-        return [self.array]
+    def prediction_rows(self) -> list[np.ndarray]:
+        """The arrays an additive prediction reads: each per-seed file as is, the pooled one, a samples
+        file averaged over its seeds (the estimator's seed-averaged scores), in the files' dtype."""
+        if self.usage == "per_seed_samples":
+            return [np.mean(self.array, axis=0)]
+        return list(self.array)
 
 
 def load_scores(files: list[ScoreFile], usage: str, expect_hash: str) -> Scores:
@@ -100,29 +116,3 @@ def method_scores(exp, method: str, target: str = "query", directory=None) -> Sc
     usage = method_entry(method).seeds
     directory = directory if directory is not None else exp.layout.score_dir(method)
     return load_scores(score_files(directory, method, target, usage, exp.cfg["seeds"]), usage, exp.hash)
-
-
-# -- the metrics' list form ----------------------------------------------------------------------
-def per_seed(scores: list) -> list[np.ndarray]:
-    """The metric list form as [Q, N] arrays, one per scoring seed (a [R, Q, N] samples array gives
-    R of them; one pooled array stays one)."""
-    if len(scores) == 1 and np.ndim(scores[0]) == 3:
-        return [np.asarray(s, dtype=np.float64) for s in scores[0]]
-    for s in scores:
-        if np.ndim(s) != 2:
-            raise ArtifactError(f"scores must be [n_query, n_train] per seed or [R, n_query, n_train], got {np.shape(s)}")
-    return [np.asarray(s, dtype=np.float64) for s in scores]
-
-
-def seed_rows(scores: list) -> list[np.ndarray]:
-    """The metric list form as the arrays an additive prediction reads: each per-seed file as is,
-    a [R, Q, N] samples array averaged over its seeds (the estimator's seed-averaged scores)."""
-    return [np.mean(s, axis=0) if np.ndim(s) == 3 else s for s in scores]
-
-
-def structure(scores: list) -> str:
-    """per_seed (R files [Q, N]), samples (one [R, Q, N]), or one [Q, N] file: pooled (by a pooled
-    method) / single (one seed's model) - the last two are told apart by the caller."""
-    if len(scores) == 1 and np.ndim(scores[0]) == 3:
-        return "samples"
-    return "per_seed" if len(scores) > 1 else "one"

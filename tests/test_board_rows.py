@@ -6,8 +6,10 @@ import pandas as pd
 
 from tda_core import io
 from tda_core.leaderboard import write_all
+from tda_core.metrics.groundtruth import GroundTruth
 from tda_core.metrics.registry import get_metric
 from tda_core.metrics.rows import board_rows, result_rows, row_inputs
+from tda_core.scores import Scores
 
 
 def _benchmark(seed=0, n=60, m=40, q=15, seeds=2):
@@ -18,25 +20,26 @@ def _benchmark(seed=0, n=60, m=40, q=15, seeds=2):
     subset = signal[:, None, :] + rng.normal(scale=2.0, size=(m, seeds, q))
     full = w.sum(axis=1)[None, :] + rng.normal(scale=2.0, size=(seeds, q))
     per_seed = [w + rng.normal(scale=1.5, size=w.shape) for _ in range(seeds)]
-    return {"masks": masks, "subset": subset, "full": full}, per_seed, rng
+    return GroundTruth(masks=masks, subset=subset, full=full), per_seed, rng
 
 
 def _rows(metric, methods, gt):
     rows = []
-    for name, (scores, pooled) in methods.items():
+    for name, (arrays, usage) in methods.items():
+        scores = Scores.from_arrays(arrays, usage, method=name)
         result = {"experiment": "e", "method": name, "metric": metric, "status": "ok",
                   **get_metric(metric)(scores, gt)}
-        rows += result_rows(result, row_inputs(metric, scores, pooled=pooled, n_models=2))
+        rows += result_rows(result, row_inputs(metric, scores, n_models=2))
     return rows
 
 
 def test_identical_scores_are_one_row_and_variants_are_labelled():
     gt, per_seed, rng = _benchmark()
     methods = {
-        "single": (per_seed, False),                      # per-seed files
-        "pool": ([np.mean(per_seed, axis=0)], True),      # an ensemble file = the per-seed average
-        "samples": ([np.stack(per_seed)], False),          # a d-TDA [R, Q, N] file of the same scores
-        "noise": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], False),
+        "single": (per_seed, "per_seed"),                          # per-seed files
+        "pool": ([np.mean(per_seed, axis=0)], "pooled"),           # an ensemble file = the per-seed average
+        "samples": (np.stack(per_seed), "per_seed_samples"),       # a d-TDA [R, Q, N] file of the same scores
+        "noise": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], "per_seed"),
     }
     rows, pairwise = board_rows({m: _rows(m, methods, gt) for m in ("lds", "dlds_mean")})
     lds = {(r["method"], r["variant"]): r for r in rows if r["metric"] == "lds"}
@@ -64,9 +67,9 @@ def test_identical_scores_are_one_row_and_variants_are_labelled():
 
 def test_leaderboard_columns_legend_and_claims(tmp_path):
     gt, per_seed, rng = _benchmark(seed=1)
-    methods = {"if_ekfac": (per_seed, False), "source": ([s + rng.normal(scale=0.5, size=s.shape) for s in per_seed],
-                                                        False),
-               "random": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], False)}
+    methods = {"if_ekfac": (per_seed, "per_seed"),
+               "source": ([s + rng.normal(scale=0.5, size=s.shape) for s in per_seed], "per_seed"),
+               "random": ([rng.normal(size=per_seed[0].shape) for _ in range(2)], "per_seed")}
     rows, pairwise = board_rows({"lds": _rows("lds", methods, gt)})
     for r in rows:
         r.update(experiment="e-nc", wall_time_s=1.0, peak_memory_mb=10.0)

@@ -249,9 +249,12 @@ def test_regression_if_ekfac_lds_beats_random_on_diabetes(tmp_path):
     assert lds["if_ekfac"] >= 0.3 and abs(lds["random"]) < 0.2, lds
     # the leaderboard's paired test (joint bootstrap, Holm) separates them
     from tda_core.metrics.compare import compare_methods
+    from tda_core.metrics.groundtruth import GroundTruth
     from tda_core.metrics.registry import get_metric
+    from tda_core.scores import Scores
 
-    res = {m: get_metric("lds")([tau], {"masks": masks, "subset": measured}) for m, tau in scores.items()}
+    gt = GroundTruth(masks=masks, subset=measured)
+    res = {m: get_metric("lds")(Scores.from_arrays([tau], method=m), gt) for m, tau in scores.items()}
     assert res["if_ekfac"]["value"] == pytest.approx(lds["if_ekfac"])  # the metric agrees with the brute force
     cmp = compare_methods({m: r["value"] for m, r in res.items()}, {m: np.asarray(r["replicates"]) for m, r in res.items()})
     assert cmp["best"] == "if_ekfac" and cmp["methods"]["random"]["tied_with_best"] is False, cmp["methods"]

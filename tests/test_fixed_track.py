@@ -8,13 +8,14 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from tda_core import io
 from tda_core.api import load_experiment
 from tda_core.errors import TdaError
 from tda_core.config import config_hash, resolve_experiment, validate_config
 from tda_core.stages.context import build_context
 from tda_core.methods.registry import get_method
+from tda_core.metrics.groundtruth import GroundTruth
 from tda_core.metrics.lds_fixed import evaluate_lds_fixed_seed
+from tda_core.scores import Scores
 from tda_core.stages.groundtruth import gather
 from tda_core.stages.prepare import prepare
 from tda_core.stages.train import train_fixed_shard, train_full, train_shard
@@ -71,10 +72,10 @@ def _fixed_lds(tmp_path, lr, epochs, seeds=2):
         fixed.append(gtdir / f"fixed_shard{k}.npz")
     out = gtdir / "measurements.npz"
     gather(exp, gtdir / "masks.npy", shards, [exp.model_path(r) for r in range(seeds)], out, fixed_paths=fixed)
-    gt, _ = io.load_npz(out, expect_hash=exp.hash)
-    assert gt["fixed"].shape == (16, seeds, 5)
+    gt = GroundTruth.load(out, exp.hash)
+    assert gt.fixed.shape == (16, seeds, 5)
     method = get_method("unrolled")(dtype="float64")
-    scores = [method.score(build_context(exp, [r])) for r in range(seeds)]
+    scores = Scores.from_arrays([method.score(build_context(exp, [r])) for r in range(seeds)], method="unrolled")
     return evaluate_lds_fixed_seed(scores, gt, n_boot=200)
 
 

@@ -261,10 +261,12 @@ def test_rows_the_metrics_write_pass_the_number_checks(tmp_path):
     """No false alarm: rows made by the metrics' own bootstraps (LDS with its crossed-design shrink, the
     mislabel AUC, top-k drop, brittleness, LOO), written and read back, pass."""
     from tda_core.bundle import check_row_numbers
+    from tda_core.metrics.groundtruth import LooTruth
     from tda_core.metrics.loo import evaluate_loo
     from tda_core.metrics.mislabel import auc_bootstrap
     from tda_core.metrics.stats import estimate, lds_bootstrap
     from tda_core.removal import brittleness, mean_drop
+    from tda_core.scores import Scores
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=(30, 8))
@@ -275,8 +277,8 @@ def test_rows_the_metrics_write_pass_the_number_checks(tmp_path):
         "drop": mean_drop(rng.normal(1.0, 1.0, size=(3, 10)), rng.normal(size=(3, 10))),
         "brittle": brittleness(rng.normal(1.0, 1.0, size=(3, 10)),
                                {k: rng.normal(1.0 - k / 4, 1.0, size=(3, 10)) for k in (1, 2, 4, 8)}),
-        "loo": evaluate_loo([rng.normal(size=(6, 40))], {"points": np.arange(4), "full": rng.normal(size=(5, 6)),
-                                                         "loo": rng.normal(size=(4, 5, 6))}),
+        "loo": evaluate_loo(Scores.from_arrays([rng.normal(size=(6, 40))]),
+                            LooTruth(points=np.arange(4), full=rng.normal(size=(5, 6)), loo=rng.normal(size=(4, 5, 6)))),
     }
     io.write_json(tmp_path / "rows.json", {k: {**v, "status": "ok"} for k, v in results.items()})
     for name, row in io.read_json(tmp_path / "rows.json").items():

@@ -8,7 +8,9 @@ about half the time at K = 8 points; the joint (points x queries) bootstrap abou
 """
 import numpy as np
 
+from tda_core.metrics.groundtruth import LooTruth
 from tda_core.metrics.loo import evaluate_loo
+from tda_core.scores import Scores
 
 
 def _draw(rng, n_points, n_queries):
@@ -20,10 +22,10 @@ def _draw(rng, n_points, n_queries):
 def _study(pred, actual):
     """Scores and LOO ground truth whose predicted / actual shifts are exactly pred / actual [K, Q]."""
     n_points, n_queries = pred.shape
-    scores = [pred.T.copy(), pred.T.copy()]  # two seeds' [Q, N = K] scores, equal
+    scores = Scores.from_arrays([pred.T.copy(), pred.T.copy()])  # two seeds' [Q, N = K] scores, equal
     full = np.zeros((2, n_queries))
     loo = np.repeat(-actual[:, None, :], 2, axis=1)  # full - loo = actual on both seeds
-    return scores, {"points": np.arange(n_points), "full": full, "loo": loo}
+    return scores, LooTruth(points=np.arange(n_points), full=full, loo=loo)
 
 
 def test_loo_interval_covers_the_population_value_over_the_removed_points():
@@ -34,7 +36,7 @@ def test_loo_interval_covers_the_population_value_over_the_removed_points():
     for _ in range(n_studies):
         scores, gt = _study(*_draw(rng, 8, 40))
         res = evaluate_loo(scores, gt, n_boot=300)
-        assert np.isclose(res["value"], np.corrcoef(gt["loo"][:, 0].ravel() * -1, scores[0].T.ravel())[0, 1])
+        assert np.isclose(res["value"], np.corrcoef(gt.loo[:, 0].ravel() * -1, scores.array[0].T.ravel())[0, 1])
         covered += res["ci_low"] <= truth <= res["ci_high"]
     # a bootstrap over only 8 points under-covers somewhat (0.89 measured); queries alone cover ~0.5
     assert covered / n_studies >= 0.82, covered / n_studies

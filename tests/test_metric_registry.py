@@ -2,7 +2,8 @@
 metric is its function plus one row (checked end to end with a toy metric on a finished tiny workflow run)."""
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
+
 import pytest
 from conftest import TINY_WORKFLOW_GROUP
 
@@ -13,11 +14,12 @@ from tda_core.metrics import registry
 from tda_core.metrics.registry import METRICS, MetricEntry, get_metric, known_metrics, metric_entry
 
 
-def evaluate_reversed_lds(scores_by_seed, groundtruth, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The toy metric: the LDS of the negated scores, i.e. minus the LDS (Spearman is odd in its argument)."""
+def evaluate_reversed_lds(scores, groundtruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The toy metric: the LDS of the negated scores, i.e. minus the LDS (Spearman is odd in its argument).
+    scores: tda_core.scores.Scores, groundtruth: tda_core.metrics.groundtruth.GroundTruth."""
     from tda_core.metrics.lds import evaluate_lds
 
-    return evaluate_lds([-np.asarray(s) for s in scores_by_seed], groundtruth, n_boot=n_boot, seed=seed)
+    return evaluate_lds(replace(scores, array=-scores.array), groundtruth, n_boot=n_boot, seed=seed)
 
 
 TOY = MetricEntry("reversed_lds", f"{__name__}:evaluate_reversed_lds", "reversed LDS",

@@ -10,11 +10,13 @@ from scipy.stats import kendalltau
 from conftest import TINY_WORKFLOW_GROUP, copy_workflow_run, run_snakemake, tiny_config
 from tda_core import io
 from tda_core.api import load_experiment
+from tda_core.metrics.groundtruth import GroundTruth
 from tda_core.metrics.kendall import _kendall_weighted, evaluate_lds_kendall, kendall_bootstrap, kendall_columns
 from tda_core.metrics.lds import evaluate_lds
 from tda_core.metrics.registry import lower_is_better, metric_reference, metric_target, metric_targets
 from tda_core.metrics.rows import rank_rows
 from tda_core.metrics.sanity import MAX_CORRELATION, evaluate_randomization
+from tda_core.scores import Scores
 from tda_core.stages.attribute import attribute_method
 from tda_core.stages.evaluate import evaluate_experiment
 from tda_core.stages.train import train_full
@@ -109,7 +111,8 @@ def test_randomization_decides_on_absolute_correlation(relation, passes):
     make = {"independent": lambda t: rng.normal(size=t.shape), "same": lambda t: t,
             "anti": lambda t: -t, "half_flipped": lambda t: flip * t}[relation]
     randomized = [make(t) + 0.2 * rng.normal(size=t.shape) for t in trained]
-    res = evaluate_randomization(randomized, {"reference_scores": trained}, n_boot=200)
+    res = evaluate_randomization(Scores.from_arrays(randomized, target="randomized"),
+                                 GroundTruth(reference=Scores.from_arrays(trained)), n_boot=200)
     assert res["passed"] is passes
     assert (res["value"] < 0.2) if passes else (res["value"] > 0.9)
     if relation == "anti":
@@ -141,9 +144,9 @@ def test_lds_kendall_ranks_planted_datamodel_above_noise():
     masks = rng.random((m, n)) < 0.5
     true = rng.normal(size=(q, n))
     subset = (masks @ true.T)[:, None, :] + 2.0 * rng.normal(size=(m, r, q))  # [M, R', Q]
-    gt = {"masks": masks, "subset": subset}
-    good = evaluate_lds_kendall([true], gt, n_boot=300)
-    noise = evaluate_lds_kendall([rng.normal(size=(q, n))], gt, n_boot=300)
+    gt = GroundTruth(masks=masks, subset=subset)
+    good = evaluate_lds_kendall(Scores.from_arrays([true]), gt, n_boot=300)
+    noise = evaluate_lds_kendall(Scores.from_arrays([rng.normal(size=(q, n))]), gt, n_boot=300)
     assert good["value"] > 0.5 and good["ci_low"] > noise["ci_high"]
     assert noise["ci_low"] < 0 < noise["ci_high"]
     # per query, the point estimate is scipy's tau_b of the additive prediction against the target
@@ -151,10 +154,10 @@ def test_lds_kendall_ranks_planted_datamodel_above_noise():
     ref = np.mean([kendalltau(pred[:, k], tgt[:, k]).statistic for k in range(q)])
     assert good["value"] == pytest.approx(ref, abs=1e-12)
     # same shape as lds; replicates paired with lds's (same draws): their correlation is high
-    lds = evaluate_lds([true], gt, n_boot=300)
+    lds = evaluate_lds(Scores.from_arrays([true]), gt, n_boot=300)
     assert len(good["replicates"]) == len(lds["replicates"]) == 300
     assert np.corrcoef(good["replicates"], lds["replicates"])[0, 1] > 0.5
-    per_seed = evaluate_lds_kendall([true, true + rng.normal(size=true.shape)], gt, n_boot=100)
+    per_seed = evaluate_lds_kendall(Scores.from_arrays([true, true + rng.normal(size=true.shape)]), gt, n_boot=100)
     assert "seed-averaged" in per_seed["variants"] and len(per_seed["per_seed"]) == 2
 
 

@@ -7,7 +7,7 @@ import pytest
 from tda_core import io
 from tda_core.errors import ArtifactError
 from tda_core.layout import score_files
-from tda_core.scores import load_scores, per_seed, seed_rows, structure
+from tda_core.scores import Scores, load_scores
 
 R, Q, N = 3, 4, 5
 HASH = "abc"
@@ -34,23 +34,47 @@ def test_per_seed_files_stack_in_seed_order(tmp_path, rng):
     assert s.ok and s.array.shape == (R, Q, N)
     for r in range(R):
         np.testing.assert_array_equal(s.array[r], arrays[r].astype(np.float32))
-    assert len(s.metric_input()) == R and structure(s.metric_input()) == "per_seed"
+    assert len(s.seed_arrays()) == R and len(s.prediction_rows()) == R and s.structure == "per_seed"
+    for r in range(R):  # seed arrays in float64, prediction rows as the files hold them
+        assert s.seed_arrays()[r].dtype == np.float64 and s.prediction_rows()[r].dtype == np.float32
+        np.testing.assert_array_equal(s.seed_arrays()[r], arrays[r].astype(np.float32))
+        np.testing.assert_array_equal(s.prediction_rows()[r], arrays[r].astype(np.float32))
 
 
 def test_pooled_file_is_one_seed_row(tmp_path, rng):
     a = rng.standard_normal((Q, N))
     s = load_scores(_write(tmp_path, "m", "val", "pooled", [a]), "pooled", HASH)
-    assert s.array.shape == (1, Q, N) and structure(s.metric_input()) == "one"
-    np.testing.assert_array_equal(s.per_seed()[0], a.astype(np.float32))
+    assert s.array.shape == (1, Q, N) and s.structure == "one"
+    np.testing.assert_array_equal(s.seed_arrays()[0], a.astype(np.float32))
+    assert len(s.seed_arrays()) == 1 and len(s.prediction_rows()) == 1
+    np.testing.assert_array_equal(s.prediction_rows()[0], a.astype(np.float32))
 
 
 def test_per_seed_samples_file_is_r_seed_rows(tmp_path, rng):
     a = rng.standard_normal((R, Q, N))
     s = load_scores(_write(tmp_path, "m", "query", "per_seed_samples", [a]), "per_seed_samples", HASH)
-    assert s.array.shape == (R, Q, N) and structure(s.metric_input()) == "samples"
-    np.testing.assert_array_equal(np.stack(per_seed(s.metric_input())), a.astype(np.float32))
+    assert s.array.shape == (R, Q, N) and s.structure == "samples"
+    np.testing.assert_array_equal(np.stack(s.seed_arrays()), a.astype(np.float32))
     # the additive prediction reads the seed-averaged scores of a samples file
-    np.testing.assert_allclose(seed_rows(s.metric_input())[0], a.astype(np.float32).mean(axis=0), rtol=1e-6)
+    assert len(s.prediction_rows()) == 1
+    np.testing.assert_allclose(s.prediction_rows()[0], a.astype(np.float32).mean(axis=0), rtol=1e-6)
+
+
+def test_one_per_seed_file_is_single_and_from_arrays_matches_the_files(tmp_path, rng):
+    a = rng.standard_normal((Q, N)).astype(np.float32)
+    s = Scores.from_arrays([a])
+    assert s.usage == "per_seed" and s.structure == "one" and s.array.shape == (1, Q, N)
+    arrays = [rng.standard_normal((Q, N)) for _ in range(R)]
+    loaded = load_scores(_write(tmp_path, "m", "query", "per_seed", arrays), "per_seed", HASH)
+    built = Scores.from_arrays([x.astype(np.float32) for x in arrays], method="m")
+    np.testing.assert_array_equal(built.array, loaded.array)
+    assert (built.usage, built.structure) == (loaded.usage, loaded.structure)
+    # a bare array is one file: [R, Q, N] for samples, refused for per_seed (whose files are [Q, N])
+    assert Scores.from_arrays(loaded.array, "per_seed_samples").structure == "samples"
+    with pytest.raises(ArtifactError, match="per_seed scores must be"):
+        Scores.from_arrays(loaded.array, "per_seed")
+    with pytest.raises(ValueError, match="seed usage"):
+        Scores.from_arrays([a], "ensemble")
 
 
 def test_wrong_shape_for_the_usage_names_the_file(tmp_path, rng):

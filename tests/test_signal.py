@@ -10,9 +10,11 @@ import pytest
 from tda_core import io
 from tda_core.leaderboard import write_all
 from tda_core.metrics.distributional import evaluate_dlds, split_half_reliability
+from tda_core.metrics.groundtruth import GroundTruth
 from tda_core.metrics.registry import get_metric
 from tda_core.metrics.rows import board_rows, result_rows, row_inputs
 from tda_core.metrics.signal import metric_signal
+from tda_core.scores import Scores
 from tda_core.metrics.stats import reliability, target_fields
 
 
@@ -22,7 +24,7 @@ def _lds_truth(rng, strength, n=60, m=40, q=20, seeds=2, noise=1.0):
     masks = rng.random((m, n)) < 0.5
     subset = strength * (masks.astype(float) @ w.T)[:, None, :] + rng.normal(scale=noise, size=(m, seeds, q))
     full = strength * w.sum(axis=1)[None, :] + rng.normal(scale=noise, size=(seeds, q))
-    return {"masks": masks, "subset": subset, "full": full}, w
+    return GroundTruth(masks=masks, subset=subset, full=full), w
 
 
 def _board(gt, w, rng, metric="lds"):
@@ -30,10 +32,11 @@ def _board(gt, w, rng, metric="lds"):
                "noisy": [w + rng.normal(scale=3.0, size=w.shape) for _ in range(2)],
                "random": [rng.normal(size=w.shape) for _ in range(2)]}
     rows = []
-    for name, scores in methods.items():
+    for name, arrays in methods.items():
+        scores = Scores.from_arrays(arrays, method=name)
         result = {"experiment": "e", "method": name, "metric": metric, "status": "ok",
                   **get_metric(metric)(scores, gt)}
-        rows += result_rows(result, row_inputs(metric, scores, pooled=False, n_models=2))
+        rows += result_rows(result, row_inputs(metric, scores, n_models=2))
     return board_rows({metric: rows})
 
 
@@ -59,9 +62,9 @@ def test_lds_gate_error_rate_under_the_null_and_power(seeds):
     passed_null, gated_strong = 0, 0
     for _ in range(60):
         gt, _ = _lds_truth(rng, strength=0.0, seeds=seeds)
-        passed_null += metric_signal({"metric": "lds", **target_fields(reliability(gt["subset"], n_boot=200))})[0]
+        passed_null += metric_signal({"metric": "lds", **target_fields(reliability(gt.subset, n_boot=200))})[0]
         gt, _ = _lds_truth(rng, strength=1.0, noise=2.0, seeds=seeds)  # r1 about 0.85: ceiling about 0.95
-        gated_strong += not metric_signal({"metric": "lds", **target_fields(reliability(gt["subset"], n_boot=200))})[0]
+        gated_strong += not metric_signal({"metric": "lds", **target_fields(reliability(gt.subset, n_boot=200))})[0]
     print(f"R'={seeds}: pure noise passed {passed_null}/60, strong gated {gated_strong}/60")
     assert passed_null <= 3 and gated_strong == 0
 
@@ -71,7 +74,7 @@ def _variance_truth(rng, spread, m=50, q=20, seeds=8):
     variances, so the variance target is pure noise."""
     sd = np.exp(rng.uniform(-spread, spread, size=(m, 1, q)))
     masks = rng.random((m, 40)) < 0.5
-    return {"masks": masks, "subset": sd * rng.normal(size=(m, seeds, q)), "full": rng.normal(size=(2, q))}
+    return GroundTruth(masks=masks, subset=sd * rng.normal(size=(m, seeds, q)), full=rng.normal(size=(2, q)))
 
 
 @pytest.mark.parametrize("delta", ["variance", "w2"])
@@ -98,10 +101,11 @@ def test_gated_dlds_rows_have_no_stars_and_the_board_says_why(tmp_path):
     tau = [rng.normal(size=(20, 40)) for _ in range(2)]
     rows = []
     for name in ("a", "b"):
-        scores = [t + rng.normal(scale=0.1, size=t.shape) for t in tau] if name == "b" else tau
+        scores = Scores.from_arrays([t + rng.normal(scale=0.1, size=t.shape) for t in tau] if name == "b" else tau,
+                                    method=name)
         res = {"experiment": "e", "method": name, "metric": "dlds_variance", "status": "ok",
                **evaluate_dlds("variance", scores, gt, n_boot=200)}
-        rows += result_rows(res, row_inputs("dlds_variance", scores, pooled=False, n_models=2))
+        rows += result_rows(res, row_inputs("dlds_variance", scores, n_models=2))
     rows, pairwise = board_rows({"dlds_variance": rows})
     assert pairwise["dlds_variance"] == [] and all(r["tied_with_best"] is None for r in rows)
     path = tmp_path / "metrics.json"

@@ -8,10 +8,12 @@ import pytest
 from scipy.stats import rankdata, spearmanr
 
 from tda_core.metrics.compare import compare_methods, holm, paired_p, power
+from tda_core.metrics.groundtruth import GroundTruth
 from tda_core.metrics.lds import evaluate_lds, group_predictions
 from tda_core.metrics.stats import (bootstrap_draws, ceiling_from_reliability, lds_bootstrap, reliability,
                                     reliability_from_ceiling, seeds_for_ceiling, spearman_columns,
                                     variance_components)
+from tda_core.scores import Scores
 
 
 def _linear_world(rng, n_subsets, n_query, n_train=150):
@@ -57,8 +59,9 @@ def test_draws_are_shared_between_single_and_per_seed_methods():
     # a per-seed method whose seeds agree has exactly the replicates of the single-array method
     rng = np.random.default_rng(1)
     masks, w, signal = _linear_world(rng, 40, 30)
-    gt = {"masks": masks, "subset": _seeds(rng, signal, 0.5, 2)}
-    one, two = evaluate_lds([w], gt, n_boot=200), evaluate_lds([w, w], gt, n_boot=200)
+    gt = GroundTruth(masks=masks, subset=_seeds(rng, signal, 0.5, 2))
+    one = evaluate_lds(Scores.from_arrays([w]), gt, n_boot=200)
+    two = evaluate_lds(Scores.from_arrays([w, w]), gt, n_boot=200)
     assert one["replicates"] == two["replicates"]
     assert two["variants"]["seed-averaged"]["replicates"] == one["replicates"]
     json.dumps(two)  # JSON-serialisable
@@ -140,10 +143,11 @@ def test_joint_bootstrap_ci_covers_the_true_lds():
 def test_identical_scores_are_tied_exactly():
     rng = np.random.default_rng(2)
     masks, w, signal = _linear_world(rng, 40, 30)
-    gt = {"masks": masks, "subset": _seeds(rng, signal, 0.3, 2)}
+    gt = GroundTruth(masks=masks, subset=_seeds(rng, signal, 0.3, 2))
     scores = w + rng.normal(size=w.shape)
-    a, b = evaluate_lds([scores], gt, n_boot=300), evaluate_lds([scores.copy()], gt, n_boot=300)
-    worse = evaluate_lds([rng.normal(size=w.shape)], gt, n_boot=300)
+    a = evaluate_lds(Scores.from_arrays([scores]), gt, n_boot=300)
+    b = evaluate_lds(Scores.from_arrays([scores.copy()]), gt, n_boot=300)
+    worse = evaluate_lds(Scores.from_arrays([rng.normal(size=w.shape)]), gt, n_boot=300)
     res = {"a": a, "b": b, "r": worse}
     cmp = compare_methods({**{k: v["value"] for k, v in res.items()}, "gone": float("nan")},
                           {**{k: v["replicates"] for k, v in res.items()}, "gone": a["replicates"]})
@@ -170,11 +174,11 @@ def test_truth_plus_growing_noise_is_declared_worse_beyond_three_standard_errors
                 for sd in sds}
     rng = np.random.default_rng(6)
     masks, w, signal = _linear_world(rng, 100, 100)
-    gt = {"masks": masks, "subset": _seeds(rng, signal, 1 / 3, 2)}  # 2-seed mean: reliability 0.5
-    truth = evaluate_lds([w], gt, n_boot=500)
+    gt = GroundTruth(masks=masks, subset=_seeds(rng, signal, 1 / 3, 2))  # 2-seed mean: reliability 0.5
+    truth = evaluate_lds(Scores.from_arrays([w]), gt, n_boot=500)
     checked = 0
     for sd in sds:
-        noisy = evaluate_lds([w + rng.normal(size=w.shape) * sd], gt, n_boot=500)
+        noisy = evaluate_lds(Scores.from_arrays([w + rng.normal(size=w.shape) * sd]), gt, n_boot=500)
         cmp = compare_methods({"truth": truth["value"], "noisy": noisy["value"]},
                               {"truth": truth["replicates"], "noisy": noisy["replicates"]})
         se = np.std(np.subtract(truth["replicates"], noisy["replicates"]))

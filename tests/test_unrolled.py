@@ -81,7 +81,9 @@ def test_unrolled_refuses_large_models_with_a_clear_message(tmp_path):
 def test_dtda_unrolled_gives_each_seed_its_own_derivative(tmp_path):
     """[R, Q, N] from one job; slice r = seed r's run (its own init and batches), checked by FD."""
     from tda_core import io
+    from tda_core.metrics.groundtruth import GroundTruth
     from tda_core.metrics.lds import evaluate_lds
+    from tda_core.scores import Scores
     from tda_core.stages.attribute import attribute
 
     train = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 2, "n_checkpoints": 2}
@@ -101,8 +103,9 @@ def test_dtda_unrolled_gives_each_seed_its_own_derivative(tmp_path):
     assert np.abs(tau[0] - tau[1]).max() > 0.1 * np.abs(tau).max()  # the seeds really differ
     # the classic LDS of a per-seed-samples file is the LDS of its seed mean
     rng = np.random.default_rng(0)
-    gt = {"masks": rng.random((12, 40)) < 0.5, "subset": rng.normal(size=(12, 2, 4))}
-    assert evaluate_lds([tau], gt)["value"] == pytest.approx(evaluate_lds([tau.mean(0)], gt)["value"])
+    gt = GroundTruth(masks=rng.random((12, 40)) < 0.5, subset=rng.normal(size=(12, 2, 4)))
+    samples, mean = Scores.from_arrays(tau, "per_seed_samples"), Scores.from_arrays([tau.mean(0)], "pooled")
+    assert evaluate_lds(samples, gt)["value"] == pytest.approx(evaluate_lds(mean, gt)["value"])
 
 
 def _dense_source(exp, curvature_at, n_segments):

@@ -5,8 +5,8 @@ removed) the attribution's predicted retrained sample of seed r is, per query q,
 
     pred[j, r, q] = full[r, q] - sum_{i not in S_j} tau_r[q, i]
 
-(groundtruth["full"] = [R, Q] full-data measurements, tau_r = seed r's scores); the actual retrained
-distribution is groundtruth["subset"][j, :, q] over the subset seeds. Each distributional influence
+(GroundTruth.full = [R, Q] full-data measurements, tau_r = seed r's scores); the actual retrained
+distribution is GroundTruth.subset[j, :, q] over the subset seeds. Each distributional influence
 Delta compares the full-data distribution X with the retrained one Y:
 
     mean       E[X] - E[Y]          (LDS_mean ranks like the classic LDS)
@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactError
-from ..scores import per_seed as scores_per_seed
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .stats import estimate, reliability, spearman_bootstrap, spearman_columns, target_fields
 
 DELTAS = ("mean", "variance", "w2")
@@ -90,20 +91,22 @@ def predicted_influence(delta: str, scores: list[np.ndarray], masks: np.ndarray,
     return influence(delta, full, predicted_samples(scores, masks, full))
 
 
-def delta_pair(delta: str, scores: list[np.ndarray], groundtruth: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted Delta, actual Delta), both [M, Q]."""
-    masks, full, subset = groundtruth["masks"], groundtruth["full"], groundtruth["subset"]
+def delta_pair(delta: str, scores: list[np.ndarray], groundtruth: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted Delta, actual Delta), both [M, Q]; `scores`: one [Q, N] per seed (or one for all)."""
+    metric = f"dlds_{delta}"
+    masks, full = groundtruth.need("masks", metric), groundtruth.need("full", metric)
+    subset = groundtruth.need("subset", metric)
     return predicted_influence(delta, scores, masks, full), influence(delta, full, subset)
 
 
-def lds_delta_per_query(delta: str, scores: list[np.ndarray], groundtruth: dict) -> np.ndarray:
+def lds_delta_per_query(delta: str, scores: list[np.ndarray], groundtruth: GroundTruth) -> np.ndarray:
     return spearman_columns(*delta_pair(delta, scores, groundtruth))
 
 
-def split_half_reliability(delta: str, groundtruth: dict) -> float:
+def split_half_reliability(delta: str, groundtruth: GroundTruth) -> float:
     """Spearman over subsets between the actual Delta measured on two disjoint halves of the subset
     seeds (seeds[::2], seeds[1::2]), mean over queries: the reliability of a half-size target."""
-    subset, full = groundtruth["subset"], groundtruth["full"]
+    subset, full = groundtruth.subset, groundtruth.full
     halves = subset[:, ::2], subset[:, 1::2]
     if halves[1].shape[1] == 0 or (delta == "variance" and halves[1].shape[1] < 2):
         return float("nan")
@@ -111,37 +114,36 @@ def split_half_reliability(delta: str, groundtruth: dict) -> float:
     return float(np.nanmean(per_q)) if np.isfinite(per_q).any() else float("nan")
 
 
-def target_noise(delta: str, groundtruth: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+def target_noise(delta: str, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
     """Reliability and ceiling (Delta = mean, the seed-mean target) or the split-half reliability."""
     if delta == "mean":
-        return reliability(groundtruth["subset"], n_boot=n_boot, seed=seed)
+        return reliability(groundtruth.subset, n_boot=n_boot, seed=seed)
     return {"split_half_reliability": split_half_reliability(delta, groundtruth)}
 
 
-def evaluate_dlds(delta: str, scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
-                  seed: int = 0) -> dict:
-    scores = scores_per_seed(scores_by_seed)
-    pred, actual = delta_pair(delta, scores, groundtruth)
+def evaluate_dlds(delta: str, scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    arrays = scores.seed_arrays()
+    pred, actual = delta_pair(delta, arrays, groundtruth)
     boot = spearman_bootstrap(pred, actual, n_boot=n_boot, seed=seed)
     noise = target_fields(target_noise(delta, groundtruth, n_boot=n_boot, seed=seed))
-    result = {**estimate(boot), **noise, "delta": delta, "n_score_seeds": len(scores),
+    result = {**estimate(boot), **noise, "delta": delta, "n_score_seeds": len(arrays),
               "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(actual.shape[0])}
     if not np.isfinite(boot["per_query"]).any():
-        result["note"] = ("fixed-seed scores predict no change in variance" if delta == "variance" and len(scores) == 1
+        result["note"] = ("fixed-seed scores predict no change in variance" if delta == "variance" and len(arrays) == 1
                           else "predicted or actual Delta is constant over subsets")
-    if len(scores) > 1:  # the classical practice: one seed's scores for every seed's model
-        fixed_pred = predicted_influence(delta, scores[:1], groundtruth["masks"], groundtruth["full"])
+    if len(arrays) > 1:  # the classical practice: one seed's scores for every seed's model
+        fixed_pred = predicted_influence(delta, arrays[:1], groundtruth.masks, groundtruth.full)
         result["variants"] = {"fixed-seed": estimate(spearman_bootstrap(fixed_pred, actual, n_boot=n_boot, seed=seed))}
     return result
 
 
-def evaluate_dlds_mean(scores_by_seed, groundtruth) -> dict:
-    return evaluate_dlds("mean", scores_by_seed, groundtruth)
+def evaluate_dlds_mean(scores: Scores, groundtruth: GroundTruth) -> dict:
+    return evaluate_dlds("mean", scores, groundtruth)
 
 
-def evaluate_dlds_variance(scores_by_seed, groundtruth) -> dict:
-    return evaluate_dlds("variance", scores_by_seed, groundtruth)
+def evaluate_dlds_variance(scores: Scores, groundtruth: GroundTruth) -> dict:
+    return evaluate_dlds("variance", scores, groundtruth)
 
 
-def evaluate_dlds_w2(scores_by_seed, groundtruth) -> dict:
-    return evaluate_dlds("w2", scores_by_seed, groundtruth)
+def evaluate_dlds_w2(scores: Scores, groundtruth: GroundTruth) -> dict:
+    return evaluate_dlds("w2", scores, groundtruth)

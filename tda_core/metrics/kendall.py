@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import seed_rows
-
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .lds import group_predictions
 from .stats import LEVEL, _UNITS, _counts, _finish, _weighted_nanmean, bootstrap_draws, estimate
 
@@ -123,19 +123,18 @@ def kendall_bootstrap(pred: np.ndarray, actual: np.ndarray, n_boot: int = 1000, 
     return _finish(value, per_query, per_seed_q, per_q_all, per_q_fixed, raw, w_q, _UNITS, level)
 
 
-def evaluate_lds_kendall(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
-                         seed: int = 0) -> dict:
+def evaluate_lds_kendall(scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
     """lds's result (value, CI, paired replicates, per_seed, the seed-averaged variant of a per-seed
     method) with Kendall's tau-b in place of Spearman; no reliability / ceiling fields (Spearman scale)."""
-    masks, measured = groundtruth["masks"], groundtruth["subset"]
-    scores_by_seed = seed_rows(scores_by_seed)
-    preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
+    masks, measured = groundtruth.need("masks", "lds_kendall"), groundtruth.need("subset", "lds_kendall")
+    arrays = scores.prediction_rows()
+    preds = np.stack([group_predictions(s, masks) for s in arrays])  # [S, M, Q]
     target = measured.mean(axis=1)
     boot = kendall_bootstrap(preds, target, n_boot=n_boot, seed=seed)
     result = {**estimate(boot), "per_seed": [float(p) for p in boot["per_seed"]],
               "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(masks.shape[0]),
-              "n_score_seeds": len(scores_by_seed)}
-    if len(scores_by_seed) > 1:
+              "n_score_seeds": len(arrays)}
+    if len(arrays) > 1:
         result["variants"] = {"seed-averaged": estimate(kendall_bootstrap(preds.mean(axis=0, keepdims=True), target,
                                                                           n_boot=n_boot, seed=seed))}
     return result

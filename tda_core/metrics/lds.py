@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import seed_rows
-
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .stats import estimate, lds_bootstrap, reliability, spearman_columns, target_fields
 
 
@@ -26,17 +26,17 @@ def lds_per_query(scores: np.ndarray, masks: np.ndarray, subset_measurements: np
     return spearman_columns(group_predictions(scores, masks), subset_measurements.mean(axis=1))
 
 
-def evaluate_lds(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000, seed: int = 0) -> dict:
-    masks, measured = groundtruth["masks"], groundtruth["subset"]
-    scores_by_seed = seed_rows(scores_by_seed)
-    preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
+def evaluate_lds(scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    masks, measured = groundtruth.need("masks", "lds"), groundtruth.need("subset", "lds")
+    arrays = scores.prediction_rows()
+    preds = np.stack([group_predictions(s, masks) for s in arrays])  # [S, M, Q]
     target = measured.mean(axis=1)
     boot = lds_bootstrap(preds, target, n_boot=n_boot, seed=seed)
     result = {**estimate(boot), **target_fields(reliability(measured, n_boot=n_boot, seed=seed)),
               "per_seed": [float(p) for p in boot["per_seed"]],
               "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(masks.shape[0]),
-              "n_score_seeds": len(scores_by_seed)}
-    if len(scores_by_seed) > 1:  # linear in the scores: the mean of the predictions is the prediction of the mean
+              "n_score_seeds": len(arrays)}
+    if len(arrays) > 1:  # linear in the scores: the mean of the predictions is the prediction of the mean
         result["variants"] = {"seed-averaged": estimate(lds_bootstrap(preds.mean(axis=0, keepdims=True), target,
                                                                       n_boot=n_boot, seed=seed))}
     return result

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import seed_rows
-
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .lds import group_predictions
 from .stats import estimate, spearman_bootstrap
 
@@ -26,14 +26,14 @@ TARGET_NOTE = ("fixed-seed track: deterministic retraining from each scoring see
                "no seed noise: reliability and noise ceiling not applicable")
 
 
-def evaluate_lds_fixed_seed(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
-                            seed: int = 0) -> dict:
-    if "fixed" not in groundtruth:
+def evaluate_lds_fixed_seed(scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    if groundtruth.fixed is None:
         raise ValueError("lds_fixed_seed needs the fixed-seed ground truth (groundtruth.track: fixed_seed or both)")
-    masks, fixed = groundtruth["masks"], np.asarray(groundtruth["fixed"], dtype=np.float64)  # [M, R, Q]
+    masks = groundtruth.need("masks", "lds_fixed_seed")
+    fixed = np.asarray(groundtruth.fixed, dtype=np.float64)  # [M, R, Q]
     n_r = fixed.shape[1]
-    scores_by_seed = seed_rows(scores_by_seed)
-    preds = np.stack([group_predictions(s, masks) for s in scores_by_seed])  # [S, M, Q]
+    arrays = scores.prediction_rows()
+    preds = np.stack([group_predictions(s, masks) for s in arrays])  # [S, M, Q]
     if len(preds) == 1:  # pooled / ensemble file: one prediction for every seed's target
         preds = np.repeat(preds, n_r, axis=0)
     if len(preds) != n_r:
@@ -43,8 +43,8 @@ def evaluate_lds_fixed_seed(scores_by_seed: list[np.ndarray], groundtruth: dict,
     result = {**estimate(boot), "target_note": TARGET_NOTE, "reliability": None, "noise_ceiling": None,
               "per_seed": [float(p) for p in boot["per_seed"]],
               "n_queries": int(np.isfinite(boot["per_query"]).sum()), "n_subsets": int(masks.shape[0]),
-              "n_score_seeds": len(scores_by_seed), "track": "fixed_seed"}
-    if len(scores_by_seed) > 1:
+              "n_score_seeds": len(arrays), "track": "fixed_seed"}
+    if len(arrays) > 1:
         avg = np.repeat(preds.mean(axis=0, keepdims=True), n_r, axis=0)
         result["variants"] = {"seed-averaged": estimate(spearman_bootstrap(avg, target, n_boot=n_boot, seed=seed))}
     return result

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from ..scores import per_seed as scores_per_seed
+from ..scores import Scores
+from .groundtruth import LooTruth
 from .stats import LEVEL, bootstrap_draws
 
 
@@ -30,9 +31,9 @@ def actual_shift(full: np.ndarray, loo: np.ndarray) -> tuple[np.ndarray, np.ndar
     return diff.mean(axis=1), sd / np.sqrt(diff.shape[1]), sd
 
 
-def predicted_shift(scores_by_seed: list[np.ndarray], points: np.ndarray) -> np.ndarray:
+def predicted_shift(scores: Scores, points: np.ndarray) -> np.ndarray:
     """[K, Q]: mean over the method's seeds of tau_r[q, k] (the predicted effect of including z_k)."""
-    return np.mean([s[:, points].T for s in scores_per_seed(scores_by_seed)], axis=0)
+    return np.mean([s[:, points].T for s in scores.seed_arrays()], axis=0)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,9 +62,9 @@ def point_draws(n_points: int, n_boot: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng([seed, 4]).integers(0, n_points, size=(n_boot, n_points))
 
 
-def evaluate_loo(scores_by_seed: list[np.ndarray], loo_gt: dict, n_boot: int = 1000, seed: int = 0) -> dict:
-    points, full, loo = loo_gt["points"], loo_gt["full"], loo_gt["loo"]
-    pred = predicted_shift(scores_by_seed, points)
+def evaluate_loo(scores: Scores, truth: LooTruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    points, full, loo = truth.points, truth.full, truth.loo
+    pred = predicted_shift(scores, points)
     mean, se, sd = actual_shift(full, loo)
     value = _pearson(pred, mean)
     n_points, n_q = pred.shape

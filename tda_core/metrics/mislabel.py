@@ -5,7 +5,7 @@ the `train_self` target (the training examples attribute themselves, measurement
 tda_core.targets). Mislabelled examples have to be memorised against the rest of the data, so they
 should rank high. The ground truth is the seeded label corruption of dataset.label_noise
 (Splits.corrupted); the evaluate stage adds it, and the indices of the self-queries, to the
-ground-truth dict.
+GroundTruth (tda_core.metrics.groundtruth).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..errors import ConfigError
-from ..scores import per_seed as scores_per_seed
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .stats import estimate
 
 
@@ -45,14 +46,13 @@ def auc_bootstrap(labels: np.ndarray, ranking: np.ndarray, n_boot: int = 1000, s
     return {"value": float(auc(pos, neg)), "ci_low": float(lo), "ci_high": float(hi), "replicates": reps}
 
 
-def evaluate_mislabel_auc(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
-                          seed: int = 0) -> dict:
-    index = np.asarray(groundtruth["self_index"])
-    labels = np.asarray(groundtruth["corrupted"], dtype=bool)[index]
+def evaluate_mislabel_auc(scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0) -> dict:
+    index = np.asarray(groundtruth.need("self_index", "mislabel_auc"))
+    labels = np.asarray(groundtruth.need("corrupted", "mislabel_auc"), dtype=bool)[index]
     if labels.all() or not labels.any():
         raise ConfigError("mislabel_auc needs both corrupted and clean training examples: "
                           "set dataset.label_noise in (0, 1) for this experiment")
-    per_seed = np.stack([self_influence(s, index) for s in scores_per_seed(scores_by_seed)])
+    per_seed = np.stack([self_influence(s, index) for s in scores.seed_arrays()])
     boot = auc_bootstrap(labels, per_seed.mean(axis=0), n_boot=n_boot, seed=seed)  # d-TDA: averaged over seeds
     result = {**estimate(boot), "chance": 0.5, "n_examples": int(len(index)), "n_corrupted": int(labels.sum())}
     if len(per_seed) > 1:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from ..scores import structure as score_structure
+from ..scores import Scores
 from .compare import compare_methods
 from .registry import AVERAGED, PER_MODEL, PER_SEED, SEED_MEAN, SEEDS, lower_is_better, metric_entry
 from .signal import metric_signal
@@ -35,18 +35,18 @@ ROW_KEYS = ("variant", "models", "aliases", "rank", "rank_ci_low", "rank_ci_high
             "p_vs_best", "p_vs_best_adjusted", "untested_reason")
 
 
-def row_inputs(metric: str, scores: list[np.ndarray], pooled: bool, n_models: int) -> dict:
+def row_inputs(metric: str, scores: Scores, n_models: int) -> dict:
     """{variant key: (variant label, models, canonical score arrays)} for the result and its variants.
 
     The canonical arrays are what the metric reads for that row: two rows with equal arrays carry
     the same number by construction and are folded into one.
     """
-    structure = score_structure(scores)
-    seeds = list(np.asarray(scores[0])) if structure == "samples" else list(scores)
+    structure = scores.structure
+    seeds = list(scores.array)  # [Q, N] per seed, in the files' dtype
     mean = [np.mean(np.asarray(seeds, dtype=np.float64), axis=0)]
     if structure == "one":
-        main = ("ensemble", n_models) if pooled else ("single", 1)
-        return {MAIN: (*main, [np.asarray(scores[0])])}
+        main = ("ensemble", n_models) if scores.usage == "pooled" else ("single", 1)
+        return {MAIN: (*main, [scores.array[0]])}
     entry = metric_entry(metric)
     how = entry.seed_rows if entry is not None else AVERAGED
     # lds_fixed_seed: seed r's scores against its own fixed-seed target

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from ..scores import per_seed
+from ..scores import Scores
+from .groundtruth import GroundTruth
 from .stats import LEVEL, _corr, _counts, _percentile_ci, _weighted_nanmean, bootstrap_draws, estimate
 
 MAX_CORRELATION = 0.5
@@ -37,12 +38,12 @@ def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _corr(rankdata(a, axis=-1), rankdata(b, axis=-1), axis=-1)
 
 
-def evaluate_randomization(scores_by_seed: list[np.ndarray], groundtruth: dict, n_boot: int = 1000,
-                           seed: int = 0, level: float = LEVEL) -> dict:
-    """scores_by_seed: the `randomized` target's scores; groundtruth["reference_scores"]: the same
-    method's query scores from the trained models (given by the evaluate stage), in the same layout."""
-    randomized = per_seed(scores_by_seed)
-    trained = per_seed(groundtruth["reference_scores"])
+def evaluate_randomization(scores: Scores, groundtruth: GroundTruth, n_boot: int = 1000, seed: int = 0,
+                           level: float = LEVEL) -> dict:
+    """scores: the `randomized` target's scores; groundtruth.reference: the same method's query scores
+    from the trained models (given by the evaluate stage), in the same layout."""
+    randomized = scores.seed_arrays()
+    trained = groundtruth.need("reference", "randomization").seed_arrays()
     if len(trained) != len(randomized) or any(t.shape != r.shape for t, r in zip(trained, randomized)):
         raise ValueError(f"randomized scores {[r.shape for r in randomized]} and query scores "
                          f"{[t.shape for t in trained]} do not match")

@@ -9,6 +9,7 @@ from ..api import Experiment
 from ..bundle import provenance
 from ..claims import score_agreement
 from ..errors import ArtifactError
+from ..metrics.groundtruth import GroundTruth
 from ..metrics.registry import get_metric, metric_reference, metric_target
 from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..metrics.compare import power
@@ -27,13 +28,13 @@ def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_pa
     canonical score arrays of each row (tda_core.metrics.rows.row_inputs), which the experiment-level
     evaluation uses to fold rows that read identical scores. A metric with a reference target
     (registry.metric_reference; randomization) also reads that target's files beside its own, as
-    groundtruth["reference_scores"]; if they failed, so does the result.
+    GroundTruth.reference; if they failed, so does the result.
     """
     target = metric_target(metric)
     scores = method_scores(exp, method, target, score_dir)
     result = result_head(exp, method, metric, scores)
     inputs = None
-    reference = metric_reference(metric)  # randomization: the query scores it compares with
+    reference, ref = metric_reference(metric), None  # randomization: the query scores it compares with
     ok = scores.ok
     if ok and reference is not None:
         ref = method_scores(exp, method, reference, score_dir)
@@ -41,19 +42,16 @@ def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_pa
             result.update(status="failed", reason=f"{reference} attribution: {ref.failed_reason}")
             ok = False
     if ok:
-        groundtruth, gt_meta = io.load_npz(groundtruth_path, expect_hash=exp.hash) if groundtruth_path else ({}, {})
-        groundtruth.update(target_groundtruth(exp, target, scores.sidecars))
-        if reference is not None:
-            groundtruth["reference_scores"] = ref.metric_input()
-        result.update(status="ok", **get_metric(metric)(scores.metric_input(), groundtruth))
+        groundtruth = GroundTruth.load(groundtruth_path, exp.hash, reference=ref,
+                                       **target_groundtruth(exp, target, scores.sidecars))
+        result.update(status="ok", **get_metric(metric)(scores, groundtruth))
         if target == "query" and groundtruth_path:  # metrics against the subset models
-            result["groundtruth_steps"] = gt_meta.get("groundtruth_steps", "same_epochs")
+            result["groundtruth_steps"] = groundtruth.meta.get("groundtruth_steps", "same_epochs")
         notes = [s["note"] for s in scores.sidecars if s.get("note")]
         if notes:
             result["note"] = "; ".join(filter(None, [result.get("note"), notes[0]]))
         if with_inputs:
-            inputs = row_inputs(metric, scores.metric_input(), pooled=scores.usage == "pooled",
-                                n_models=exp.cfg["seeds"])
+            inputs = row_inputs(metric, scores, n_models=exp.cfg["seeds"])
     return (result, inputs) if with_inputs else result
 
 
@@ -107,7 +105,7 @@ def seeds_used(exp: Experiment, groundtruth_path) -> dict:
     allocated = allocate(exp.cfg)
     out = {"scoring": allocated["scoring"]}
     if groundtruth_path:
-        meta = io.load_npz(groundtruth_path, expect_hash=exp.hash)[1]
+        meta = GroundTruth.load(groundtruth_path, exp.hash).meta
         out["groundtruth"] = meta.get("subset_seeds", list(range(exp.cfg["groundtruth"]["seeds_per_subset"])))
         out["groundtruth_protocol"] = meta.get("groundtruth_protocol", 1)
         if "groundtruth_fixed" in allocated:
@@ -163,10 +161,10 @@ def lds_power(exp: Experiment, rows: list[dict], lds_rows: list, noise: dict, gr
                    and (r["method"], r["variant"]) == (best["method"], best["variant"])), None)
     if arrays is None:
         return {}
-    gt = io.load_npz(groundtruth_path, expect_hash=exp.hash)[0]
-    preds = np.stack([group_predictions(a, gt["masks"]) for a in arrays])  # [S, M, Q]
-    components = variance_components(preds, gt["subset"].mean(axis=1), n_boot=300)
-    plan = power(gt["subset"], components, halfwidth, ceiling, reliability_result=noise or None)
+    gt = GroundTruth.load(groundtruth_path, exp.hash)
+    preds = np.stack([group_predictions(a, gt.masks) for a in arrays])  # [S, M, Q]
+    components = variance_components(preds, gt.subset.mean(axis=1), n_boot=300)
+    plan = power(gt.subset, components, halfwidth, ceiling, reliability_result=noise or None)
     need = (f"{plan['subsets_needed'] if plan['subsets_needed'] is not None else '?'} subsets x "
             f"{plan['seeds_per_subset_needed'] if plan['seeds_per_subset_needed'] is not None else '?'} seeds "
             f"(now {exp.cfg['groundtruth']['n_subsets']} x {exp.cfg['groundtruth']['seeds_per_subset']}, "
@@ -185,7 +183,8 @@ def results_table(results: list[dict]):
 
 
 def target_groundtruth(exp: Experiment, target: str, sidecars: list[dict]) -> dict:
-    """What a metric of another target needs besides the subset measurements (from the splits)."""
+    """What a metric of another target needs besides the subset measurements (from the splits): the
+    GroundTruth fields self_index and corrupted of train_self, none for the others."""
     if target != "train_self":
         return {}
     indices = [s.get("query_index") for s in sidecars]

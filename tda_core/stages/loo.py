@@ -13,6 +13,7 @@ from ..api import Experiment
 from ..bundle import provenance
 from ..config import block_defaults
 from ..errors import ConfigError
+from ..metrics.groundtruth import LooTruth
 from ..metrics.loo import evaluate_loo
 from ..metrics.rows import board_rows, result_rows, row_inputs
 from ..scores import method_scores
@@ -69,26 +70,25 @@ def loo_evaluate(exp: Experiment, methods: list[str], score_dirs: dict | None, l
     """
     from ..plots import loo_scatter
 
-    loo_gt, loo_meta = io.load_npz(loo_path, expect_hash=exp.hash)
+    truth = LooTruth.load(loo_path, exp.hash)
     rows = [row for m in methods
-            for row in result_rows(*_loo_result(exp, m, (score_dirs or {}).get(m), loo_gt))]
+            for row in result_rows(*_loo_result(exp, m, (score_dirs or {}).get(m), truth))]
     results, pairwise = board_rows({"loo_shift": rows})
-    settings = {k: loo_meta.get(k) for k in DEFAULTS}  # the loo_train settings: its ground truth
-    settings["points"] = [int(k) for k in loo_gt["points"]]
+    settings = {k: truth.meta.get(k) for k in DEFAULTS}  # the loo_train settings: its ground truth
+    settings["points"] = [int(k) for k in truth.points]
     io.write_json(out, {**provenance(exp, "loo"), "experiment": exp.name, "loo": settings, "results": results,
                         "pairwise": pairwise})
     loo_scatter(results, exp.name, out_png)
     return results
 
 
-def _loo_result(exp: Experiment, method: str, score_dir, loo_gt: dict):
+def _loo_result(exp: Experiment, method: str, score_dir, truth: LooTruth):
     """score_dir: the method's score folder (None: the layout's)."""
     scores = method_scores(exp, method, "query", score_dir)
     result, inputs = result_head(exp, method, "loo_shift", scores), None
     if scores.ok:
-        result.update(status="ok", **evaluate_loo(scores.metric_input(), loo_gt))
-        inputs = row_inputs("loo_shift", scores.metric_input(), pooled=scores.usage == "pooled",
-                            n_models=exp.cfg["seeds"])
+        result.update(status="ok", **evaluate_loo(scores, truth))
+        inputs = row_inputs("loo_shift", scores, n_models=exp.cfg["seeds"])
     return result, inputs
 
 

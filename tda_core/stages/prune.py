@@ -122,7 +122,7 @@ def prune_retrain(exp: Experiment, method: str, variant: str, percent: float, se
     scores = method_scores(exp, method, "val", score_dir)
     if not scores.ok:  # the attribution failed: a failed row, never a silently missing one
         return _write(exp, out, {**head, "status": "failed", "reason": scores.failed_reason}, tracking, name)
-    per_seed = scores.per_seed()
+    per_seed = scores.seed_arrays()
     k = n_removed(percent, exp.splits.n_train)
     labels = exp.splits.train_y.cpu().numpy()
     plan = []  # (retrain seed, scoring seed or None, removed set)

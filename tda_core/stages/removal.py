@@ -27,7 +27,7 @@ from ..tasks import margin
 from ..tracking import tracked_run
 from ..training import Run, full_data_steps, train_models
 from ..config import block_defaults
-from ..scores import method_scores, per_seed
+from ..scores import method_scores
 from .common import CostMeter, measure, result_head
 
 log = logging.getLogger("tda")
@@ -120,11 +120,9 @@ def removal_retrain(exp: Experiment, method: str, k: int, options: dict, seeds: 
     head.update(attribution={k2: result[k2] for k2 in ("wall_time_s", "peak_memory_mb")})
     if not scores.ok:  # the attribution failed: a failed job, never a silently missing one
         return _write(exp, out, {**head, "status": "failed", "reason": scores.failed_reason}, tracking)
-    listed = scores.metric_input()
-    variant, models, _ = row_inputs("topk_drop", listed, pooled=scores.usage == "pooled",
-                                    n_models=exp.cfg["seeds"])[""]
+    variant, models, _ = row_inputs("topk_drop", scores, n_models=exp.cfg["seeds"])[""]
     head.update(variant=variant, models=models)
-    tau = removal_scores(per_seed(listed))[queries]
+    tau = removal_scores(scores.seed_arrays())[queries]
     removed = [top_k(row, k) for row in tau]
     return _finish(exp, head, removed, seeds, queries, opts, out, f"{exp.name} removal {method} k={k}", tracking)
 

@@ -14,10 +14,11 @@ import numpy as np
 from .. import io
 from ..api import Experiment
 from ..bundle import provenance
+from ..metrics.groundtruth import GroundTruth
 from ..metrics.lds import group_predictions
 from ..metrics.tuning import tuning_result
 from ..tuning import value_text
-from ..scores import method_scores, seed_rows
+from ..scores import method_scores
 
 
 def _predictions(exp: Experiment, name: str, masks: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -26,14 +27,14 @@ def _predictions(exp: Experiment, name: str, masks: np.ndarray) -> tuple[np.ndar
     scores = method_scores(exp, name, "query")
     if not scores.ok:
         return None, scores.failed_reason
-    return np.stack([group_predictions(s, masks) for s in seed_rows(scores.metric_input())]), None
+    return np.stack([group_predictions(s, masks) for s in scores.prediction_rows()]), None
 
 
 def tune_experiment(exp: Experiment, grid: list[dict], groundtruth_path, out, plot, n_boot: int = 1000) -> list[dict]:
     """grid: tda_core.tuning.grid_points (each {method, option, value, default, scores}); each point's
     query scores are read from its folder in the layout (scores/{point['scores']})."""
-    gt, _ = io.load_npz(groundtruth_path, expect_hash=exp.hash)
-    target = gt["subset"].mean(axis=1)
+    gt = GroundTruth.load(groundtruth_path, exp.hash)
+    target = gt.subset.mean(axis=1)
     rows = []
     groups: dict[tuple, list[dict]] = {}
     for point in grid:
@@ -44,7 +45,7 @@ def tune_experiment(exp: Experiment, grid: list[dict], groundtruth_path, out, pl
                "default_index": next(i for i, p in enumerate(points) if p["default"]), "status": "ok"}
         preds = []
         for p in points:
-            pr, failed = _predictions(exp, p["scores"], gt["masks"])
+            pr, failed = _predictions(exp, p["scores"], gt.masks)
             if pr is None:
                 row.update(status="failed", reason=f"{p['scores']}: {failed}")
                 break
