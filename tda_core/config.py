@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -12,11 +11,10 @@ import yaml
 
 from .errors import ConfigError
 from .registry_rows import import_path
+from .schema import SCHEMA_PATH, config_schema, config_schema_path  # noqa: F401 (SCHEMA_PATH: its public home before)
 from .spec import GLOBAL_KEYS, JOB_LOCAL, UNHASHED, ExperimentSpec, has_fixed_track
 from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
-# Package data (pyproject.toml), so that a non-editable install validates too; the Snakefile uses it as well.
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 # Keys that change no trained model or ground-truth number (excluded from the experiment hash, so adding a
 # method or renaming the results folder never invalidates trained models), and keys that jobs receive on
 # their own command line instead of through results/{exp}/config.json (changing them reruns only the jobs
@@ -25,50 +23,8 @@ _UNHASHED = UNHASHED
 JOB_LOCAL_KEYS = JOB_LOCAL
 
 
-@functools.cache
-def _schema() -> dict:
-    """The config schema: config.schema.yaml with each study's block schema that its row gives
-    (tda_core/studies.py: `schema`) added to the experiment's properties, and each model family's options
-    (tda_core/models/registry.py: `options`) to the `model` block's."""
-    from .models.registry import MODELS
-    from .studies import STUDIES
-
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    properties = schema["$defs"]["experiment"]["properties"]
-    model = properties["model"]["properties"]
-    for row in MODELS.values():
-        for key, spec in (row.options or {}).items():
-            if "default" in spec or model.get(key, spec) != spec:
-                raise ConfigError(f"model '{row.name}': option '{key}' " + ("may have no default (its builder's "
-                                  "default: a schema default would enter every config's hash)" if "default" in spec
-                                  else "is declared differently by another model family or the schema"))
-            model[key] = copy.deepcopy(spec)
-    for row in STUDIES.values():
-        if row.schema is not None:
-            if row.name in properties:
-                raise ConfigError(f"study '{row.name}': its block is in both {SCHEMA_PATH.name} and its row's schema")
-            properties[row.name] = copy.deepcopy(row.schema)
-    return schema
-
-
-@functools.cache
-def schema_path() -> str:
-    """A file holding _schema() for Snakemake's `validate`, which reads a path: config.schema.yaml itself when no
-    study adds its block, else the merged schema written once per content into the temporary folder."""
-    import os
-    import tempfile
-
-    schema = _schema()
-    if schema == yaml.safe_load(SCHEMA_PATH.read_text()):
-        return str(SCHEMA_PATH)
-    text = json.dumps(schema, sort_keys=True)
-    path = Path(tempfile.gettempdir()) / f"tda-bench-config-schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
-    if not path.is_file():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)  # plans running at once each write a whole file
-    return str(path)
+_schema = config_schema  # the names this module's callers and tests use
+schema_path = config_schema_path
 
 
 def block_defaults(block: str) -> dict:

@@ -128,9 +128,9 @@ class ExperimentSpec:
     def of(cls, exp: Mapping[str, Any]) -> "ExperimentSpec":
         """The spec of a resolved experiment; a key it leaves out takes the schema's default (a hand-made dict,
         a library caller's), so the values are those a validated config would have."""
-        from .config import _schema
+        from .schema import config_schema
 
-        schema = _schema()
+        schema = config_schema()
         props = schema["$defs"]["experiment"]["properties"]
         top = schema["properties"]
 

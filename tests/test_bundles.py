@@ -240,11 +240,12 @@ def test_provenance_of_a_stage_is_a_valid_version_1_bundle(tmp_path):
     from types import SimpleNamespace
 
     from tda_core.bundle import provenance
+    from tda_core.spec import ExperimentSpec
 
     cfg = _config("e")
     facts = {k: v for k, v in _bundle("e", {"m1": 0.3}).items() if k not in ("bundle_version", "config", "versions",
                                                                              "device", "stage", "config_hash")}
-    bundle = {**provenance(SimpleNamespace(hash=cfg["config_hash"], cfg=cfg), "evaluate"), **facts}
+    bundle = {**provenance(SimpleNamespace(hash=cfg["config_hash"], cfg=cfg, spec=ExperimentSpec.of(cfg)), "evaluate"), **facts}
     assert bundle["bundle_version"] == 1 and bundle["config"] == cfg and bundle["device"] == "cpu"
     assert set(bundle["versions"]) == {"tda_bench", "torch", "numpy", "python"}
     path = tmp_path / "e" / "metrics.json"
@@ -256,10 +257,11 @@ def test_loo_stage_writes_a_version_1_bundle_with_its_settings(tmp_path, monkeyp
     from types import SimpleNamespace
 
     import tda_core.plots
+    from tda_core.spec import ExperimentSpec
     from tda_core.stages import loo
 
     cfg = _config("e")
-    exp = SimpleNamespace(hash=cfg["config_hash"], cfg=cfg, name="e")
+    exp = SimpleNamespace(hash=cfg["config_hash"], cfg=cfg, spec=ExperimentSpec.of(cfg), name="e")
     io.save_npz(tmp_path / "measurements.npz", {"config_hash": exp.hash, "n_points": 2, "points": None, "seeds": 4,
                                                 "point_seed": 0, "wall_time_s": 1.0},
                 points=np.array([3, 7]), full=np.zeros((4, 5)), loo=np.zeros((2, 4, 5)))

@@ -43,7 +43,7 @@ def test_leaderboard_with_variants_failures_and_pruning(tmp_path):
     pruning_curve(rows, "e", tmp_path / "pruning.png")
     out = tmp_path / "lb"
     df = write_all(m, out / "l.csv", out / "l.md", out / "l.png", out / "l.html", [tmp_path / "pruning.png"],
-                   [tmp_path / "summary.json"])
+                   {"pruning": [tmp_path / "summary.json"]})
     assert set(zip(df.method, df.variant)) == {("tracin", ""), ("tracin", "fixed-seed"), ("if_exact", ""),
                                                ("grad_dot", "")}
     loo_rows = [" ".join(line.split()) for line in (out / "l.md").read_text().splitlines()]

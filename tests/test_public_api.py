@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = ["tda_core.api", "tda_core.layout", "tda_core.methods.registry", "tda_core.metrics.registry",
-          "tda_core.metrics.groundtruth", "tda_core.scores", "tda_core.leaderboard", "tda_core.board"]
+          "tda_core.metrics.groundtruth", "tda_core.scores", "tda_core.leaderboard", "tda_core.board", "tda_core.studies",
+          "tda_core.spec", "tda_core.schema", "tda_core.board.studies"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

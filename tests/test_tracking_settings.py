@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tda_core.cli import _tracking
+from tda_core.cli import tracking_of
 from tda_core.errors import ArtifactError
 from tda_core.tracking import read_settings, settings_path, write_settings
 
@@ -37,11 +37,11 @@ def test_cli_tracking_precedence(tmp_path):
     write_settings(tmp_path, {"mode": "offline"})
     args = argparse.Namespace(tracking=None)
     from_workflow = types.SimpleNamespace(cfg={"results_dir": str(tmp_path)})  # results/{exp}/config.json
-    assert _tracking(args, from_workflow) == {"mode": "offline"}
-    assert _tracking(args, results_dir=tmp_path) == {"mode": "offline"}  # leaderboard: its --out-dir
+    assert tracking_of(args, from_workflow) == {"mode": "offline"}
+    assert tracking_of(args, results_dir=tmp_path) == {"mode": "offline"}  # leaderboard: its --out-dir
     own = types.SimpleNamespace(cfg={"results_dir": str(tmp_path), "tracking": {"mode": "none"}})  # --config
-    assert _tracking(args, own) == {"mode": "none"}
-    assert _tracking(argparse.Namespace(tracking='{"mode": "online"}'), own) == {"mode": "online"}
+    assert tracking_of(args, own) == {"mode": "none"}
+    assert tracking_of(argparse.Namespace(tracking='{"mode": "online"}'), own) == {"mode": "online"}
 
 
 def _umask() -> int:
