@@ -42,7 +42,7 @@ def model_files(exp):
 
 def score_seeds(exp, method):
     """Per-seed methods write seed{r} for every full-data seed; ensemble methods one 'seedall'."""
-    return layout.score_seeds(method_entry(method).seeds, EXPERIMENTS[exp]["seeds"])
+    return layout.score_seeds(method_entry(method).seed_usage, EXPERIMENTS[exp]["seeds"])
 
 
 def score_dir(exp, method):
@@ -116,7 +116,7 @@ def pruning_variants(exp, method):
     """The job tokens of (variant, selection) (tda_core.pruning.variant_token). A pure ensemble ([n_val, N]
     scores for all seeds together) has no fixed-seed variant."""
     variants = pruning_cfg(exp)["variants"]
-    if method_entry(method).seeds == "pooled":
+    if method_entry(method).seed_usage == "pooled":
         variants = [v for v in variants if v != "fixed"]
     return [variant_token(v, sel) for sel in pruning_cfg(exp)["selection"] for v in variants]
 

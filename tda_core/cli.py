@@ -215,7 +215,7 @@ def cmd_methods(args):
                 raise
             rows.append((name, "?", "-", "", "", f"cannot load: {e}"))
             continue
-        head = (name, row.seeds, row.source)
+        head = (name, row.seed_usage, row.source)
         opts = O.describe(row.options) or [("-", "", "", "")]
         for i, (key, type_, default, help_) in enumerate(opts):
             rows.append((*(head if i == 0 else ("", "", "")), key, f"{type_} = {default}" if type_ else "", help_))

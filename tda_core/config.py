@@ -12,16 +12,14 @@ import yaml
 from .errors import ConfigError
 from .registry_rows import import_path
 from .schema import SCHEMA_PATH, config_schema, config_schema_path  # noqa: F401 (SCHEMA_PATH: its public home before)
-from .spec import GLOBAL_KEYS, JOB_LOCAL, UNHASHED, ExperimentSpec, has_fixed_track
+from .spec import GLOBAL_KEYS, ExperimentSpec, has_fixed_track, job_local_keys, unhashed_keys
 from .layout import SAFE_NAME, check_safe_name  # noqa: F401 (names become folder names: the layout's rule)
 
 # Keys that change no trained model or ground-truth number (excluded from the experiment hash, so adding a
 # method or renaming the results folder never invalidates trained models), and keys that jobs receive on
 # their own command line instead of through results/{exp}/config.json (changing them reruns only the jobs
-# that use them): both read off the one row per key of tda_core/spec.py.
-_UNHASHED = UNHASHED
-JOB_LOCAL_KEYS = JOB_LOCAL
-
+# that use them): both read off ExperimentSpec's field metadata (tda_core/spec.py: unhashed_keys,
+# job_local_keys).
 
 _schema = config_schema  # the names this module's callers and tests use
 schema_path = config_schema_path
@@ -401,7 +399,8 @@ def _model_check_child() -> None:
 
 
 def config_hash(exp: dict) -> str:
-    payload = {k: v for k, v in exp.items() if k not in _UNHASHED}
+    unhashed = unhashed_keys()
+    payload = {k: v for k, v in exp.items() if k not in unhashed}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
         where = {"path", "heldout_path"} | ({"tokenizer"} if payload["dataset"].get("tokenizer", "char") != "char" else set())
         payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k not in where}
@@ -422,7 +421,8 @@ def config_hash(exp: dict) -> str:
 def shared_experiment_config(exp: dict) -> dict:
     """The part of a resolved experiment written to results/{exp}/config.json (groundtruth.from, the bank
     the import jobs read, stays job-local: switching between training and importing reruns no prepare)."""
-    shared = {k: v for k, v in exp.items() if k not in JOB_LOCAL_KEYS}
+    job_local = job_local_keys()
+    shared = {k: v for k, v in exp.items() if k not in job_local}
     if isinstance(shared.get("groundtruth"), dict) and "from" in shared["groundtruth"]:
         shared["groundtruth"] = {k: v for k, v in shared["groundtruth"].items() if k != "from"}
     return shared

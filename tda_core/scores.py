@@ -113,6 +113,6 @@ def method_scores(exp, method: str, target: str = "query", directory=None) -> Sc
     (default: the layout's scores/{method}); the seed usage comes from the method's registry row."""
     from .methods.registry import method_entry
 
-    usage = method_entry(method).seeds
+    usage = method_entry(method).seed_usage
     directory = directory if directory is not None else exp.layout.score_dir(method)
     return load_scores(score_files(directory, method, target, usage, exp.cfg["seeds"]), usage, exp.hash)

@@ -18,7 +18,7 @@ would: the evaluation is then partly in sample. The roles:
     loo                  LOO_SEED_BASE + s, s = 0..loo.seeds-1: the leave-one-out study's full-data and
                          leave-one-out retrainings (seed s of both is shared: their difference is paired)
 
-The studies' roles (the last three) come from their rows in tda_core/studies.py (`seeds`, `seed_role`): a
+The studies' roles (the last three) come from their rows in tda_core/studies.py (`retrain_seeds`, `seed_role`): a
 new study that retrains names its seed function there, and check_disjoint checks it like the others.
 
 The ground-truth seeds sit at a fixed base (not after the retrain seeds) so that they depend only on
@@ -89,7 +89,7 @@ def allocate(exp: dict) -> dict[str, list[int]]:
     if has_fixed_track(exp):
         out["groundtruth_fixed"] = fixed_track_seeds(exp)
     for row in STUDIES.values():  # each study's retrain seeds (tda_core/studies.py), in the registry's order
-        if row.seeds is not None and exp.get(row.name):
+        if row.retrain_seeds is not None and exp.get(row.name):
             out[row.seed_role or row.name] = study_seeds(row, exp)
     return out
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from .studies import STUDIES
 
 __all__ = ["ExperimentSpec", "TrainSpec", "GroundTruthSpec", "ExperimentKey", "EXPERIMENT_KEYS", "GLOBAL_KEYS",
-           "UNHASHED", "JOB_LOCAL", "has_fixed_track", "FIXED_TRACKS"]
+           "UNHASHED", "JOB_LOCAL", "unhashed_keys", "job_local_keys", "has_fixed_track", "FIXED_TRACKS"]
 
 FIXED_TRACKS = ("fixed_seed", "both")  # groundtruth.track values that train the fixed-seed ground truth
 
@@ -203,10 +203,20 @@ def _experiment_keys() -> dict[str, ExperimentKey]:
     return keys
 
 
+def unhashed_keys() -> frozenset[str]:
+    """The keys the config hash leaves out, read now (a study registered after import included)."""
+    return frozenset(k.name for k in _experiment_keys().values() if not k.hashed)
+
+
+def job_local_keys() -> frozenset[str]:
+    """The keys jobs get on their command line (not in results/{exp}/config.json), read now."""
+    return frozenset(k.name for k in _experiment_keys().values() if k.job_local)
+
+
 EXPERIMENT_KEYS: dict[str, ExperimentKey] = _experiment_keys()
 GLOBAL_KEYS = tuple(k.name for k in EXPERIMENT_KEYS.values() if k.origin == "global")
-UNHASHED = frozenset(k.name for k in EXPERIMENT_KEYS.values() if not k.hashed)
-JOB_LOCAL = frozenset(k.name for k in EXPERIMENT_KEYS.values() if k.job_local)
+UNHASHED = unhashed_keys()
+JOB_LOCAL = job_local_keys()
 
 
 def has_fixed_track(exp: Mapping) -> bool:

@@ -11,7 +11,7 @@ one row here:
     the `tda` CLI     `commands` are its subcommands, added by `cli` ("module:function", called with the
                       CLI's `stage` helper; imported only when one of them runs, or for `tda --help`)
     the layout        `results`: its rows of results/README.md's path table (tda_core/layout.py)
-    the seeds         `seeds` ("module:function", experiment -> its retrain seeds): a role of its own in
+    the seeds         `retrain_seeds` ("module:function", experiment -> its retrain seeds): a role of its own in
                       tda_core/seeds.py, checked disjoint from every other role
     the board         `board` ("module:function", (its board files, every bundle) -> sections); a
                       `bundle` study writes result rows like metrics.json (read with them, ranked like metrics)
@@ -44,7 +44,7 @@ class StudyEntry:
     bundle: bool = False       # board_file is a result bundle (rows like metrics.json)
     images: tuple[str, ...] = ()  # its plots shown on the HTML board and in the report (relative paths)
     results: tuple[tuple[str, str], ...] = ()  # ("{experiment}/<path>", what it holds): results/README.md
-    seeds: str | None = None   # "module:function": resolved experiment -> its retrain seeds (None: trains none)
+    retrain_seeds: str | None = None  # "module:function": resolved experiment -> its retrain seeds (None: none)
     seed_role: str = ""        # the seeds' role name in tda_core/seeds.py ("": the study's name)
     schema: dict | None = None  # JSON schema of its block (None: the block is in config.schema.yaml)
     check: str | None = None   # "module:function"(experiment name, resolved experiment): its plan-time checks
@@ -64,7 +64,7 @@ _ROWS = (
              "pruning summary: mean, std and 95% t-interval over the retrain seeds"),
             ("{experiment}/pruning/pruning.png", "pruning curves"),
         ),
-        seeds="tda_core.seeds:pruning_retrain_seeds", seed_role="pruning_retrain", check="tda_core.config:_check_pruning"),
+        retrain_seeds="tda_core.seeds:pruning_retrain_seeds", seed_role="pruning_retrain", check="tda_core.config:_check_pruning"),
     StudyEntry(
         "tuning", "rules/tune.smk", ("tune",), "tda_core.stages.tune:add_commands", "tuning.json",
         "tda_core.board.studies:tuning_sections", images=("tuning.png",),
@@ -83,7 +83,7 @@ _ROWS = (
             ("{experiment}/removal/results.json", "top-k removal bundle: topk_drop_k{k} and brittleness rows"),
             ("{experiment}/removal/removal.png", "top-k removal curves and brittleness"),
         ),
-        seeds="tda_core.seeds:removal_retrain_seeds", seed_role="removal_retrain", check="tda_core.config:_check_removal"),
+        retrain_seeds="tda_core.seeds:removal_retrain_seeds", seed_role="removal_retrain", check="tda_core.config:_check_removal"),
     StudyEntry(
         "loo", "rules/loo.smk", ("loo-train", "loo-evaluate"), "tda_core.stages.loo:add_commands", "loo/results.json",
         "tda_core.board.studies:loo_sections", bundle=True, images=("loo/loo.png",),
@@ -92,7 +92,7 @@ _ROWS = (
             ("{experiment}/loo/results.json", "leave-one-out bundle: predicted vs actual mean shifts"),
             ("{experiment}/loo/loo.png", "leave-one-out scatter plot"),
         ),
-        seeds="tda_core.seeds:loo_seeds"),
+        retrain_seeds="tda_core.seeds:loo_seeds"),
 )
 ENTRY_POINT_GROUP = "tda_bench.studies"  # a package's studies: entry points naming a StudyEntry ("module:ROW")
 
@@ -139,6 +139,6 @@ def board_sections(row: StudyEntry, paths: list, bundles: list[dict]) -> list[tu
 
 def study_seeds(row: StudyEntry, exp: dict) -> list[int]:
     """The study's retrain seeds for resolved experiment `exp` ([] if it has no block or trains none)."""
-    if row.seeds is None or not exp.get(row.name):
+    if row.retrain_seeds is None or not exp.get(row.name):
         return []
-    return list(import_path(row.seeds)(exp))
+    return list(import_path(row.retrain_seeds)(exp))

@@ -36,7 +36,7 @@ class Halved(GradDot):
 
 class Pooled(Method):
     name = "my_pooled"
-    seeds = "pooled"
+    seed_usage = "pooled"
 
 
 class Unnamed(Method):
@@ -79,7 +79,7 @@ def test_module_class_entries_are_named_by_their_class(fresh_registry):
     exp = validate_config(cfg)["experiments"]["tiny"]
     assert exp["methods"] == ["random", "halved_grad_dot", "my_pooled"]
     row = registry.method_entry("halved_grad_dot")
-    assert row.path == "my_methods:Halved" and row.source == "inline" and row.seeds == "per_seed"
+    assert row.path == "my_methods:Halved" and row.source == "inline" and row.seed_usage == "per_seed"
     assert set(row.options) == {"factor"}
     assert registry.method_entry("my_pooled").all_seeds_at_once
     # job processes started from this one find the name through the environment
@@ -92,7 +92,7 @@ def test_module_class_entries_are_named_by_their_class(fresh_registry):
 @pytest.mark.parametrize("entry,message", [
     ("my_methods:Clash", "experiment 'tiny': method 'my_methods:Clash' is named 'grad_dot' like a built-in method"),
     ("my_methods:Unnamed", "name 'my_methods:Unnamed' is not safe as a file name"),
-    ("my_methods:BadSeeds", "seeds must be one of per_seed, pooled, per_seed_samples, not 'sometimes'"),
+    ("my_methods:BadSeeds", "seed_usage must be one of per_seed, pooled, per_seed_samples, not 'sometimes'"),
     ("my_methods:Nope", "module 'my_methods' has no 'Nope'"),
     ("my_methods:np", "is not a class"),
     ("no_such_module:X", "cannot import module 'no_such_module': ModuleNotFoundError"),

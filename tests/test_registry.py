@@ -17,13 +17,13 @@ from tda_core.targets import TARGETS
 def test_method_class_agrees_with_its_row(name):
     row, cls = method_entry(name), get_method(name)
     assert cls.name == name and row.source == "built-in"
-    assert row.seeds in SEED_USAGES
-    assert cls.seeds == row.seeds and cls.options is row.options
-    assert cls.all_seeds_at_once == row.all_seeds_at_once == (row.seeds != "per_seed")
-    assert cls.per_seed_samples == row.per_seed_samples == (row.seeds == "per_seed_samples")
+    assert row.seed_usage in SEED_USAGES
+    assert cls.seed_usage == row.seed_usage and cls.options is row.options
+    assert cls.all_seeds_at_once == row.all_seeds_at_once == (row.seed_usage != "per_seed")
+    assert cls.per_seed_samples == row.per_seed_samples == (row.seed_usage == "per_seed_samples")
     # no class overrides the registry's seeds, flags or options with its own (one source of truth)
     for klass in cls.__mro__:
-        for attr in ("seeds", "options", "all_seeds_at_once", "per_seed_samples"):
+        for attr in ("seed_usage", "options", "all_seeds_at_once", "per_seed_samples"):
             if attr in vars(klass):
                 assert klass.__name__ == "Method", f"{klass.__name__} sets {attr}; declare it in the registry row"
     # the class reads its defaults from the declared options (no defaults dict of its own)
@@ -60,7 +60,7 @@ def test_unregistered_method_defaults_to_per_seed():
         name = "not_registered"
 
     assert not Mine.all_seeds_at_once and not Mine().per_seed_samples
-    assert Mine.seeds == "per_seed" and Mine.options == {} and Mine().opts == {}
+    assert Mine.seed_usage == "per_seed" and Mine.options == {} and Mine().opts == {}
     with pytest.raises(ConfigError, match="has no option 'x'"):
         Mine(x=1)
 

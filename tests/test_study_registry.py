@@ -101,12 +101,41 @@ def _install_toy_study(root):
     return root
 
 
+def test_a_study_block_is_checked_by_its_rows_schema(monkeypatch, tmp_path):
+    """The toy study's row (its schema) validates its block in one line, and the block changes no config hash."""
+    import sys
+
+    from conftest import tiny_config
+
+    from tda_core import config
+    from tda_core.config import resolve_experiment, validate_config
+
+    monkeypatch.syspath_prepend(str(_install_toy_study(tmp_path / "site")))
+    from toy_study import ROW
+
+    before = resolve_experiment(validate_config(tiny_config()), "tiny")["config_hash"]
+    monkeypatch.setitem(STUDIES, ROW.name, ROW)
+    config._schema.cache_clear()
+    config.schema_path.cache_clear()
+    try:
+        bad = tiny_config(score_power={"power": -1})
+        with pytest.raises(ConfigError, match="config error at experiments.tiny.score_power.power: -1 is less than"):
+            validate_config(bad)
+        good = validate_config(tiny_config(score_power={"power": 2}))
+        assert resolve_experiment(good, "tiny")["config_hash"] == before
+    finally:
+        monkeypatch.delitem(STUDIES, ROW.name)
+        config._schema.cache_clear()
+        config.schema_path.cache_clear()
+        sys.modules.pop("toy_study", None)
+
+
 def test_every_row_resolves():
     assert list(STUDIES)[:4] == ["pruning", "tuning", "removal", "loo"]  # the board's order of their sections
     for name, row in STUDIES.items():
         assert study_entry(name) is row
         assert callable(import_path(row.cli)) and callable(import_path(row.board))
-        assert row.seeds is None or callable(import_path(row.seeds))
+        assert row.retrain_seeds is None or callable(import_path(row.retrain_seeds))
         assert row.check is None or callable(import_path(row.check))
         assert name in UNHASHED and name in JOB_LOCAL  # a study changes no trained model
         for command in row.commands:
@@ -127,19 +156,11 @@ def test_a_new_study_is_its_rule_file_its_stage_module_and_one_row(repo, tiny_wo
     work = copy_workflow_run(tiny_workflow_run, tmp_path / "work")
     config_before = (work / "results/tiny-mlp/config.json").read_bytes()
 
-    # its block is validated by the row's schema, in one line
-    exp["score_power"] = {"power": -1}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    r = run_snakemake(work, "-n", configfile=tmp_path / "bad.yaml", env=env, check=False, timeout=300)
-    out = r.stdout + r.stderr
-    assert r.returncode != 0 and "config error at experiments.tiny-mlp.score_power.power" in out, out[-2000:]
-
     exp["score_power"] = {"power": 2}
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
     # outside the config hash: nothing trains or attributes again, only the study's job and the board
-    dry = run_snakemake(work, "-n", configfile=tmp_path / "toy.yaml", env=env, timeout=300)
-    assert planned_jobs(dry.stdout) == {"score_power": 1, "leaderboard": 1, "all": 1}, dry.stdout[-3000:]
-    run_snakemake(work, configfile=tmp_path / "toy.yaml", cores=1, env=env, timeout=600)
+    run = run_snakemake(work, configfile=tmp_path / "toy.yaml", cores=1, env=env, timeout=600)
+    assert planned_jobs(run.stdout + run.stderr) == {"score_power": 1, "leaderboard": 1, "all": 1}, run.stderr[-3000:]
     res = work / "results"
     assert (res / "tiny-mlp/config.json").read_bytes() == config_before
     written = json.loads((res / "tiny-mlp/score_power/results.json").read_text())

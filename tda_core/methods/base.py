@@ -17,12 +17,12 @@ class Method:
 
     Built-in methods declare how they use seeds and their options once, in their row in
     methods/registry.py (options: methods/options.py); plugin methods declare them here, as class
-    attributes `seeds = "per_seed" | "pooled" | "per_seed_samples"` and
+    attributes `seed_usage = "per_seed" | "pooled" | "per_seed_samples"` and
     `options = {"key": Option(default, "help")}` (see examples/plugin_method/).
     """
 
     name: str = ""
-    seeds = registry_attr("per_seed")  # how the R full-data seeds are used (registry.SEED_USAGES)
+    seed_usage = registry_attr("per_seed")  # how the R full-data seeds are used (registry.SEED_USAGES)
     options = registry_attr({})  # declared options {key: Option} (methods/options.py)
     all_seeds_at_once = registry_flag()  # True: one job over all R full-data seeds, one "seedall" score file
     per_seed_samples = registry_flag()  # True: score() returns [R, Q, N], seed r's scores in [r] (context.py)

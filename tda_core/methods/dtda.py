@@ -21,7 +21,7 @@ class PerSeedSamples(Method):
     """Subclasses set `name` and `base` (a Method class); options are passed on to `base`."""
 
     base: type[Method]
-    # registry row seeds="per_seed_samples": one job over all R full-data seeds, returning [R, Q, N]
+    # registry row seed_usage="per_seed_samples": one job over all R full-data seeds, returning [R, Q, N]
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -10,14 +10,14 @@ keeps building the Snakemake DAG cheap. How a method uses the R full-data seeds 
   pooled            one file "seedall" computed from all seeds together ([Q, N]; ensembles)
   per_seed_samples  one file "seedall" holding every seed's own scores ([R, Q, N]; d-TDA)
 
-and so are its options (methods/options.py: defaults, types, one line of help each). Method.seeds,
-Method.options (and the flags all_seeds_at_once, per_seed_samples derived from seeds) read the row of the
+and so are its options (methods/options.py: defaults, types, one line of help each). Method.seed_usage,
+Method.options (and the flags all_seeds_at_once, per_seed_samples derived from seed_usage) read the row of the
 class's `name`, or of the nearest registered base class (methods/base.py).
 
 Methods from elsewhere (bring your own method), both read by config validation:
   - plugins: installed packages that declare an entry point in the group `tda_bench.methods`
     (name = "module:Class"; the class subclasses tda_core.methods.base.Method and declares
-    `seeds` and `options` as class attributes). Listing their names imports nothing; using one
+    `seed_usage` and `options` as class attributes). Listing their names imports nothing; using one
     (an experiment lists it, `tda methods`) imports its module, and with it torch: plugins are
     imported while Snakemake builds the DAG. A plugin name equal to a built-in one is an error.
   - "module:Class" strings in an experiment's `methods:` list (the module must be importable,
@@ -71,23 +71,24 @@ class CurvatureUse:
 @dataclass(frozen=True)
 class MethodEntry:
     path: str  # "module:Class", imported on first use by get_method
-    seeds: str = "per_seed"  # one of SEED_USAGES
+    seed_usage: str = "per_seed"  # how it uses the R full-data seeds: one of SEED_USAGES
     options: Mapping[str, Option] = field(default_factory=dict)  # methods/options.py
     source: str = "built-in"  # built-in | plugin (distribution) | inline
     curvature: CurvatureUse | None = None  # the shared curvature fit it reads (curvature_fit); None: none
 
     def __post_init__(self):
-        if self.seeds not in SEED_USAGES:
-            raise ConfigError(f"{self.path}: seeds must be one of {', '.join(SEED_USAGES)}, not {self.seeds!r}")
+        if self.seed_usage not in SEED_USAGES:
+            raise ConfigError(f"{self.path}: seed_usage must be one of {', '.join(SEED_USAGES)}, not "
+                              f"{self.seed_usage!r}")
 
     @property
     def all_seeds_at_once(self) -> bool:
         """One job over all seeds writing one 'seedall' file."""
-        return self.seeds != "per_seed"
+        return self.seed_usage != "per_seed"
 
     @property
     def per_seed_samples(self) -> bool:
-        return self.seeds == "per_seed_samples"
+        return self.seed_usage == "per_seed_samples"
 
 
 _M = "tda_core.methods."
@@ -101,20 +102,20 @@ _METHODS: dict[str, MethodEntry] = {
     "if_exact": MethodEntry(_M + "if_exact:IfExact", options=O.IF_EXACT),
     "if_kfac": MethodEntry(_M + "if_kfac:IfKfac", options=O.IF, curvature=_KFAC_FIT),
     "if_ekfac": MethodEntry(_M + "if_ekfac:IfEkfac", options=O.IF, curvature=_IF_FIT),
-    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seeds="pooled", options=O.IF, curvature=_IF_FIT),
+    "if_ensemble": MethodEntry(_M + "if_ensemble:IfEnsemble", seed_usage="pooled", options=O.IF, curvature=_IF_FIT),
     "source": MethodEntry(_M + "source:Source", options=O.SOURCE, curvature=_SOURCE_FIT),
     "source_fast": MethodEntry(_M + "source_fast:SourceFast", options=O.SOURCE, curvature=_SOURCE_FAST_FIT),
-    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seeds="pooled", options=O.SOURCE,
+    "source_ensemble": MethodEntry(_M + "source_ensemble:SourceEnsemble", seed_usage="pooled", options=O.SOURCE,
                                    curvature=_SOURCE_FIT),
     "unrolled": MethodEntry(_M + "unrolled:Unrolled", options=O.UNROLLED),
-    "trak": MethodEntry(_M + "trak:Trak", seeds="pooled", options=O.TRAK),
+    "trak": MethodEntry(_M + "trak:Trak", seed_usage="pooled", options=O.TRAK),
     # d-TDA: the base estimator on every seed's own model, with the base estimator's options
-    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seeds="per_seed_samples", options=O.IF, curvature=_IF_FIT),
-    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seeds="per_seed_samples", options=O.SOURCE,
+    "dtda_if": MethodEntry(_M + "dtda_if:DtdaIf", seed_usage="per_seed_samples", options=O.IF, curvature=_IF_FIT),
+    "dtda_source": MethodEntry(_M + "dtda_source:DtdaSource", seed_usage="per_seed_samples", options=O.SOURCE,
                                curvature=_SOURCE_FIT),
-    "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seeds="per_seed_samples", options=O.UNROLLED),
+    "dtda_unrolled": MethodEntry(_M + "dtda_unrolled:DtdaUnrolled", seed_usage="per_seed_samples", options=O.UNROLLED),
     "if_ekfac_kronfluence": MethodEntry(_M + "if_ekfac_kronfluence:IfEkfacKronfluence", options=O.KRONFLUENCE),
-    "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seeds="pooled", options=O.TRAK_TRAKER),
+    "trak_traker": MethodEntry(_M + "trak_traker:TrakTraker", seed_usage="pooled", options=O.TRAK_TRAKER),
     "trackstar": MethodEntry(_M + "trackstar:TrackStar", options=O.TRACKSTAR),
     "logra": MethodEntry(_M + "logra:LoGra", options=O.LOGRA),
     "datainf": MethodEntry(_M + "datainf:DataInf", options=O.DATAINF),
@@ -178,9 +179,9 @@ def _load_class(path: str, what: str):
 
 
 def _row_of_class(path: str, cls, source: str) -> MethodEntry:
-    """A plugin's row, from what its class declares (seeds, options)."""
+    """A plugin's row, from what its class declares (seed_usage, options)."""
     try:
-        return MethodEntry(path, seeds=cls.seeds, options=O.normalize(cls.options), source=source)
+        return MethodEntry(path, seed_usage=declared_seed_usage(cls), options=O.normalize(cls.options), source=source)
     except (ConfigError, ValueError) as e:
         raise ConfigError(f"method {path}: {e}") from None
 
@@ -228,7 +229,7 @@ def resolve_method(spec: str) -> str:
 
 def method_entry(name: str) -> MethodEntry:
     """The registry row of `name`: a built-in row imports nothing (safe while Snakemake builds the DAG);
-    a plugin's row imports the plugin (its class declares seeds and options)."""
+    a plugin's row imports the plugin (its class declares seed_usage and options)."""
     if name in _METHODS:
         return _METHODS[name]
     if name in _EXTRA:
@@ -307,10 +308,21 @@ def builtin_row_of(cls) -> MethodEntry | None:
     return None
 
 
+def declared_seed_usage(cls) -> str:
+    """A plugin class's seed usage: its `seed_usage`, or `seeds` (the attribute's earlier name, still read),
+    else "per_seed"."""
+    for klass in cls.__mro__:
+        for attr in ("seed_usage", "seeds"):
+            value = klass.__dict__.get(attr)
+            if isinstance(value, str):
+                return value
+    return "per_seed"
+
+
 class registry_attr:
-    """A Method class attribute (seeds, options) read from the built-in row of the class (or of its
+    """A Method class attribute (seed_usage, options) read from the built-in row of the class (or of its
     nearest registered base class); other classes (plugins, test doubles) declare their own, else
-    get the default (seeds "per_seed", no options)."""
+    get the default (seed_usage "per_seed", no options)."""
 
     def __init__(self, default):
         self.default = default
@@ -320,16 +332,18 @@ class registry_attr:
 
     def __get__(self, obj, owner=None):
         row = builtin_row_of(owner or type(obj))
-        return getattr(row, self.attr) if row is not None else self.default
+        if row is not None:
+            return getattr(row, self.attr)
+        return declared_seed_usage(owner or type(obj)) if self.attr == "seed_usage" else self.default
 
 
 class registry_flag:
-    """A Method class attribute (all_seeds_at_once, per_seed_samples) derived from the class's `seeds`
+    """A Method class attribute (all_seeds_at_once, per_seed_samples) derived from the class's `seed_usage`
     (its registry row for built-in methods, the class's own declaration for plugins)."""
 
     def __set_name__(self, owner, attr: str) -> None:
         self.attr = attr
 
     def __get__(self, obj, owner=None) -> bool:
-        seeds = (owner or type(obj)).seeds
-        return seeds != "per_seed" if self.attr == "all_seeds_at_once" else seeds == "per_seed_samples"
+        usage = (owner or type(obj)).seed_usage
+        return usage != "per_seed" if self.attr == "all_seeds_at_once" else usage == "per_seed_samples"

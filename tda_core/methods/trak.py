@@ -54,7 +54,7 @@ def ridge_inverse(phi: torch.Tensor, damping_rel: float = 0.0, rcond: float = 1e
 
 
 class Trak(Method):
-    name = "trak"  # registry row seeds="pooled": one score file from all full-data seeds
+    name = "trak"  # registry row seed_usage="pooled": one score file from all full-data seeds
 
     def score(self, ctx) -> np.ndarray:
         o = self.opts  # declared in methods/options.py TRAK (checked, defaults filled)

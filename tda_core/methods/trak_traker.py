@@ -140,7 +140,7 @@ def traker_scores(models_params: list[tuple[torch.nn.Module, dict]], train_x, tr
 class TrakTraker(Method):
     """Options: proj_dim, proj_seed, batch_size (methods/options.py TRAK_TRAKER)."""
 
-    name = "trak_traker"  # registry row seeds="pooled"
+    name = "trak_traker"  # registry row seed_usage="pooled"
 
 
     def score(self, ctx) -> np.ndarray:

@@ -13,7 +13,7 @@ from tda_core.methods.options import Option
 
 class GradNormDot(Method):
     name = "grad_norm_dot"  # = the entry point's name: score folder and leaderboard row
-    seeds = "per_seed"  # one score file per full-data seed (or "pooled" / "per_seed_samples")
+    seed_usage = "per_seed"  # one score file per full-data seed (or "pooled" / "per_seed_samples")
     options = {
         "power": Option(1.0, "divide each training gradient by its norm to this power (0: grad_dot)"),
         "eps": Option(1e-12, "added to the norms"),
