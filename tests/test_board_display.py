@@ -225,3 +225,22 @@ def test_the_page_is_typed_sections_with_stable_keys(tmp_path):
     assert section(page, "metric/lds/e1").table is not None and section(page, "no such key") is None
     md = (out / "l.md").read_text()
     assert all(f"- {line}" in md for line in LEGEND)
+
+
+def test_the_report_logs_each_table_under_its_section_key(tmp_path):
+    """The leaderboard job's tracking run (mode record) names every table by its section's key, never by a
+    title: leaderboard/metric/lds/e1 holds the rows of that section's table."""
+    import json
+
+    from tda_core.stages.report import leaderboard
+    from tda_core.tracking import record_path
+
+    rows = [_row("e1", "m1", "", 0.6, 1), _row("e1", "m2", "", 0.4, 2)]
+    out = tmp_path / "results"
+    leaderboard([_bundle(tmp_path / "e1.json", "e1", rows)], {}, [], [], out, {"mode": "record"})
+    record = json.loads(record_path(out, "report", "leaderboard").read_text())
+    tables = record["tables"]
+    assert "leaderboard" in tables and "leaderboard/metric/lds/e1" in tables and "leaderboard/overview" in tables
+    assert not any(" " in name for name in tables)  # no title ("Overview: LDS by experiment") names a table
+    lds = tables["leaderboard/metric/lds/e1"]
+    assert len(lds["data"]) == 2 and any("m1" in map(str, r) for r in lds["data"])

@@ -155,10 +155,9 @@ def _leaderboard(metrics, studies, images, merge_dirs, out_dir, tracking) -> lis
                    board.leaderboard("html"), images, studies, merge=merge, sections_out=page)
     with tracked_run(tracking, str(out), "leaderboard", "report", "leaderboard") as run:
         run.log_table("leaderboard", _for_wandb(df.drop(columns=["reason"])))
-        for section in page:  # board.Section; the W&B table names stay those from the titles
+        for section in page:  # board.Section: its stable key names the W&B table (leaderboard/metric/lds/digits-mlp)
             if section.table is not None:
-                key = "".join(c if c.isalnum() else "_" for c in section.title)
-                run.log_table(f"leaderboard/{key}", _for_wandb(section.table.reset_index()))
+                run.log_table(f"leaderboard/{section.key}", _for_wandb(section.table.reset_index()))
         run.log_image("leaderboard_plot", board.leaderboard("png"))
         for img in images:
             run.log_image(_image_key(img, out), img)
