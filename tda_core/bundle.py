@@ -427,8 +427,8 @@ def export_results(results_dir, out, experiments: list[str] | None = None) -> di
         if "config" not in present:
             raise ConfigError(f"{root / name}: no config.json (not an experiment of this results folder)")
         if not any(k in present for k in bundle_kinds()):
-            raise ConfigError(f"{root / name}: no result bundle ({' or '.join(board_files()[k] for k in bundle_kinds())}); "
-                              "run the workflow first")
+            bundles = " or ".join(board_files()[k] for k in bundle_kinds())
+            raise ConfigError(f"{root / name}: no result bundle ({bundles}); run the workflow first")
         hashes[name] = {"config_hash": io.read_json(present["config"]).get("config_hash")}
         for p in present.values():
             rel = p.relative_to(root).as_posix()

@@ -132,6 +132,7 @@ def cmd_evaluate(args):
             log.info("%s %s: %.3f [%.3f, %.3f]", res["method"], res["metric"], res["value"], res["ci_low"],
                      res["ci_high"])
 
+
 def cmd_diffusion_pictures(args):
     from .stages.diffusion_pictures import diffusion_pictures
 

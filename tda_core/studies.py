@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .registry_rows import import_path, row_of
 
-__all__ = ["StudyEntry", "STUDIES", "ENTRY_POINT_GROUP", "study_entry", "study_names", "study_of_command", "board_sections",
+__all__ = ["StudyEntry", "STUDIES", "ENTRY_POINT_GROUP", "study_entry", "study_of_command", "board_sections",
            "study_seeds"]
 
 
@@ -120,10 +120,6 @@ STUDIES: dict[str, StudyEntry] = {row.name: row for row in (*_ROWS, *_plugin_row
 
 def study_entry(name: str) -> StudyEntry:
     return row_of(STUDIES, name, "study")
-
-
-def study_names() -> list[str]:
-    return list(STUDIES)
 
 
 def study_of_command(command: str) -> StudyEntry | None:

@@ -15,8 +15,9 @@ def write_all(metric_paths: list, out_csv, out_md, out_png, out_html, extra_imag
               study_files: dict[str, list] | None = None, merge: bool = False,
               sections_out: list | None = None) -> pd.DataFrame:
     """The board's files; `study_files`: {study: its board files} of the studies that are no result bundles
-    (tda_core/studies.py: pruning summaries, tuning files); `sections_out` (a list) receives the page's sections (board.sections.Section), so a
-    caller that logs them (the report stage's W&B run) neither loads the bundles nor builds the sections again."""
+    (tda_core/studies.py: pruning summaries, tuning files); `sections_out` (a list) receives the page's sections
+    (board.sections.Section), so a caller that logs them (the report stage's W&B run) neither loads the bundles
+    nor builds the sections again."""
     study_files = study_files or {}
     bundles = load_bundles(metric_paths, study_files.get("pruning"), merge=merge)
     df = collect(metric_paths, bundles)
