@@ -33,9 +33,9 @@ def block_defaults(block: str) -> dict:
     return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
 
 
-def experiment_block(exp: dict, block: str) -> dict:
+def experiment_block(cfg: dict, block: str) -> dict:
     """An experiment's optional block with the schema's defaults for what it leaves out."""
-    return {**block_defaults(block), **(exp.get(block) or {})}
+    return {**block_defaults(block), **(cfg.get(block) or {})}
 
 
 def validate_config(config: dict) -> dict:
@@ -296,7 +296,7 @@ def resolve_experiment(config: dict, name: str) -> dict:
     return exp
 
 
-def check_plan(exp: dict, build_model: bool = True) -> dict | None:
+def check_plan(cfg: dict, build_model: bool = True) -> dict | None:
     """Plan-time checks of one resolved experiment (the Snakefile runs them at `snakemake -n`), so that what
     `prepare` or the first training job would reject fails before any job runs, in one line: the data's
     sizes, labels and values (tda_core.data.sources.plan_summary) and, with `build_model`, the model built
@@ -305,18 +305,18 @@ def check_plan(exp: dict, build_model: bool = True) -> dict | None:
     from .data.sources import check_split_sizes, plan_summary
     from .models.registry import model_entry
 
-    spec = ExperimentSpec.of(exp)
-    name, kind = exp["name"], spec.kind
+    spec = ExperimentSpec.of(cfg)
+    name, kind = cfg["name"], spec.kind
     try:
-        summary = plan_summary(exp["dataset"], spec.data_dir, kind == "regression")
+        summary = plan_summary(cfg["dataset"], spec.data_dir, kind == "regression")
         if summary is None:
             return None
-        check_split_sizes(exp["dataset"], summary)
+        check_split_sizes(cfg["dataset"], summary)
     except ConfigError as e:
         raise ConfigError(f"experiment '{name}': {e}") from None
-    if kind == "diffusion" or model_entry(exp["model"]["name"]).any_shape or not summary["n_out"]:
+    if kind == "diffusion" or model_entry(cfg["model"]["name"]).any_shape or not summary["n_out"]:
         return None
-    spec = {"experiment": name, "model": exp["model"], "in_shape": list(summary["in_shape"]),
+    spec = {"experiment": name, "model": cfg["model"], "in_shape": list(summary["in_shape"]),
             "n_out": int(summary["n_out"])}
     if build_model:
         check_models([spec])
@@ -398,9 +398,9 @@ def _model_check_child() -> None:
             return
 
 
-def config_hash(exp: dict) -> str:
+def config_hash(cfg: dict) -> str:
     unhashed = unhashed_keys()
-    payload = {k: v for k, v in exp.items() if k not in unhashed}
+    payload = {k: v for k, v in cfg.items() if k not in unhashed}
     if "data_sha256" in payload:  # the content identifies the data; where it lies does not matter
         where = {"path", "heldout_path"} | ({"tokenizer"} if payload["dataset"].get("tokenizer", "char") != "char" else set())
         payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k not in where}
@@ -418,11 +418,11 @@ def config_hash(exp: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def shared_experiment_config(exp: dict) -> dict:
+def shared_experiment_config(cfg: dict) -> dict:
     """The part of a resolved experiment written to results/{exp}/config.json (groundtruth.from, the bank
     the import jobs read, stays job-local: switching between training and importing reruns no prepare)."""
     job_local = job_local_keys()
-    shared = {k: v for k, v in exp.items() if k not in job_local}
+    shared = {k: v for k, v in cfg.items() if k not in job_local}
     if isinstance(shared.get("groundtruth"), dict) and "from" in shared["groundtruth"]:
         shared["groundtruth"] = {k: v for k, v in shared["groundtruth"].items() if k != "from"}
     return shared
@@ -437,12 +437,12 @@ def experiments_to_run(config: dict) -> list[str]:
     return list(config.get("run_experiments") or config["experiments"])
 
 
-def method_options(exp: dict, method: str) -> dict[str, Any]:
+def method_options(cfg: dict, method: str) -> dict[str, Any]:
     """The options of a method of `methods:`, or of a tuning variant (its base's with the grid value)."""
-    if exp.get("tuning"):
+    if cfg.get("tuning"):
         from .tuning import variants
 
-        variant = variants(exp).get(method)
+        variant = variants(cfg).get(method)
         if variant is not None:
             return dict(variant["options"])
-    return dict(exp.get("method_options", {}).get(method, {}))
+    return dict(cfg.get("method_options", {}).get(method, {}))

@@ -40,41 +40,41 @@ LOO_SEED_BASE = 2_000_000
 LOO_PROTOCOL = 2
 
 
-def scoring_seeds(exp: dict) -> list[int]:
-    return list(range(exp["seeds"]))
+def scoring_seeds(cfg: dict) -> list[int]:
+    return list(range(cfg["seeds"]))
 
 
-def groundtruth_seeds(exp: dict) -> list[int]:
+def groundtruth_seeds(cfg: dict) -> list[int]:
     """The distributional track's subset-model seeds (disjoint from every scoring and retrain seed)."""
-    return [GROUNDTRUTH_SEED_BASE + s for s in range(exp["groundtruth"]["seeds_per_subset"])]
+    return [GROUNDTRUTH_SEED_BASE + s for s in range(cfg["groundtruth"]["seeds_per_subset"])]
 
 
-def fixed_track_seeds(exp: dict) -> list[int]:
+def fixed_track_seeds(cfg: dict) -> list[int]:
     """The fixed-seed track's seeds: the scoring seeds themselves (its protocol, see the module doc)."""
-    return scoring_seeds(exp)
+    return scoring_seeds(cfg)
 
 
-def pruning_retrain_seeds(exp: dict) -> list[int]:
+def pruning_retrain_seeds(cfg: dict) -> list[int]:
     from .pruning import retrain_seeds
 
-    spec = ExperimentSpec.of(exp)
+    spec = ExperimentSpec.of(cfg)
     pruning = spec.study("pruning")
     return retrain_seeds(spec.n_seeds, _listed(pruning["retrain_seeds"])) if pruning else []
 
 
-def removal_retrain_seeds(exp: dict) -> list[int]:
+def removal_retrain_seeds(cfg: dict) -> list[int]:
     from .removal import retrain_seeds
 
-    spec = ExperimentSpec.of(exp)
+    spec = ExperimentSpec.of(cfg)
     removal = spec.study("removal")
     if not removal:
         return []
-    return retrain_seeds(spec.n_seeds, _listed(removal["retrain_seeds"]), pruning_retrain_seeds(exp))
+    return retrain_seeds(spec.n_seeds, _listed(removal["retrain_seeds"]), pruning_retrain_seeds(cfg))
 
 
-def loo_seeds(exp: dict) -> list[int]:
+def loo_seeds(cfg: dict) -> list[int]:
     """The leave-one-out study's retrain seeds (disjoint from the scoring models'; loo.seeds of them)."""
-    loo = ExperimentSpec.of(exp).study("loo")
+    loo = ExperimentSpec.of(cfg).study("loo")
     return [LOO_SEED_BASE + s for s in range(int(loo["seeds"]))] if loo else []
 
 
@@ -83,14 +83,14 @@ def _listed(seeds):
     return list(seeds) if isinstance(seeds, tuple) else seeds
 
 
-def allocate(exp: dict) -> dict[str, list[int]]:
+def allocate(cfg: dict) -> dict[str, list[int]]:
     """{role: seeds} of an experiment (roles it does not have are left out)."""
-    out = {"scoring": scoring_seeds(exp), "groundtruth": groundtruth_seeds(exp)}
-    if has_fixed_track(exp):
-        out["groundtruth_fixed"] = fixed_track_seeds(exp)
+    out = {"scoring": scoring_seeds(cfg), "groundtruth": groundtruth_seeds(cfg)}
+    if has_fixed_track(cfg):
+        out["groundtruth_fixed"] = fixed_track_seeds(cfg)
     for row in STUDIES.values():  # each study's retrain seeds (tda_core/studies.py), in the registry's order
-        if row.retrain_seeds is not None and exp.get(row.name):
-            out[row.seed_role or row.name] = study_seeds(row, exp)
+        if row.retrain_seeds is not None and cfg.get(row.name):
+            out[row.seed_role or row.name] = study_seeds(row, cfg)
     return out
 
 

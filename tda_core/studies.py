@@ -133,8 +133,8 @@ def board_sections(row: StudyEntry, paths: list, bundles: list[dict]) -> list[tu
     return list(import_path(row.board)(paths, bundles))
 
 
-def study_seeds(row: StudyEntry, exp: dict) -> list[int]:
-    """The study's retrain seeds for resolved experiment `exp` ([] if it has no block or trains none)."""
-    if row.retrain_seeds is None or not exp.get(row.name):
+def study_seeds(row: StudyEntry, cfg: dict) -> list[int]:
+    """The study's retrain seeds for a resolved experiment's dict `cfg` ([] if it has no block or trains none)."""
+    if row.retrain_seeds is None or not cfg.get(row.name):
         return []
-    return list(import_path(row.retrain_seeds)(exp))
+    return list(import_path(row.retrain_seeds)(cfg))

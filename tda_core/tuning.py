@@ -32,11 +32,11 @@ def variant_name(method: str, option: str, value: Any) -> str:
     return f"{method}{SEP_OPTION}{option}{SEP_VALUE}{value_text(value)}"
 
 
-def default_value(exp: dict, method: str, option: str) -> Any:
+def default_value(cfg: dict, method: str, option: str) -> Any:
     """The option's value in the method's own row: method_options, else the declared default."""
     from .methods.registry import method_entry
 
-    given = exp.get("method_options", {}).get(method, {})
+    given = cfg.get("method_options", {}).get(method, {})
     return given[option] if option in given else method_entry(method).options[option].default
 
 
@@ -65,13 +65,13 @@ def check_tuning(name: str, exp: dict) -> None:
                 raise ConfigError(f"experiment '{name}': tuning.{method}.{option} lists a value twice: {values}")
 
 
-def grid_points(exp: dict) -> list[dict]:
+def grid_points(cfg: dict) -> list[dict]:
     """Every (method, option, value) of the experiment's grid in config order, the default point included:
     {method, option, value, default (bool), scores: the method or variant whose scores it reads}."""
     out = []
-    for method, grid in (exp.get("tuning") or {}).items():
+    for method, grid in (cfg.get("tuning") or {}).items():
         for option, values in grid.items():
-            default = default_value(exp, method, option)
+            default = default_value(cfg, method, option)
             out.append({"method": method, "option": option, "value": default, "default": True, "scores": method})
             for v in values:
                 if value_text(v) != value_text(default):
@@ -80,11 +80,11 @@ def grid_points(exp: dict) -> list[dict]:
     return out
 
 
-def variants(exp: dict) -> dict[str, dict]:
+def variants(cfg: dict) -> dict[str, dict]:
     """variant name -> {method, option, value, options: the base's method_options with the grid value}."""
     out = {}
-    for p in grid_points(exp):
+    for p in grid_points(cfg):
         if not p["default"]:
-            options = {**exp.get("method_options", {}).get(p["method"], {}), p["option"]: p["value"]}
+            options = {**cfg.get("method_options", {}).get(p["method"], {}), p["option"]: p["value"]}
             out[p["scores"]] = {"method": p["method"], "option": p["option"], "value": p["value"], "options": options}
     return out

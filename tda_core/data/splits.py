@@ -37,11 +37,11 @@ class Splits:
         return Splits(**moved)
 
 
-def load_splits(exp: dict) -> Splits:
+def load_splits(cfg: dict) -> Splits:
     from ..spec import ExperimentSpec
 
-    spec = ExperimentSpec.of(exp)
-    ds = exp["dataset"]
+    spec = ExperimentSpec.of(cfg)
+    ds = cfg["dataset"]
     data_dir = spec.data_dir
     if spec.data_sha256 and data_fingerprint(ds, data_dir) != spec.data_sha256:
         raise ConfigError(f"{source_origin(ds, data_dir)} changed since the experiment was resolved "

@@ -10,14 +10,14 @@ from .registry import builder, model_entry
 _CHECKED: set = set()  # (model config, input shape, outputs) that passed the dummy forward pass
 
 
-def build_model(exp: dict, in_shape: tuple[int, ...], n_out: int, seed: int) -> nn.Module:
+def build_model(cfg: dict, in_shape: tuple[int, ...], n_out: int, seed: int) -> nn.Module:
     """Build the experiment's model with parameters initialised from `seed` (CPU generator)."""
-    entry = model_entry(exp["model"]["name"])  # its builder's module (and model library) imported only now
+    entry = model_entry(cfg["model"]["name"])  # its builder's module (and model library) imported only now
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(entry.name)(exp["model"], in_shape, n_out).eval()
+        model = builder(entry.name)(cfg["model"], in_shape, n_out).eval()
         if entry.checks_forward:
-            _check_forward(model, exp["model"], in_shape, n_out)
+            _check_forward(model, cfg["model"], in_shape, n_out)
     # eval mode everywhere: dropout / drop-path off, BatchNorm uses its (never updated) running
     # statistics, so every example's output depends on that example only (see docs/data.md)
     return model

@@ -37,14 +37,14 @@ class TrainResult:
     final_loss: float = float("nan")
 
 
-def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.ndarray]]:
+def run_schedule(cfg: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.ndarray]]:
     """The run's plan (with its stages and their pools) and its batches (index arrays into the full
     training set)."""
-    tcfg = exp["train"]
+    tcfg = cfg["train"]
     pool = np.flatnonzero(run.mask) if run.mask is not None else np.arange(n_train)
     total = make_plan(tcfg, len(pool), total_steps=run.total_steps).total_steps
     rng = np.random.default_rng([run.seed, 1])
-    if ExperimentSpec.of(exp).scenario == "multi_stage":
+    if ExperimentSpec.of(cfg).scenario == "multi_stage":
         # Pretrain on the first half of the training set, fine-tune on the second half.
         first = pool[pool < n_train // 2]
         second = pool[pool >= n_train // 2]
@@ -62,9 +62,9 @@ def run_schedule(exp: dict, run: Run, n_train: int) -> tuple[TrainPlan, list[np.
     return plan, batches
 
 
-def full_data_steps(exp: dict, n_train: int) -> int:
+def full_data_steps(cfg: dict, n_train: int) -> int:
     """Steps of a full-data run (`train.epochs` over all n_train examples): the step-matched budget."""
-    return make_plan(exp["train"], n_train).total_steps
+    return make_plan(cfg["train"], n_train).total_steps
 
 
 def task_generator(seed: int) -> torch.Generator:
@@ -93,7 +93,7 @@ def make_loss_fn(model, task, buffers, precision: str = "fp32", device_type: str
 
 
 def train_models(
-    exp: dict,
+    cfg: dict,
     splits,
     runs: list[Run],
     model_factory,
@@ -105,21 +105,21 @@ def train_models(
 ) -> list[TrainResult]:
     """Train every run; with `vectorize`, runs with equal batch shapes train together under vmap."""
     n = splits.n_train
-    schedules = [run_schedule(exp, r, n) for r in runs]
+    schedules = [run_schedule(cfg, r, n) for r in runs]
     same_shape = all(
         len(b) == len(schedules[0][1]) and all(len(x) == len(y) for x, y in zip(b, schedules[0][1]))
         for _, b in schedules
     )
     if vectorize and len(runs) > 1 and same_shape and not keep_checkpoints:
-        return _train_stacked(exp, splits, runs, schedules, model_factory, task, device, desc)
+        return _train_stacked(cfg, splits, runs, schedules, model_factory, task, device, desc)
     return [
-        _train_stacked(exp, splits, [r], [s], model_factory, task, device, f"{desc} seed {r.seed}", keep_checkpoints)[0]
+        _train_stacked(cfg, splits, [r], [s], model_factory, task, device, f"{desc} seed {r.seed}", keep_checkpoints)[0]
         for r, s in zip(runs, schedules)
     ]
 
 
-def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, desc, keep_checkpoints=False):
-    opt = build_optimizer(exp["train"])
+def _train_stacked(cfg, splits, runs, schedules, model_factory, task, device, desc, keep_checkpoints=False):
+    opt = build_optimizer(cfg["train"])
     models = [model_factory(r.seed) for r in runs]
     template = models[0].to(device)
     buffers = {k: v.to(device) for k, v in template.named_buffers()}
@@ -129,7 +129,7 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
     flat = FlatParams(template)
     params = torch.stack([flat.flatten(dict(m.named_parameters())) for m in models]).to(device)
     state = vmap(opt.init)({FLAT: params})
-    precision = ExperimentSpec.of(exp).precision
+    precision = ExperimentSpec.of(cfg).precision
     loss_fn = make_loss_fn(template, task, buffers, precision, device.type)
     # fp16 backward passes underflow small gradients to zero: scale the loss up, the gradients back
     # down (static scaling; an overflow makes the loss non-finite and stops training below).
@@ -176,8 +176,8 @@ def _train_stacked(exp, splits, runs, schedules, model_factory, task, device, de
         if not torch.isfinite(losses).all():
             bad = [runs[i].seed for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist()]
             raise TrainingDiverged(
-                f"{exp.get('name', 'experiment')}: training loss became non-finite at step {t} (seeds {bad}); "
-                f"lower train.lr (now {exp['train']['lr']})"
+                f"{cfg.get('name', 'experiment')}: training loss became non-finite at step {t} (seeds {bad}); "
+                f"lower train.lr (now {cfg['train']['lr']})"
                 + (" or use precision: bf16 (fp16 gradients may overflow the loss scale)" if loss_scale != 1.0 else "")
             )
         if keep_checkpoints and (t + 1) in ckpt_steps:
