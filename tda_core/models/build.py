@@ -5,19 +5,22 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..spec import ExperimentSpec
 from .registry import builder, model_entry
 
 _CHECKED: set = set()  # (model config, input shape, outputs) that passed the dummy forward pass
 
 
 def build_model(cfg: dict, in_shape: tuple[int, ...], n_out: int, seed: int) -> nn.Module:
-    """Build the experiment's model with parameters initialised from `seed` (CPU generator)."""
-    entry = model_entry(cfg["model"]["name"])  # its builder's module (and model library) imported only now
+    """Build the experiment's model with parameters initialised from `seed` (CPU generator). The builder gets
+    the `model` block with the schema's defaults filled in (tda_core.spec): it restates none."""
+    block = dict(ExperimentSpec.of(cfg).model)
+    entry = model_entry(block["name"])  # its builder's module (and model library) imported only now
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(entry.name)(cfg["model"], in_shape, n_out).eval()
+        model = builder(entry.name)(block, in_shape, n_out).eval()
         if entry.checks_forward:
-            _check_forward(model, cfg["model"], in_shape, n_out)
+            _check_forward(model, block, in_shape, n_out)
     # eval mode everywhere: dropout / drop-path off, BatchNorm uses its (never updated) running
     # statistics, so every example's output depends on that example only (see docs/data.md)
     return model

@@ -29,7 +29,7 @@ class Scale(nn.Module):
 
 
 def build_resnet9(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
-    w1, w2, w3, w4 = cfg.get("widths", [64, 128, 256, 512])
+    w1, w2, w3, w4 = cfg["widths"]
     return nn.Sequential(
         conv_bn(in_shape[0], w1),
         conv_bn(w1, w2), nn.MaxPool2d(2), Residual(nn.Sequential(conv_bn(w2, w2), conv_bn(w2, w2))),

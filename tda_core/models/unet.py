@@ -37,7 +37,7 @@ def build_unet(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
     channels, height, width = in_shape
-    widths = list(cfg.get("block_out_channels", [16, 32]))
+    widths = list(cfg["block_out_channels"])
     groups = cfg.get("norm_num_groups", 8)
     if any(w % groups for w in widths):
         raise ConfigError(f"model.norm_num_groups={groups} must divide every block_out_channels entry {widths}")
@@ -54,7 +54,7 @@ def build_unet(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
         in_channels=channels,
         out_channels=channels,
         block_out_channels=tuple(widths),
-        layers_per_block=cfg.get("layers_per_block", 1),
+        layers_per_block=cfg["layers_per_block"],
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         norm_num_groups=groups,

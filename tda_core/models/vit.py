@@ -9,13 +9,13 @@ def build_vit(cfg: dict, in_shape: tuple[int, ...], n_out: int) -> nn.Module:
     channels, height, _ = in_shape
     model = VisionTransformer(
         img_size=height,
-        patch_size=cfg.get("patch_size", 2),
+        patch_size=cfg["patch_size"],
         in_chans=channels,
         num_classes=n_out,
-        embed_dim=cfg.get("embed_dim", 32),
-        depth=cfg.get("depth", 2),
-        num_heads=cfg.get("num_heads", 2),
-        mlp_ratio=cfg.get("mlp_ratio", 2.0),
+        embed_dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["num_heads"],
+        mlp_ratio=cfg["mlp_ratio"],
         class_token=True,
         global_pool="token",
     )
