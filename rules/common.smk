@@ -254,4 +254,3 @@ def removal_runs(exp):
     if cfg["random_baseline"]:
         runs += [exp_paths(exp).removal_random(k) for k in tags]
     return runs
-
