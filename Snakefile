@@ -17,14 +17,18 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from tda_core.config import (check_models, check_plan, experiment_block, experiments_to_run, method_options, resolve_experiment,
-                             shared_experiment_config, validate_config)
 from tda_core.errors import TdaError
-from tda_core.layout import SAFE_NAME
-from tda_core.tracking import share_service as share_tracking_service
-from tda_core.tracking import write_settings as write_tracking_settings
-from tda_core.methods.registry import method_entry
-from tda_core.studies import STUDIES
+
+try:  # the registries read installed packages' studies (entry points): a broken one is one line, no traceback
+    from tda_core.config import (check_models, check_plan, experiment_block, experiments_to_run, method_options,
+                                 resolve_experiment, shared_experiment_config, validate_config)
+    from tda_core.layout import SAFE_NAME
+    from tda_core.tracking import share_service as share_tracking_service
+    from tda_core.tracking import write_settings as write_tracking_settings
+    from tda_core.methods.registry import method_entry
+    from tda_core.studies import STUDIES
+except TdaError as e:
+    raise WorkflowError(f"tda-bench: {e}") from None
 
 min_version("8.0")
 

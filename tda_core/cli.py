@@ -14,10 +14,6 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, TdaError
-from .config import block_defaults
-from .layout import TARGETS
-from .registry_rows import import_path
-from .studies import STUDIES, study_of_command
 
 log = logging.getLogger("tda")
 
@@ -158,6 +154,8 @@ def _study_files(given: list[list[str]]) -> dict[str, list[str]]:
     """--study NAME FILE... (repeated) as {study: files}; an unknown study or a bundle study is one line."""
     out: dict[str, list[str]] = {}
     for name, *files in given:
+        from .studies import STUDIES
+
         row = STUDIES.get(name)
         if row is None or row.bundle:
             names = [n for n, r in STUDIES.items() if not r.bundle]
@@ -232,6 +230,12 @@ _METHODS_HEADER = ("method", "seeds", "source", "option", "type = default", "hel
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `tda` parser; with `command` (a subcommand's name), only that study's subcommands are added, so a
     core command imports no study's stage module (None: every study's, e.g. for --help)."""
+    # imported here, not at the top: they read installed plugins, and main turns a broken one into one line
+    from .config import block_defaults
+    from .layout import TARGETS
+    from .registry_rows import import_path
+    from .studies import STUDIES
+
     p = argparse.ArgumentParser(prog="tda", description=__doc__.splitlines()[0])
     p.add_argument("--log", help="also write log messages to this file")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -372,6 +376,8 @@ def _command_of(argv: list[str]) -> str | None:
         i += 2 if argv[i] in ("--log", "--threads") else 1  # the global options that take a value
     if i >= len(argv):
         return None
+    from .studies import study_of_command
+
     return argv[i] if study_of_command(argv[i]) is not None or argv[i] in _CORE_COMMANDS else None
 
 
@@ -396,7 +402,12 @@ def main(argv=None) -> int:
     exception is one line on stderr (its class, message and where the traceback is) and the full
     traceback in the --log file (the per-job log Snakemake points to; without --log, a temporary file)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_of(argv)).parse_args(argv)
+    try:
+        parser = build_parser(_command_of(argv))
+    except TdaError as e:  # e.g. a broken study plugin (tda_core/studies.py)
+        print(f"tda: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(_OneLine())
     handlers: list[logging.Handler] = [console]

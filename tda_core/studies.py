@@ -106,7 +106,12 @@ def _plugin_rows() -> list[StudyEntry]:
 
     rows = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        row = ep.load()
+        try:
+            row = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin is one line, whatever it raised
+            message = " ".join(str(e).split())
+            raise ConfigError(f"study plugin '{ep.name}' ({ep.value}) cannot be loaded: {type(e).__name__}: "
+                              f"{message}") from None
         if not isinstance(row, StudyEntry) or row.name != ep.name:
             raise ConfigError(f"study plugin '{ep.name}' ({ep.value}) must name a StudyEntry whose name is '{ep.name}'")
         if row.name in {r.name for r in (*_ROWS, *rows)}:

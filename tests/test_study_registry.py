@@ -180,3 +180,25 @@ def test_a_new_study_is_its_rule_file_its_stage_module_and_one_row(repo, tiny_wo
             shown[cells[0].split(" / ")[1]] = float(cells[1])
     assert shown == pytest.approx({r["method"]: r["value"] for r in written["rows"]}, rel=1e-6)
     assert board.index("## Toy study: score power") > board.index("## lds")  # after the metrics' sections
+
+
+def test_a_broken_study_plugin_is_one_line(repo, tmp_path):
+    """An installed study whose module does not import stops `tda` and the workflow's plan with one line naming
+    the plugin, not a traceback."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    dist = site / "broken_study-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-study\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tda_bench.studies]\nbroken = no_such_module:ROW\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    want = ("study plugin 'broken' (no_such_module:ROW) cannot be loaded: ModuleNotFoundError: "
+            "No module named 'no_such_module'")
+    r = subprocess.run([sys.executable, "-c", "import sys; from tda_core.cli import main; sys.exit(main(['methods']))"],
+                       capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip() == f"tda: error: {want}", r.stderr
+    plan = run_snakemake(tmp_path, "-n", env=env, check=False, timeout=300)
+    out = plan.stdout + plan.stderr
+    assert plan.returncode != 0 and f"tda-bench: {want}" in out and "Traceback" not in out, out[-2000:]
