@@ -97,7 +97,7 @@ def _check_names(config: dict) -> None:
         check_tuning(name, exp)
 
 
-def _check_methods(name: str, exp: dict) -> None:
+def _check_methods(name: str, cfg: dict) -> None:
     """Resolve the experiment's `methods:` (built-in, plugin, "module:Class" -> its name, in place) and
     check `method_options` against the options each method declares (methods/options.py): an unknown
     key, a bad type, options of a method the experiment does not list are one-line ConfigErrors."""
@@ -105,20 +105,20 @@ def _check_methods(name: str, exp: dict) -> None:
     from .methods.registry import known_methods, method_entry, resolve_method
 
     resolved = []
-    for m in exp["methods"]:
+    for m in cfg["methods"]:
         if ":" not in m and m not in known_methods():
             raise ConfigError(f"unknown method '{m}' in experiment '{name}'; known: {', '.join(known_methods())}")
         try:
             resolved.append(resolve_method(m))
         except ConfigError as e:
             raise ConfigError(f"experiment '{name}': {e}") from None
-    paths = dict(zip(exp["methods"], resolved))
-    exp["methods"] = resolved
-    if exp.get("pruning"):
-        exp["pruning"]["methods"] = [paths.get(m, m) for m in exp["pruning"]["methods"]]
-    if exp.get("removal"):
-        exp["removal"]["methods"] = [paths.get(m, m) for m in exp["removal"]["methods"]]
-    for m, given in exp.get("method_options", {}).items():
+    paths = dict(zip(cfg["methods"], resolved))
+    cfg["methods"] = resolved
+    if cfg.get("pruning"):
+        cfg["pruning"]["methods"] = [paths.get(m, m) for m in cfg["pruning"]["methods"]]
+    if cfg.get("removal"):
+        cfg["removal"]["methods"] = [paths.get(m, m) for m in cfg["removal"]["methods"]]
+    for m, given in cfg.get("method_options", {}).items():
         if m not in resolved:
             known = f"known options of {m}: {O.known_list(method_entry(m).options)}" if _is_method(m) else \
                 f"'{m}' is no known method"
@@ -140,58 +140,58 @@ def _is_method(m: str) -> bool:
         return False
 
 
-def _check_evaluation(name: str, exp: dict) -> None:
+def _check_evaluation(name: str, cfg: dict) -> None:
     """The evaluation blocks (the metrics, each study's block) ask for things the experiment must have."""
-    if exp.get("kind") == "regression":
-        ds = exp["dataset"]
-        for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
+    if cfg.get("kind") == "regression":
+        ds = cfg["dataset"]
+        for bad, why in (("pruning" in cfg, "pruning"), ("mislabel_auc" in cfg["metrics"], "the mislabel_auc metric"),
                          (ds.get("label_noise", 0) > 0, "dataset.label_noise"), (bool(ds.get("classes")), "dataset.classes"),
-                         (exp.get("measurement") not in ("loss", "prediction"), f"measurement {exp.get('measurement')}")):
+                         (cfg.get("measurement") not in ("loss", "prediction"), f"measurement {cfg.get('measurement')}")):
             if bad:
                 raise ConfigError(f"experiment '{name}': {why} is for classification; kind: regression supports "
                                   "measurement loss or prediction, no pruning, mislabel_auc, label_noise or classes")
-    _check_language_model(name, exp)
+    _check_language_model(name, cfg)
     from .metrics.registry import METRICS
     from .studies import STUDIES
 
-    for metric in exp["metrics"]:  # each metric's needs (tda_core/metrics/registry.py: `check`)
+    for metric in cfg["metrics"]:  # each metric's needs (tda_core/metrics/registry.py: `check`)
         row = METRICS[metric]
         if row.check is not None:
-            import_path(row.check)(name, exp)
+            import_path(row.check)(name, cfg)
 
     for row in STUDIES.values():  # each study's own checks of its block (tda_core/studies.py: `check`)
-        if row.check is not None and exp.get(row.name):
-            import_path(row.check)(name, exp)
+        if row.check is not None and cfg.get(row.name):
+            import_path(row.check)(name, cfg)
     from .seeds import check_disjoint
 
-    check_disjoint(name, exp)
+    check_disjoint(name, cfg)
 
 
-def _check_language_model(name: str, exp: dict) -> None:
+def _check_language_model(name: str, cfg: dict) -> None:
     """kind: language_model goes with a text dataset and the gpt2 model, and they with it; what only makes
     sense for class labels or real features (pruning, mislabel_auc, label_noise, classes, standardize) is refused."""
     from .data.registry import DATASETS, is_text
     from .models.registry import MODELS
 
-    lm = exp.get("kind") == "language_model"
-    ds = exp["dataset"]
+    lm = cfg.get("kind") == "language_model"
+    ds = cfg["dataset"]
     text_datasets = [n for n, row in DATASETS.items() if row.text]
     if lm != is_text(ds):
         raise ConfigError(f"experiment '{name}': " + (
             f"kind: language_model needs a text dataset ({' or '.join(text_datasets)}), not '{ds['name']}'" if lm else
-            f"dataset {ds['name']} (token sequences) needs kind: language_model (has {exp.get('kind', 'classification')})"))
+            f"dataset {ds['name']} (token sequences) needs kind: language_model (has {cfg.get('kind', 'classification')})"))
     lm_models = [n for n, row in MODELS.items() if row.kind == "language_model"]
-    if lm != (exp["model"]["name"] in lm_models):
+    if lm != (cfg["model"]["name"] in lm_models):
         raise ConfigError(f"experiment '{name}': " + (
             f"kind: language_model needs model {' or '.join(lm_models)} (token ids in, logits per position out), "
-            f"not '{exp['model']['name']}'"
-            if lm else f"model {exp['model']['name']} is for kind: language_model (has {exp.get('kind', 'classification')})"))
+            f"not '{cfg['model']['name']}'"
+            if lm else f"model {cfg['model']['name']} is for kind: language_model (has {cfg.get('kind', 'classification')})"))
     if not lm:
         return
-    for bad, why in (("pruning" in exp, "pruning"), ("mislabel_auc" in exp["metrics"], "the mislabel_auc metric"),
+    for bad, why in (("pruning" in cfg, "pruning"), ("mislabel_auc" in cfg["metrics"], "the mislabel_auc metric"),
                      (ds.get("label_noise", 0) > 0, "dataset.label_noise"), (bool(ds.get("classes")), "dataset.classes"),
                      (bool(ds.get("standardize")), "dataset.standardize"),
-                     (exp.get("measurement") not in ("loss", "last_token_loss"), f"measurement {exp.get('measurement')}")):
+                     (cfg.get("measurement") not in ("loss", "last_token_loss"), f"measurement {cfg.get('measurement')}")):
         if bad:
             raise ConfigError(f"experiment '{name}': {why} does not apply to kind: language_model (measurement loss or "
                               "last_token_loss; no pruning, mislabel_auc, label_noise, classes or standardize)")
@@ -205,64 +205,64 @@ SPREAD_METRICS = ("dlds_variance", "dlds_w2")
 SPREAD_MIN_SEEDS = 4
 
 
-def _check_fixed_track(name: str, exp: dict) -> None:
+def _check_fixed_track(name: str, cfg: dict) -> None:
     """lds_fixed_seed (its row's `check`) reads the fixed-seed track's ground truth."""
-    if not has_fixed_track(exp):
+    if not has_fixed_track(cfg):
         raise ConfigError(f"experiment '{name}' lists lds_fixed_seed but groundtruth.track is not fixed_seed or both")
 
 
-def _check_mislabel(name: str, exp: dict) -> None:
+def _check_mislabel(name: str, cfg: dict) -> None:
     """mislabel_auc (its row's `check`) needs flipped labels."""
-    if not 0 < ExperimentSpec.of(exp).dataset["label_noise"] < 1:
+    if not 0 < ExperimentSpec.of(cfg).dataset["label_noise"] < 1:
         raise ConfigError(f"experiment '{name}' lists mislabel_auc but dataset.label_noise is not in (0, 1)")
 
 
-def _check_distributional(name: str, exp: dict) -> None:
+def _check_distributional(name: str, cfg: dict) -> None:
     """dlds_variance / dlds_w2 (their rows' `check`): see SPREAD_METRICS."""
-    asked = [m for m in SPREAD_METRICS if m in exp["metrics"]]
-    gt = ExperimentSpec.of(exp).groundtruth
+    asked = [m for m in SPREAD_METRICS if m in cfg["metrics"]]
+    gt = ExperimentSpec.of(cfg).groundtruth
     if asked and (gt.steps != "same_steps" or gt.seeds_per_subset < SPREAD_MIN_SEEDS):
         raise ConfigError(f"experiment '{name}' lists {', '.join(asked)}: these need groundtruth.steps: same_steps "
                           f"and groundtruth.seeds_per_subset >= {SPREAD_MIN_SEEDS} (has steps: "
                           f"{gt.steps}, seeds_per_subset: {gt.seeds_per_subset})")
 
 
-def _check_pruning(name: str, exp: dict) -> None:
+def _check_pruning(name: str, cfg: dict) -> None:
     """pruning (its row's `check`): a classification experiment, known methods, fresh retrain seeds enough for
     every scoring group."""
     from .methods.registry import known_methods
     from .pruning import retrain_seeds as pruning_seeds
 
-    spec = ExperimentSpec.of(exp)
+    spec = ExperimentSpec.of(cfg)
     if spec.kind != "classification":
         raise ConfigError(f"experiment '{name}': pruning is for classification experiments only")
     methods = known_methods()
-    for m in exp["pruning"]["methods"]:
+    for m in cfg["pruning"]["methods"]:
         if m not in methods:
             raise ConfigError(f"unknown method '{m}' in experiments.{name}.pruning.methods; known: {', '.join(methods)}")
-    seeds = exp["pruning"]["retrain_seeds"]  # validated: the schema's default filled in
-    overlap = sorted(set(seeds) & set(range(exp["seeds"]))) if isinstance(seeds, list) else []
+    seeds = cfg["pruning"]["retrain_seeds"]  # validated: the schema's default filled in
+    overlap = sorted(set(seeds) & set(range(cfg["seeds"]))) if isinstance(seeds, list) else []
     if overlap:
         raise ConfigError(f"experiments.{name}.pruning.retrain_seeds {overlap} overlap the scoring seeds "
-                          f"0..{exp['seeds'] - 1}; retrain on other seeds (e.g. {exp['seeds']} and up)")
+                          f"0..{cfg['seeds'] - 1}; retrain on other seeds (e.g. {cfg['seeds']} and up)")
     n_groups = max(1, spec.n_seeds // spec.study("pruning")["ensemble_size"])
-    if len(pruning_seeds(exp["seeds"], seeds)) < n_groups:
+    if len(pruning_seeds(cfg["seeds"], seeds)) < n_groups:
         raise ConfigError(f"experiments.{name}.pruning: {n_groups} scoring groups (seeds // ensemble_size) "
                           "need at least one retrain seed each")
 
 
-def _check_removal(name: str, exp: dict) -> None:
+def _check_removal(name: str, cfg: dict) -> None:
     """removal (its row's `check`): removal.methods must be the experiment's methods; its seeds fresh
     (tda_core.removal.retrain_seeds)."""
     from .seeds import pruning_retrain_seeds, removal_retrain_seeds
 
-    for m in exp["removal"]["methods"]:
-        if m not in exp["methods"]:
+    for m in cfg["removal"]["methods"]:
+        if m not in cfg["methods"]:
             raise ConfigError(f"method '{m}' in experiments.{name}.removal.methods is not in its methods "
-                              f"[{', '.join(exp['methods'])}]")
-    pruning_retrain_seeds(exp)
+                              f"[{', '.join(cfg['methods'])}]")
+    pruning_retrain_seeds(cfg)
     try:
-        removal_retrain_seeds(exp)
+        removal_retrain_seeds(cfg)
     except ConfigError as e:
         raise ConfigError(f"experiments.{name}: {e}") from None
 

@@ -94,9 +94,9 @@ def allocate(cfg: dict) -> dict[str, list[int]]:
     return out
 
 
-def check_disjoint(name: str, exp: dict) -> None:
+def check_disjoint(name: str, cfg: dict) -> None:
     """ConfigError (one line) if two roles share a seed (the fixed-seed track excepted, by design)."""
-    seeds = allocate(exp)
+    seeds = allocate(cfg)
     seeds.pop("groundtruth_fixed", None)
     roles = list(seeds)
     for i, a in enumerate(roles):

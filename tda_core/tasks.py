@@ -153,16 +153,16 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - torch.logsumexp(others, dim=-1)
 
 
-def build_task(exp: dict):
+def build_task(cfg: dict):
     """The experiment's task by its kind, measuring its `measurement` (its default depends on the kind:
     tda_core.spec)."""
     from .spec import ExperimentSpec
 
-    spec = ExperimentSpec.of(exp)
+    spec = ExperimentSpec.of(cfg)
     if spec.kind == "diffusion":
         from .diffusion import DiffusionTask
 
-        return DiffusionTask(exp)
+        return DiffusionTask(cfg)
     if spec.kind == "language_model":
         return LanguageModelTask(spec.measurement)
     if spec.kind == "regression":

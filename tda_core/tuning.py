@@ -40,17 +40,17 @@ def default_value(cfg: dict, method: str, option: str) -> Any:
     return given[option] if option in given else method_entry(method).options[option].default
 
 
-def check_tuning(name: str, exp: dict) -> None:
+def check_tuning(name: str, cfg: dict) -> None:
     """One-line ConfigErrors: a tuned method the experiment does not list, an option it does not declare,
     a grid value of the wrong type, a variant name that is not a safe file name."""
     from .layout import check_safe_name
     from .methods import options as O
     from .methods.registry import method_entry
 
-    for method, grid in (exp.get("tuning") or {}).items():
-        if method not in exp["methods"]:
+    for method, grid in (cfg.get("tuning") or {}).items():
+        if method not in cfg["methods"]:
             raise ConfigError(f"experiment '{name}': tuning.{method} is given, but method '{method}' is not in its "
-                              f"methods [{', '.join(exp['methods'])}] (its own row is the grid's default point)")
+                              f"methods [{', '.join(cfg['methods'])}] (its own row is the grid's default point)")
         declared = method_entry(method).options
         for option, values in grid.items():
             if option not in declared:
