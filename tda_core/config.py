@@ -254,14 +254,13 @@ def _check_pruning(name: str, cfg: dict) -> None:
 def _check_removal(name: str, cfg: dict) -> None:
     """removal (its row's `check`): removal.methods must be the experiment's methods; its seeds fresh
     (tda_core.removal.retrain_seeds)."""
-    from .seeds import pruning_retrain_seeds, removal_retrain_seeds
+    from .seeds import removal_retrain_seeds
 
     for m in cfg["removal"]["methods"]:
         if m not in cfg["methods"]:
             raise ConfigError(f"method '{m}' in experiments.{name}.removal.methods is not in its methods "
                               f"[{', '.join(cfg['methods'])}]")
-    pruning_retrain_seeds(cfg)
-    try:
+    try:  # pruning's seeds, which it avoids, were checked by pruning's own row before (registry order)
         removal_retrain_seeds(cfg)
     except ConfigError as e:
         raise ConfigError(f"experiments.{name}: {e}") from None

@@ -72,12 +72,8 @@ class GroundTruthSpec:
 
     @property
     def has_fixed_track(self) -> bool:
+        """The track includes the fixed-seed one (fixed_seed or both; the default is distributional)."""
         return self.track in FIXED_TRACKS
-
-    @property
-    def n_shards(self) -> int:
-        """How many train_shard jobs it takes (shard_size subsets each)."""
-        return -(-self.n_subsets // self.shard_size)
 
 
 @dataclass(frozen=True)
@@ -219,7 +215,7 @@ UNHASHED = unhashed_keys()
 JOB_LOCAL = job_local_keys()
 
 
-def has_fixed_track(exp: Mapping) -> bool:
-    """groundtruth.track includes the fixed-seed track (fixed_seed or both); default distributional. For the
-    Snakefile, which holds resolved dicts (the same answer as ExperimentSpec.has_fixed_track)."""
-    return (exp.get("groundtruth") or {}).get("track", "distributional") in FIXED_TRACKS
+def has_fixed_track(cfg: Mapping) -> bool:
+    """ExperimentSpec.has_fixed_track of a resolved experiment's dict (the Snakefile and the config checks hold
+    dicts)."""
+    return ExperimentSpec.of(cfg).has_fixed_track
