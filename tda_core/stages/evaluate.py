@@ -1,6 +1,8 @@
 """Stage 4: score the methods' attributions with the metrics against the ground truth."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -21,8 +23,12 @@ from ..tracking import tracked_run
 from .common import result_head, score_dir_of
 
 
-def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_path, with_inputs: bool = False):
+def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_path, with_inputs: bool = False,
+            loaded: GroundTruth | None = None):
     """One metric for one method (no side effects); a failed attribution gives a failed result.
+
+    `loaded`: the measurements at `groundtruth_path`, read already (evaluate_experiment reads them once
+    for every method and metric); None: read here.
 
     `score_dir`: the method's score folder (None: the layout's). With `with_inputs`, also the
     canonical score arrays of each row (tda_core.metrics.rows.row_inputs), which the experiment-level
@@ -42,8 +48,9 @@ def compute(exp: Experiment, metric: str, method: str, score_dir, groundtruth_pa
             result.update(status="failed", reason=f"{reference} attribution: {ref.failed_reason}")
             ok = False
     if ok:
-        groundtruth = GroundTruth.load(groundtruth_path, exp.hash, reference=ref,
-                                       **target_groundtruth(exp, target, scores.sidecars))
+        if loaded is None:
+            loaded = GroundTruth.load(groundtruth_path, exp.hash)
+        groundtruth = replace(loaded, reference=ref, **target_groundtruth(exp, target, scores.sidecars))
         result.update(status="ok", **get_metric(metric)(scores, groundtruth))
         if target == "query" and groundtruth_path:  # metrics against the subset models
             result["groundtruth_steps"] = groundtruth.meta.get("groundtruth_steps", "same_epochs")
@@ -65,14 +72,15 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     target there, named by tda_core.layout.
     """
     per_metric: dict[str, list] = {m: [] for m in metrics}
+    loaded = GroundTruth.load(groundtruth_path, exp.hash)  # once for every method, metric and figure below
     for method in tqdm(methods, desc=f"{exp.name} evaluate", leave=False, disable=None):
         score_dir = score_dir_of(exp, method, score_dirs)
         for metric in metrics:
             per_metric[metric] += result_rows(*compute(exp, metric, method, score_dir, groundtruth_path,
-                                                       with_inputs=True))
+                                                       with_inputs=True, loaded=loaded))
     rows, pairwise = board_rows(per_metric)
     bundle = {**provenance(exp, "evaluate"), "experiment": exp.name, **experiment_facts(exp),
-              "seeds_used": seeds_used(exp, groundtruth_path), "noise": noise_figures(rows), "results": rows,
+              "seeds_used": seeds_used(exp, loaded if groundtruth_path else None), "noise": noise_figures(rows), "results": rows,
               "pairwise": pairwise}
     # the score vectors' correlation of the equivalence claims' method pairs (tda_core.claims)
     bundle["score_agreement"] = score_agreement(exp, methods, lambda m: score_dir_of(exp, m, score_dirs))
@@ -80,7 +88,7 @@ def evaluate_experiment(exp: Experiment, metrics: list[str], methods: list[str],
     if fit:
         bundle["model_fit"] = fit
     if "lds" in metrics and groundtruth_path:
-        bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), groundtruth_path)
+        bundle["power"] = lds_power(exp, rows, per_metric["lds"], bundle["noise"].get("lds", {}), loaded)
     with tracked_run(tracking, exp.cfg["results_dir"], exp.name, "evaluate", f"{exp.name}/evaluate",
                      {"experiment": exp.name, "methods": methods, "metrics": metrics}) as run:
         run.summary_update({f"{r['method']}/{r['metric']}/{r['variant']}/{k}": v for r in rows for k, v in r.items()
@@ -98,14 +106,14 @@ def experiment_facts(exp: Experiment) -> dict:
             "seeds_per_subset": spec.groundtruth.seeds_per_subset, "groundtruth_steps": spec.groundtruth.steps}
 
 
-def seeds_used(exp: Experiment, groundtruth_path) -> dict:
+def seeds_used(exp: Experiment, groundtruth: GroundTruth | None) -> dict:
     """The model seeds behind this bundle (tda_core.seeds): the scoring models', and the ground truth's
     subset models' as its file records them (pruning and removal record their retrain seeds in their
-    own bundles)."""
+    own bundles). `groundtruth`: the evaluated measurements (None: the bundle has none)."""
     allocated = allocate(exp.cfg)
     out = {"scoring": allocated["scoring"]}
-    if groundtruth_path:
-        meta = GroundTruth.load(groundtruth_path, exp.hash).meta
+    if groundtruth is not None:
+        meta = groundtruth.meta
         out["groundtruth"] = meta.get("subset_seeds", list(range(exp.cfg["groundtruth"]["seeds_per_subset"])))
         out["groundtruth_protocol"] = meta.get("groundtruth_protocol", 1)
         if "groundtruth_fixed" in allocated:
@@ -152,7 +160,7 @@ def noise_figures(rows: list[dict]) -> dict:
     return out
 
 
-def lds_power(exp: Experiment, rows: list[dict], lds_rows: list, noise: dict, groundtruth_path,
+def lds_power(exp: Experiment, rows: list[dict], lds_rows: list, noise: dict, gt: GroundTruth,
               halfwidth: float = 0.03, ceiling: float = 0.7) -> dict:
     """Subsets x seeds per subset this experiment would need for a CI half-width of `halfwidth` and a
     ceiling of `ceiling` (tda_core.metrics.compare.power), from its own ground truth and its best LDS row."""
@@ -161,7 +169,6 @@ def lds_power(exp: Experiment, rows: list[dict], lds_rows: list, noise: dict, gr
                    and (r["method"], r["variant"]) == (best["method"], best["variant"])), None)
     if arrays is None:
         return {}
-    gt = GroundTruth.load(groundtruth_path, exp.hash)
     preds = np.stack([group_predictions(a, gt.masks) for a in arrays])  # [S, M, Q]
     components = variance_components(preds, gt.subset.mean(axis=1), n_boot=300)
     plan = power(gt.subset, components, halfwidth, ceiling, reliability_result=noise or None)
