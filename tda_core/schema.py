@@ -48,14 +48,17 @@ def config_schema() -> dict:
 @functools.cache
 def config_schema_path() -> str:
     """A file holding config_schema() for Snakemake's `validate`, which reads a path: config.schema.yaml itself when no
-    study adds its block, else the merged schema written once per content into the temporary folder."""
+    row adds to it (no study's block schema, no model family's options), else the merged schema written once per
+    content into the temporary folder."""
     import os
     import tempfile
 
-    schema = config_schema()
-    if schema == yaml.safe_load(SCHEMA_PATH.read_text()):
+    from .models.registry import MODELS
+    from .studies import STUDIES
+
+    if not any(row.options for row in MODELS.values()) and all(row.schema is None for row in STUDIES.values()):
         return str(SCHEMA_PATH)
-    text = json.dumps(schema, sort_keys=True)
+    text = json.dumps(config_schema(), sort_keys=True)
     path = Path(tempfile.gettempdir()) / f"tda-bench-config-schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if not path.is_file():
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
