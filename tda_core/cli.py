@@ -234,7 +234,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from .config import block_defaults
     from .layout import TARGETS
     from .registry_rows import import_path
-    from .studies import STUDIES
+    from .studies import STUDIES, study_of_command
 
     p = argparse.ArgumentParser(prog="tda", description=__doc__.splitlines()[0])
     p.add_argument("--log", help="also write log messages to this file")
@@ -305,10 +305,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--pictures", help="the experiment's pictures block as JSON")
     sp.add_argument("--out-dir", required=True)
 
-    for study in STUDIES.values():  # each study's subcommands (tda_core/studies.py), imported only when asked for
-        if command is None or command in study.commands:
-            import_path(study.cli)(stage)
-
     sp = sub.add_parser("methods", help="list the attribution methods (built-in and plugins): seeds usage, options")
     sp.add_argument("name", nargs="*", help="only these methods (default: all)")
     sp.add_argument("--config", help="also the \"module:Class\" methods of this workflow config")
@@ -358,6 +354,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--out", help="where --member goes")
     sp.add_argument("--masks", help="with --member: this experiment's masks.npy, which the bank's must equal")
     sp.set_defaults(fn=cmd_groundtruth_import, torch_free=True)
+
+    # each study's subcommands (tda_core/studies.py): only the named one's module is imported; every study's
+    # for no command, --help or a name the parser does not know yet (its error then lists them all)
+    every = command is None or (command not in sub.choices and study_of_command(command) is None)
+    for study in STUDIES.values():
+        if every or command in study.commands:
+            import_path(study.cli)(stage)
     return p
 
 
@@ -369,20 +372,11 @@ class _OneLine(logging.Formatter):
 
 
 def _command_of(argv: list[str]) -> str | None:
-    """The subcommand named by `argv` if it is a study's (tda_core/studies.py) or a core one; None otherwise
-    (no command, --help, a typo: the parser then lists every command)."""
+    """The subcommand `argv` names (its first word after the global options), or None."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in ("--log", "--threads") else 1  # the global options that take a value
-    if i >= len(argv):
-        return None
-    from .studies import study_of_command
-
-    return argv[i] if study_of_command(argv[i]) is not None or argv[i] in _CORE_COMMANDS else None
-
-
-_CORE_COMMANDS = ("prepare", "train", "train-shard", "gather", "fit-curvature", "attribute", "evaluate",
-                  "diffusion-pictures", "methods", "leaderboard", "export", "groundtruth")
+    return argv[i] if i < len(argv) else None
 
 
 def _traceback_file(args) -> str:
