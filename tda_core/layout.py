@@ -24,10 +24,6 @@ from pathlib import Path
 from .errors import ConfigError
 from .studies import STUDIES
 
-# where the studies' rows go in RESULTS_FILES (a marker, replaced by every study's `results`)
-STUDY_FILES = ("", "")
-STUDY_FILES_ROWS = tuple(row for study in STUDIES.values() for row in study.results)
-
 __all__ = [
     "TARGETS", "SEED_USAGES", "ALL_SEEDS", "SAFE_NAME", "check_safe_name", "check_target", "score_stem", "score_seeds",
     "ResultsLayout", "ExperimentLayout", "ScoreFile", "score_files",
@@ -261,7 +257,7 @@ def score_files(directory: str, method: str, target: str, usage: str, n_seeds: i
 # with what it holds. `python -m tda_core.layout` renders these rows between README_BEGIN and README_END of
 # results/README.md; tests/test_layout.py checks each pattern against the method above that builds it, that
 # every path method above has a row, and that the README holds exactly this table.
-_CORE_FILES: tuple[tuple[str, str], ...] = (
+_UP_TO_METRICS: tuple[tuple[str, str], ...] = (
     ("{experiment}/config.json", "resolved experiment config + its hash"),
     ("{experiment}/groundtruth/masks.npy", "[M, N] subset masks (+ masks.json)"),
     ("{experiment}/groundtruth/shard{k}.npz", "measurements of the subset models of shard k"),
@@ -287,7 +283,8 @@ _CORE_FILES: tuple[tuple[str, str], ...] = (
      "with those options. Only for a key that two or more methods read: a key one method alone reads has no "
      "folder here (that method's attribute job fits it into its scores/{method}/_cache/)"),
     ("{experiment}/metrics.json", "every metric of every method (one result each)"),
-    STUDY_FILES,  # every study's rows (tda_core/studies.py), in the registry's order
+)
+_AFTER_STUDIES: tuple[tuple[str, str], ...] = (
     ("{experiment}/pictures/", "diffusion: influence grids per query and samples by seed"),
     ("logs/{experiment}/{job}.log", "an experiment's job logs ({job}: the rule and its wildcards, e.g. train_seed0)"),
     ("logs/{job}.log", "logs of jobs of no one experiment (the leaderboard)"),
@@ -301,8 +298,9 @@ _CORE_FILES: tuple[tuple[str, str], ...] = (
     ("wandb/", "W&B runs (offline when no API key), written there by the wandb library: no layout path"),
 )
 
-RESULTS_FILES: tuple[tuple[str, str], ...] = tuple(
-    row for entry in _CORE_FILES for row in (STUDY_FILES_ROWS if entry is STUDY_FILES else (entry,)))
+# between them, every study's rows (tda_core/studies.py: `results`), in the registry's order
+RESULTS_FILES: tuple[tuple[str, str], ...] = (
+    *_UP_TO_METRICS, *(row for study in STUDIES.values() for row in study.results), *_AFTER_STUDIES)
 
 README_BEGIN = "<!-- path table: rendered from tda_core/layout.py (RESULTS_FILES) by `python -m tda_core.layout` -->"
 README_END = "<!-- end of path table -->"
